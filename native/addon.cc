@@ -1,0 +1,850 @@
+// The addon's entry points: one set of functions per JS thread (module instance), each with its
+// JsThread as data. These are thin: they check, attach, convert, call one C-API function, and
+// convert back. The TypeScript layer (src/) builds the public API on top of them.
+#include <node.h>
+#include <uv.h>
+#include <v8.h>
+
+#include <optional>
+
+#include "async_pool.h"
+#include "callbacks.h"
+#include "convert.h"
+#include "engine.h"
+#include "errors.h"
+#include "gil.h"
+#include "handles.h"
+#include "js_thread.h"
+#include "python_helpers.h"
+#include "stack.h"
+#include "v8_util.h"
+
+namespace {
+
+using v8::FunctionCallbackInfo;
+using v8::Local;
+using JsValue = v8::Value;
+
+JsThread* ThreadOf(const FunctionCallbackInfo<JsValue>& info) {
+  return static_cast<JsThread*>(info.Data().As<v8::External>()->Value());
+}
+
+std::string Utf8(v8::Isolate* isolate, Local<JsValue> v) {
+  v8::String::Utf8Value s(isolate, v);
+  return *s ? std::string(*s, s.length()) : std::string();
+}
+
+// One synchronous operation on Python objects from a JS thread.
+class Op {
+ public:
+  explicit Op(const FunctionCallbackInfo<JsValue>& info)
+      : info(info), t(ThreadOf(info)), isolate(info.GetIsolate()) {}
+
+  // Attaches (takes the GIL if this thread does not hold it). False: a JS exception is pending.
+  bool Enter() {
+    if (StackNearlyExhausted()) {
+      isolate->ThrowException(v8::Exception::RangeError(v8::String::NewFromUtf8Literal(
+          isolate, "Maximum call stack size exceeded (nested JS <-> Python calls)")));
+      return false;
+    }
+    call_.emplace();
+    if (!call_->ok()) {
+      ThrowError(isolate, call_->error());
+      return false;
+    }
+    return true;
+  }
+
+  // The live Python object of the handle in argument `index`, or null (JS exception pending).
+  PyObject* Target(int index, PyHandle** handleOut = nullptr) {
+    PyHandle* h = HandleFromValue(t, info[index]);
+    if (!h) {
+      ThrowTypeError(isolate, "expected a Python object (pyembed proxy)");
+      return nullptr;
+    }
+    const char* why = nullptr;
+    PyObject* o = LiveObject(h, &why);
+    if (!o) ThrowError(isolate, why);
+    if (handleOut) *handleOut = h;
+    return o;
+  }
+
+  // A new reference for a JS value, or null (JS exception pending).
+  PyObject* ToPython(Local<JsValue> v) {
+    Snapshot value;
+    ConvertError error;
+    if (!JsToValue(t, v, &value, &error)) {
+      ThrowConvertError(isolate, error);
+      return nullptr;
+    }
+    PyObject* o = ValueToPython(t, value);
+    if (!o) ThrowPythonError(t);
+    return o;
+  }
+
+  // Sets the return value from a new reference (consumed); null means a Python error is set.
+  void Return(PyObject* result, const ToJsOptions& options = ToJsOptions()) {
+    if (!result) {
+      ThrowPythonError(t);
+      return;
+    }
+    Snapshot v;
+    bool ok = PythonToValue(result, options, &v);
+    py.Py_DecRef(result);
+    if (!ok) {
+      ThrowPythonError(t);
+      return;
+    }
+    Local<JsValue> js;
+    if (ValueToJs(t, v, options.wrapTopLevel).ToLocal(&js)) info.GetReturnValue().Set(js);
+  }
+
+  void ReturnBool(int r) {
+    if (r < 0) ThrowPythonError(t);
+    else info.GetReturnValue().Set(r != 0);
+  }
+
+  const FunctionCallbackInfo<JsValue>& info;
+  JsThread* const t;
+  v8::Isolate* const isolate;
+
+ private:
+  std::optional<PythonCall> call_;
+};
+
+PyObject* NewStr(const std::string& s) {
+  return py.PyUnicode_FromStringAndSize(s.data(), static_cast<Py_ssize_t>(s.size()));
+}
+
+// --- engine ------------------------------------------------------------------------------
+
+// start(library, executable, helperSource) -> version string
+void Start(const FunctionCallbackInfo<JsValue>& info) {
+  v8::Isolate* isolate = info.GetIsolate();
+  EngineConfig config;
+  config.library = Utf8(isolate, info[0]);
+  config.executable = Utf8(isolate, info[1]);
+  config.helperSource = Utf8(isolate, info[2]);
+  std::string error;
+  bool ok;
+  {
+    // Starting takes a while; let other threads run this thread's callbacks meanwhile.
+    ParkedIsolate park(ThreadOf(info), /*force=*/true);
+    ok = engine.Start(config, &error);
+  }
+  if (!ok) {
+    ThrowError(isolate, error);
+    return;
+  }
+  info.GetReturnValue().Set(
+      v8::String::NewFromUtf8(isolate, helpers.version.c_str()).ToLocalChecked());
+}
+
+// stop(): finalize Python. From any JS thread, not from inside a Python call.
+void Stop(const FunctionCallbackInfo<JsValue>& info) {
+  v8::Isolate* isolate = info.GetIsolate();
+  JsThread* t = ThreadOf(info);
+  if (tls.callDepth > 0 || tls.trampolineDepth > 0) {
+    ThrowError(isolate,
+               "PythonEngine.shutdown() cannot run inside a Python call (for example in a JS "
+               "callback that Python called); call it after that call returns");
+    return;
+  }
+  static std::mutex stopMu;  // one shutdown at a time; a second caller waits for the first
+  ParkedIsolate park(t, /*force=*/true);
+  std::lock_guard<std::mutex> stopLock(stopMu);
+  if (engine.state() != EngineState::kRunning) return;
+  // 1. Refuse new work: attach, then flip the state under the GIL, so every thread that attaches
+  //    after us sees it (PythonCall re-checks after attaching).
+  if (tls.attached) Detach();
+  Attach();
+  engine.set_state(EngineState::kStopping);
+  Detach();
+  // 2. Finish async work (queued jobs are rejected, running ones complete).
+  asyncPool.Stop();
+  // 3. Wait for every JS thread still inside a Python call to leave it.
+  for (;;) {
+    Attach();
+    bool idle = engine.busyThreads == 0;
+    Detach();
+    if (idle) break;
+    std::unique_lock<std::mutex> lock(engine.waitMu);
+    engine.waitCv.wait_for(lock, std::chrono::milliseconds(20));
+  }
+  // 4. Finalize on the interpreter thread (atexit handlers, thread joins, flushing).
+  engine.Stop();
+  tls.ForgetInterpreter();
+}
+
+// info() -> [sys.version, executable, library] of the running interpreter, or undefined
+void Info(const FunctionCallbackInfo<JsValue>& info) {
+  v8::Isolate* isolate = info.GetIsolate();
+  if (!engine.running()) return;
+  Local<JsValue> items[] = {
+      v8::String::NewFromUtf8(isolate, helpers.version.c_str()).ToLocalChecked(),
+      v8::String::NewFromUtf8(isolate, engine.config().executable.c_str()).ToLocalChecked(),
+      v8::String::NewFromUtf8(isolate, engine.config().library.c_str()).ToLocalChecked()};
+  info.GetReturnValue().Set(v8::Array::New(isolate, items, 3));
+}
+
+void IsRunning(const FunctionCallbackInfo<JsValue>& info) {
+  info.GetReturnValue().Set(engine.running());
+}
+
+void SetAsyncThreads(const FunctionCallbackInfo<JsValue>& info) {
+  asyncPool.SetMaxThreads(info[0]->Int32Value(info.GetIsolate()->GetCurrentContext()).FromMaybe(4));
+}
+
+// --- the GIL -----------------------------------------------------------------------------
+
+// gilEnter(): open a Py.GIL() scope: the thread keeps the GIL between operations until the
+// last scope closes (or the event loop turns: see OnPrepare).
+void GilEnter(const FunctionCallbackInfo<JsValue>& info) {
+  v8::Isolate* isolate = info.GetIsolate();
+  if (!engine.running()) {
+    ThrowError(isolate, "Python is not running");
+    return;
+  }
+  if (!tls.attached) {
+    Attach();
+    if (!engine.running()) {
+      Detach();
+      ThrowError(isolate, "Python is shutting down");
+      return;
+    }
+  }
+  tls.scopeDepth++;
+}
+
+// gilExit(): close one scope; the last one releases the GIL. JS never runs in the middle of an
+// operation of its own level (callbacks detach first), so this is always the right moment.
+void GilExit(const FunctionCallbackInfo<JsValue>&) {
+  if (tls.scopeDepth > 0) tls.scopeDepth--;
+  if (tls.scopeDepth == 0 && tls.attached) Detach();
+}
+
+// handleFlags(handle) -> bit 0 callable, bit 1 awaitable; no GIL needed
+void HandleFlags(const FunctionCallbackInfo<JsValue>& info) {
+  PyHandle* h = HandleFromValue(ThreadOf(info), info[0]);
+  info.GetReturnValue().Set(h ? h->flags : 0);
+}
+
+// gilSuspend() -> saved scope depth; releases the GIL the thread holds through open scopes.
+void GilSuspend(const FunctionCallbackInfo<JsValue>& info) {
+  int depth = tls.scopeDepth;
+  bool wasAttached = tls.attached && tls.callDepth == 0;
+  tls.scopeDepth = 0;
+  if (wasAttached) Detach();
+  info.GetReturnValue().Set(depth);
+}
+
+void GilResume(const FunctionCallbackInfo<JsValue>& info) {
+  v8::Isolate* isolate = info.GetIsolate();
+  int depth = info[0]->Int32Value(isolate->GetCurrentContext()).FromMaybe(0);
+  if (depth > 0 && engine.running() && !tls.attached) Attach();
+  tls.scopeDepth = depth;
+}
+
+// threadState() -> [attached, scopeDepth, callDepth] (tests and diagnostics)
+void ThreadState(const FunctionCallbackInfo<JsValue>& info) {
+  v8::Isolate* isolate = info.GetIsolate();
+  Local<JsValue> items[] = {v8::Boolean::New(isolate, tls.attached),
+                            v8::Integer::New(isolate, tls.scopeDepth),
+                            v8::Integer::New(isolate, tls.callDepth)};
+  info.GetReturnValue().Set(v8::Array::New(isolate, items, 3));
+}
+
+// --- objects -----------------------------------------------------------------------------
+
+void Import(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  std::string name = Utf8(op.isolate, info[0]);
+  PyObject* module;
+  {
+    ParkedIsolate park(op.t);
+    module = py.PyImport_ImportModule(name.c_str());
+  }
+  op.Return(module);
+}
+
+// run(code, globals | undefined, mode 'exec' | 'eval', filename)
+void Run(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  PyRefOwned code(NewStr(Utf8(op.isolate, info[0])));
+  PyRefOwned globals(info[1]->IsUndefined() ? NewRef(py.None) : op.ToPython(info[1]));
+  if (!globals) return;
+  PyRefOwned mode(NewStr(Utf8(op.isolate, info[2])));
+  PyRefOwned filename(NewStr(Utf8(op.isolate, info[3])));
+  PyObject* args[] = {code.get(), globals.get(), mode.get(), filename.get()};
+  PyObject* result;
+  {
+    ParkedIsolate park(op.t);
+    result = CallVector(helpers.run, args, 4, nullptr);
+  }
+  op.Return(result);
+}
+
+void ModuleFromString(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  PyRefOwned name(NewStr(Utf8(op.isolate, info[0])));
+  PyRefOwned code(NewStr(Utf8(op.isolate, info[1])));
+  PyObject* args[] = {name.get(), code.get()};
+  PyObject* module;
+  {
+    ParkedIsolate park(op.t);
+    module = CallVector(helpers.moduleFromString, args, 2, nullptr);
+  }
+  op.Return(module);
+}
+
+// expose(name, exports)
+void Expose(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  PyRefOwned name(NewStr(Utf8(op.isolate, info[0])));
+  PyRefOwned attributes(op.ToPython(info[1]));
+  if (!attributes) return;
+  PyObject* args[] = {name.get(), attributes.get()};
+  op.Return(CallVector(helpers.exposeModule, args, 2, nullptr));
+}
+
+// getattr(handle, name, strict): a missing attribute is undefined unless strict
+void GetAttr(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  PyObject* o = op.Target(0);
+  if (!o) return;
+  PyRefOwned name(NewStr(Utf8(op.isolate, info[1])));
+  PyObject* result;
+  {
+    ParkedIsolate park(op.t);
+    result = py.PyObject_GetAttr(o, name.get());
+  }
+  if (!result && !info[2]->IsTrue() && py.PyErr_ExceptionMatches(py.PyExc_AttributeError)) {
+    py.PyErr_Clear();
+    return;  // undefined
+  }
+  op.Return(result);
+}
+
+// setattr(handle, name, value); value === deleteMarker (4th arg true) deletes
+void SetAttr(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  PyObject* o = op.Target(0);
+  if (!o) return;
+  PyRefOwned name(NewStr(Utf8(op.isolate, info[1])));
+  bool remove = info[3]->IsTrue();
+  PyRefOwned value;
+  if (!remove) {
+    value.reset(op.ToPython(info[2]));
+    if (!value) return;
+  }
+  int r;
+  {
+    ParkedIsolate park(op.t);
+    r = py.PyObject_SetAttr(o, name.get(), value.get());
+  }
+  if (r < 0) ThrowPythonError(op.t);
+}
+
+void HasAttr(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  PyObject* o = op.Target(0);
+  if (!o) return;
+  PyRefOwned name(NewStr(Utf8(op.isolate, info[1])));
+  PyObject* result;
+  {
+    ParkedIsolate park(op.t);
+    result = py.PyObject_GetAttr(o, name.get());
+  }
+  if (result) {
+    py.Py_DecRef(result);
+    info.GetReturnValue().Set(true);
+  } else if (py.PyErr_ExceptionMatches(py.PyExc_AttributeError)) {
+    py.PyErr_Clear();
+    info.GetReturnValue().Set(false);
+  } else {
+    ThrowPythonError(op.t);
+  }
+}
+
+// item(handle, key, op, value): op 0 get, 1 set, 2 delete, 3 contains
+void Item(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  PyObject* o = op.Target(0);
+  if (!o) return;
+  PyRefOwned key(op.ToPython(info[1]));
+  if (!key) return;
+  int which = info[2]->Int32Value(op.isolate->GetCurrentContext()).FromMaybe(0);
+  PyRefOwned value;
+  if (which == 1) {
+    value.reset(op.ToPython(info[3]));
+    if (!value) return;
+  }
+  PyObject* result = nullptr;
+  int r = 0;
+  {
+    ParkedIsolate park(op.t);
+    switch (which) {
+      case 0: result = py.PyObject_GetItem(o, key.get()); break;
+      case 1: r = py.PyObject_SetItem(o, key.get(), value.get()); break;
+      case 2: r = py.PyObject_DelItem(o, key.get()); break;
+      default: r = py.PySequence_Contains(o, key.get()); break;
+    }
+  }
+  if (which == 0) op.Return(result);
+  else if (which == 3) op.ReturnBool(r);
+  else if (r < 0) ThrowPythonError(op.t);
+}
+
+void Len(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  PyObject* o = op.Target(0);
+  if (!o) return;
+  Py_ssize_t n;
+  {
+    ParkedIsolate park(op.t);
+    n = py.PyObject_Size(o);
+  }
+  if (n < 0) ThrowPythonError(op.t);
+  else info.GetReturnValue().Set(static_cast<double>(n));
+}
+
+// text(handle, kind): 0 str, 1 repr, 2 type name
+void Text(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  PyObject* o = op.Target(0);
+  if (!o) return;
+  int kind = info[1]->Int32Value(op.isolate->GetCurrentContext()).FromMaybe(0);
+  PyObject* result;
+  {
+    ParkedIsolate park(op.t);
+    result = kind == 0   ? py.PyObject_Str(o)
+             : kind == 1 ? py.PyObject_Repr(o)
+                         : py.PyObject_GetAttrString(TypeOf(o), "__name__");
+  }
+  op.Return(result);
+}
+
+void Dir(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  PyObject* o = op.Target(0);
+  if (!o) return;
+  PyObject* names;
+  {
+    ParkedIsolate park(op.t);
+    names = py.PyObject_Dir(o);
+  }
+  ToJsOptions deep;
+  deep.deep = true;
+  op.Return(names, deep);
+}
+
+// Shared by call and callKw: args from info[first..], keywords from a plain object or undefined.
+void DoCall(const FunctionCallbackInfo<JsValue>& info, int first, Local<JsValue> keywords) {
+  Op op(info);
+  if (!op.Enter()) return;
+  PyObject* callable = op.Target(0);
+  if (!callable) return;
+  int nargs = info.Length() - first;
+  constexpr int kInline = 8;
+  PyObject* inlineArgs[kInline + 1];
+  std::vector<PyObject*> heapArgs;
+  PyObject** argv = inlineArgs;
+  int nkw = 0;
+  Local<v8::Array> keys;
+  Local<v8::Context> ctx = op.isolate->GetCurrentContext();
+  if (!keywords.IsEmpty()) {
+    if (!keywords.As<v8::Object>()
+             ->GetOwnPropertyNames(ctx, v8::ONLY_ENUMERABLE, v8::KeyConversionMode::kConvertToString)
+             .ToLocal(&keys)) {
+      return;
+    }
+    nkw = static_cast<int>(keys->Length());
+  }
+  int total = nargs + nkw;
+  if (total > kInline) {
+    heapArgs.resize(static_cast<size_t>(total) + 1);
+    argv = heapArgs.data();
+  }
+  argv[0] = nullptr;  // vectorcall may use this slot (PY_VECTORCALL_ARGUMENTS_OFFSET)
+  int made = 0;
+  auto cleanup = [&] {
+    for (int i = 1; i <= made; i++) py.Py_DecRef(argv[i]);
+  };
+  for (int i = 0; i < nargs; i++) {
+    PyObject* arg = op.ToPython(info[first + i]);
+    if (!arg) return cleanup();
+    argv[++made] = arg;
+  }
+  PyRefOwned kwnames;
+  if (nkw) {
+    kwnames.reset(py.PyTuple_New(nkw));
+    if (!kwnames) {
+      ThrowPythonError(op.t);
+      return cleanup();
+    }
+    for (int k = 0; k < nkw; k++) {
+      Local<JsValue> key, value;
+      if (!keys->Get(ctx, k).ToLocal(&key) ||
+          !keywords.As<v8::Object>()->Get(ctx, key).ToLocal(&value)) {
+        return cleanup();
+      }
+      PyObject* name = op.ToPython(key);
+      if (!name) return cleanup();
+      py.PyTuple_SetItem(kwnames.get(), k, name);
+      PyObject* arg = op.ToPython(value);
+      if (!arg) return cleanup();
+      argv[++made] = arg;
+    }
+  }
+  PyObject* result;
+  {
+    ParkedIsolate park(op.t);
+    size_t nargsf = static_cast<size_t>(nargs) | (static_cast<size_t>(1) << (sizeof(size_t) * 8 - 1));
+    result = CallVector(callable, argv + 1, nargsf, kwnames.get());
+  }
+  cleanup();
+  op.Return(result);
+}
+
+// call(handle, ...args)
+void Call(const FunctionCallbackInfo<JsValue>& info) { DoCall(info, 1, Local<JsValue>()); }
+
+// callKw(handle, keywords, ...args)
+void CallKw(const FunctionCallbackInfo<JsValue>& info) {
+  if (!info[1]->IsObject()) {
+    ThrowTypeError(info.GetIsolate(), "keyword arguments must be an object");
+    return;
+  }
+  DoCall(info, 2, info[1]);
+}
+
+// Pins every Python object a job's values borrow from JS handles.
+void PinValues(AsyncJob* job, JsThread* t, Snapshot& v) {
+  if (v.kind == Snapshot::Kind::kPyObject && v.pinned) {
+    job->Pin(v.pinned, v.pinned->self.Get(t->isolate));
+  }
+  for (auto& item : v.items) PinValues(job, t, item);
+}
+
+// callAsync(handle, keywords | undefined, ...args) -> Promise; awaitAsync(handle) -> Promise
+void SubmitAsync(const FunctionCallbackInfo<JsValue>& info, bool awaitOnly) {
+  JsThread* t = ThreadOf(info);
+  v8::Isolate* isolate = info.GetIsolate();
+  Local<v8::Context> ctx = isolate->GetCurrentContext();
+  Local<v8::Promise::Resolver> resolver;
+  if (!v8::Promise::Resolver::New(ctx).ToLocal(&resolver)) return;
+  info.GetReturnValue().Set(resolver->GetPromise());
+  auto reject = [&](Local<JsValue> error) { IgnoreResult(resolver->Reject(ctx, error)); };
+  auto rejectMessage = [&](const std::string& message, bool typeError) {
+    Local<v8::String> text = NewJsString(isolate, message.data(), message.size());
+    reject(typeError ? v8::Exception::TypeError(text) : v8::Exception::Error(text));
+  };
+  PyHandle* h = HandleFromValue(t, info[0]);
+  if (!h) return rejectMessage("expected a Python object (pyembed proxy)", true);
+  const char* why = nullptr;
+  PyObject* callable = LiveObject(h, &why);
+  if (!callable) return rejectMessage(why, false);
+  auto* job = new AsyncJob(t, resolver);
+  job->awaitOnly = awaitOnly;
+  job->callable.kind = Snapshot::Kind::kPyObject;
+  job->callable.obj = callable;
+  job->Pin(h, info[0].As<v8::Object>());
+  ConvertError error;
+  bool ok = true;
+  for (int i = 2; i < info.Length() && ok; i++) {
+    job->args.emplace_back();
+    ok = JsToValue(t, info[i], &job->args.back(), &error);
+  }
+  if (ok && info[1]->IsObject()) {
+    Local<v8::Object> keywords = info[1].As<v8::Object>();
+    Local<v8::Array> keys;
+    ok = keywords->GetOwnPropertyNames(ctx, v8::ONLY_ENUMERABLE, v8::KeyConversionMode::kConvertToString)
+             .ToLocal(&keys);
+    for (uint32_t k = 0; ok && k < keys->Length(); k++) {
+      Local<JsValue> key, value;
+      ok = keys->Get(ctx, k).ToLocal(&key) && keywords->Get(ctx, key).ToLocal(&value);
+      if (!ok) break;
+      job->kwnames.emplace_back();
+      job->args.emplace_back();
+      ok = JsToValue(t, key, &job->kwnames.back(), &error) &&
+           JsToValue(t, value, &job->args.back(), &error);
+    }
+  }
+  for (auto& v : job->args) PinValues(job, t, v);
+  if (!ok) {
+    // Settle now, through the normal path, so pins and references are released in one place.
+    job->Fail(error.message.empty() ? "cannot convert an argument to Python" : error.message.c_str());
+    return;
+  }
+  asyncPool.Submit(job);
+}
+
+void CallAsync(const FunctionCallbackInfo<JsValue>& info) { SubmitAsync(info, false); }
+void AwaitAsync(const FunctionCallbackInfo<JsValue>& info) { SubmitAsync(info, true); }
+
+void Iter(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  PyObject* o = op.Target(0);
+  if (!o) return;
+  PyObject* it;
+  {
+    ParkedIsolate park(op.t);
+    it = py.PyObject_GetIter(o);
+  }
+  op.Return(it);
+}
+
+// next(iterator) -> value, or the done sentinel
+void Next(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  PyObject* it = op.Target(0);
+  if (!it) return;
+  PyObject* item;
+  {
+    ParkedIsolate park(op.t);
+    item = py.PyIter_Next(it);
+  }
+  if (!item && !py.PyErr_Occurred()) {
+    info.GetReturnValue().Set(op.t->doneSentinel.Get(op.isolate));
+    return;
+  }
+  op.Return(item);
+}
+
+// toJS(handle, dictAsMap) -> deep conversion
+void ToJS(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  PyObject* o = op.Target(0);
+  if (!o) return;
+  ToJsOptions options;
+  options.deep = true;
+  options.dictAsMap = info[1]->IsTrue();
+  options.wrapTopLevel = true;
+  op.Return(NewRef(o), options);
+}
+
+// toPython(value) -> handle of the converted value
+void ToPythonObject(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  PyObject* o = op.ToPython(info[0]);
+  if (!o) return;
+  Local<JsValue> handle = NewHandle(op.t, o, HandleFlagsOf(o));
+  info.GetReturnValue().Set(handle);
+}
+
+void Dispose(const FunctionCallbackInfo<JsValue>& info) {
+  JsThread* t = ThreadOf(info);
+  PyHandle* h = HandleFromValue(t, info[0]);
+  if (!h || h->disposed) return;
+  if (h->generation != engine.generation() || !engine.running()) {
+    h->disposed = true;
+    h->obj = nullptr;  // its interpreter is gone; nothing to release
+    return;
+  }
+  PythonCall call;
+  if (!call.ok()) return;  // shutting down: finalization frees it
+  DisposeHandle(h);
+}
+
+// isDisposed(handle)
+void IsDisposed(const FunctionCallbackInfo<JsValue>& info) {
+  PyHandle* h = HandleFromValue(ThreadOf(info), info[0]);
+  info.GetReturnValue().Set(!h || h->disposed || h->generation != engine.generation() ||
+                            !engine.running());
+}
+
+// isInstance(handle, classHandle)
+void IsInstance(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  PyObject* o = op.Target(0);
+  if (!o) return;
+  PyObject* cls = op.Target(1);
+  if (!cls) return;
+  op.ReturnBool(py.PyObject_IsInstance(o, cls));
+}
+
+// compare(handle, other, op): rich comparison (0 <, 1 <=, 2 ==, 3 !=, 4 >, 5 >=)
+void Compare(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  PyObject* o = op.Target(0);
+  if (!o) return;
+  PyRefOwned other(op.ToPython(info[1]));
+  if (!other) return;
+  int which = info[2]->Int32Value(op.isolate->GetCurrentContext()).FromMaybe(2);
+  int r;
+  {
+    ParkedIsolate park(op.t);
+    r = py.PyObject_RichCompareBool(o, other.get(), which);
+  }
+  op.ReturnBool(r);
+}
+
+// stats() -> { exposure, handles } (tests)
+void Stats(const FunctionCallbackInfo<JsValue>& info) {
+  JsThread* t = ThreadOf(info);
+  v8::Isolate* isolate = info.GetIsolate();
+  Local<v8::Context> ctx = isolate->GetCurrentContext();
+  int handles = 0;
+  for (PyHandle* h = t->handles; h; h = h->next) handles++;
+  Local<v8::Object> out = v8::Object::New(isolate);
+  auto set = [&](const char* key, double v) {
+    IgnoreResult(out->Set(ctx, v8::String::NewFromUtf8(isolate, key).ToLocalChecked(),
+                          v8::Number::New(isolate, v)));
+  };
+  set("exposure", t->exposure.load());
+  set("handles", handles);
+  set("generation", static_cast<double>(engine.generation()));
+  info.GetReturnValue().Set(out);
+}
+
+// configure({ handleKey, done, errorFactory, wrapFactory, kwargsPrototype })
+void Configure(const FunctionCallbackInfo<JsValue>& info) {
+  JsThread* t = ThreadOf(info);
+  v8::Isolate* isolate = info.GetIsolate();
+  Local<v8::Context> ctx = isolate->GetCurrentContext();
+  Local<v8::Object> options = info[0].As<v8::Object>();
+  auto get = [&](const char* key) {
+    return options->Get(ctx, v8::String::NewFromUtf8(isolate, key).ToLocalChecked()).ToLocalChecked();
+  };
+  t->handleKey.Reset(isolate, get("handleKey").As<v8::Symbol>());
+  t->doneSentinel.Reset(isolate, get("done").As<v8::Symbol>());
+  t->errorFactory.Reset(isolate, get("errorFactory").As<v8::Function>());
+  t->wrapFactory.Reset(isolate, get("wrapFactory").As<v8::Function>());
+  t->kwargsPrototype.Reset(isolate, get("kwargsPrototype").As<v8::Object>());
+}
+
+// --- per-JS-thread lifecycle -----------------------------------------------------------------
+
+void OnWake(uv_async_t* handle) {
+  auto* t = static_cast<JsThread*>(handle->data);
+  v8::Isolate* isolate = t->isolate;
+  v8::HandleScope scope(isolate);
+  Local<v8::Context> ctx = t->context.Get(isolate);
+  v8::Context::Scope contextScope(ctx);
+  // Runs microtasks and process.nextTick callbacks when it closes, like any Node callback.
+  node::CallbackScope callbackScope(isolate, v8::Object::New(isolate), {0, 0});
+  t->DrainTasks();
+}
+
+void OnPrepare(uv_prepare_t*) {
+  // The event loop is about to wait: a GIL still held by an open Py.GIL() scope (say, across an
+  // await) is released now, so Python threads and async calls are never starved by an idle JS
+  // thread. The scope attaches again on its next operation.
+  if (tls.attached && tls.callDepth == 0) Detach();
+}
+
+struct CloseState {
+  JsThread* thread;
+  void (*done)(void*);
+  void* doneArg;
+  int pending = 2;
+};
+
+template <typename Handle>
+void OnClosed(uv_handle_t* handle) {
+  auto* state = static_cast<CloseState*>(handle->data);
+  delete reinterpret_cast<Handle*>(handle);
+  if (--state->pending == 0) {
+    state->done(state->doneArg);
+    state->thread->Unref();  // the environment's reference
+    delete state;
+  }
+}
+
+void OnEnvironmentExit(void* arg, void (*done)(void*), void* doneArg) {
+  auto* t = static_cast<JsThread*>(arg);
+  t->Shutdown();
+  // This JS thread's Python thread state goes with it (worker exit). At process exit Python is
+  // already finalized (PythonEngine registers shutdown on 'exit'), and this is a no-op.
+  if (tls.ownsTstate && engine.running()) ReleaseThreadState();
+  auto* state = new CloseState{t, done, doneArg};
+  t->wake->data = state;
+  t->prepare->data = state;
+  uv_close(reinterpret_cast<uv_handle_t*>(t->wake), OnClosed<uv_async_t>);
+  uv_close(reinterpret_cast<uv_handle_t*>(t->prepare), OnClosed<uv_prepare_t>);
+}
+
+void SetMethod(v8::Isolate* isolate, Local<v8::Object> target, JsThread* t, const char* name,
+               v8::FunctionCallback fn) {
+  Local<v8::Context> ctx = isolate->GetCurrentContext();
+  Local<v8::FunctionTemplate> tmpl =
+      v8::FunctionTemplate::New(isolate, fn, v8::External::New(isolate, t), Local<v8::Signature>(),
+                                0, v8::ConstructorBehavior::kThrow);
+  Local<v8::Function> f = tmpl->GetFunction(ctx).ToLocalChecked();
+  Local<v8::String> key = v8::String::NewFromUtf8(isolate, name).ToLocalChecked();
+  f->SetName(key);
+  IgnoreResult(target->Set(ctx, key, f));
+}
+
+}  // namespace
+
+NODE_MODULE_INIT(/* exports, module, context */) {
+  v8::Isolate* isolate = context->GetIsolate();
+  auto* t = new JsThread(isolate);
+  t->context.Reset(isolate, context);
+  t->owner = &tls;
+  t->holder.store(&tls);
+
+  Local<v8::FunctionTemplate> handleClass = v8::FunctionTemplate::New(isolate);
+  handleClass->SetClassName(v8::String::NewFromUtf8Literal(isolate, "PyHandle"));
+  handleClass->InstanceTemplate()->SetInternalFieldCount(1);
+  t->handleClass.Reset(isolate, handleClass);
+  t->handleTemplate.Reset(isolate, handleClass->InstanceTemplate());
+
+  t->loop = node::GetCurrentEventLoop(isolate);
+  t->wake = new uv_async_t;
+  uv_async_init(t->loop, t->wake, OnWake);
+  t->wake->data = t;
+  uv_unref(reinterpret_cast<uv_handle_t*>(t->wake));
+  t->prepare = new uv_prepare_t;
+  uv_prepare_init(t->loop, t->prepare);
+  t->prepare->data = t;
+  uv_prepare_start(t->prepare, OnPrepare);
+  uv_unref(reinterpret_cast<uv_handle_t*>(t->prepare));
+  // The environment holds the JsThread's first reference until its handles are closed.
+  node::AddEnvironmentCleanupHook(isolate, OnEnvironmentExit, t);
+
+  struct Entry {
+    const char* name;
+    v8::FunctionCallback fn;
+  };
+  static const Entry entries[] = {
+      {"start", Start},          {"stop", Stop},
+      {"isRunning", IsRunning},  {"setAsyncThreads", SetAsyncThreads},
+      {"info", Info},
+      {"gilEnter", GilEnter},    {"gilExit", GilExit},
+      {"gilSuspend", GilSuspend}, {"gilResume", GilResume},
+      {"threadState", ThreadState}, {"importModule", Import},
+      {"run", Run},              {"moduleFromString", ModuleFromString},
+      {"expose", Expose},        {"getattr", GetAttr},
+      {"setattr", SetAttr},      {"hasattr", HasAttr},
+      {"item", Item},            {"len", Len},
+      {"text", Text},            {"handleFlags", HandleFlags},
+      {"dir", Dir},              {"call", Call},
+      {"callKw", CallKw},        {"callAsync", CallAsync},
+      {"awaitAsync", AwaitAsync},
+      {"iter", Iter},            {"next", Next},
+      {"toJS", ToJS},            {"toPython", ToPythonObject},
+      {"dispose", Dispose},      {"isDisposed", IsDisposed},
+      {"isInstance", IsInstance}, {"compare", Compare},
+      {"stats", Stats},          {"configure", Configure},
+  };
+  for (const Entry& e : entries) SetMethod(isolate, exports, t, e.name, e.fn);
+}

@@ -1,0 +1,230 @@
+#include "async_pool.h"
+
+#include "engine.h"
+#include "gil.h"
+#include "handles.h"
+#include "v8_util.h"
+
+AsyncPool asyncPool;
+
+namespace {
+
+constexpr const char* kJobCapsule = "pyembed.async_job";
+PyObject* submitCoroutine = nullptr;  // owned
+uint64_t submitGeneration = 0;
+
+// done(ok, value): called by the asyncio helper on the loop thread when a coroutine finishes.
+PyObject* CoroutineDone(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, PyObject*) {
+  auto* job = static_cast<AsyncJob*>(py.PyCapsule_GetPointer(self, kJobCapsule));
+  if (!job) return nullptr;
+  Py_ssize_t nargs = nargsf & ~(static_cast<Py_ssize_t>(1) << (sizeof(Py_ssize_t) * 8 - 1));
+  if (nargs != 2) {
+    py.PyErr_SetString(py.PyExc_TypeError, "done(ok, value)");
+    return nullptr;
+  }
+  if (!tls.attached) AdoptCurrentPythonThread();
+  // The capsule may be called once only: clear it so a second call is an error, not a crash.
+  if (py.PyObject_IsTrue(args[0]) == 1) {
+    job->Complete(args[1]);
+  } else {
+    py.PyErr_SetObject(TypeOf(args[1]), args[1]);
+    job->Complete(nullptr);
+  }
+  return NewRef(py.None);
+}
+
+PyMethodDef coroutineDoneDef = {"pyembed_coroutine_done", reinterpret_cast<void*>(&CoroutineDone),
+                                kMethFastcall | kMethKeywords, nullptr};
+
+}  // namespace
+
+void SetCoroutineRunner(PyObject* submit) {
+  if (submitCoroutine && submitGeneration == engine.generation()) py.Py_DecRef(submitCoroutine);
+  submitCoroutine = submit ? NewRef(submit) : nullptr;
+  submitGeneration = engine.generation();
+}
+
+PyObject* MakeCoroutineDoneCallback(AsyncJob* job) {
+  PyRefOwned capsule(py.PyCapsule_New(job, kJobCapsule, nullptr));
+  if (!capsule) return nullptr;
+  return py.PyCFunction_NewEx(&coroutineDoneDef, capsule.get(), nullptr);
+}
+
+AsyncJob::AsyncJob(JsThread* t, v8::Local<v8::Promise::Resolver> resolver) : thread(t) {
+  generation = engine.generation();
+  thread->Ref();
+  thread->AsyncStarted();
+  resolver_.Reset(t->isolate, resolver);
+  thread->Hold(this);
+}
+
+AsyncJob::~AsyncJob() { thread->Unref(); }
+
+void AsyncJob::Pin(PyHandle* handle, v8::Local<v8::Object> handleObject) {
+  handle->pins++;
+  pinned_.emplace_back(handle, v8::Global<v8::Object>(thread->isolate, handleObject));
+}
+
+void AsyncJob::DropJsReferences() {
+  resolver_.Reset();
+  for (auto& [handle, global] : pinned_) global.Reset();
+  pinned_.clear();
+}
+
+void AsyncJob::Execute() {
+  if (awaitOnly) {
+    RunResult(NewRef(callable.obj));
+    return;
+  }
+  size_t nkw = kwnames.size();
+  size_t npos = args.size() - nkw;
+  std::vector<PyObject*> argv(args.size() + 1, nullptr);  // slot 0 free for vectorcall's offset
+  bool ok = true;
+  for (size_t i = 0; i < args.size() && ok; i++) {
+    argv[i + 1] = ValueToPython(thread, args[i]);
+    ok = argv[i + 1] != nullptr;
+  }
+  PyObject* names = nullptr;
+  if (ok && nkw) {
+    names = py.PyTuple_New(static_cast<Py_ssize_t>(nkw));
+    ok = names != nullptr;
+    for (size_t k = 0; k < nkw && ok; k++) {
+      PyObject* name = ValueToPython(thread, kwnames[k]);
+      ok = name && py.PyTuple_SetItem(names, static_cast<Py_ssize_t>(k), name) == 0;
+    }
+  }
+  PyObject* result = nullptr;
+  if (ok) {
+    size_t nargsf = npos | (static_cast<size_t>(1) << (sizeof(size_t) * 8 - 1));
+    result = CallVector(callable.obj, argv.data() + 1, nargsf, names);
+  }
+  for (PyObject* o : argv) {
+    if (o) py.Py_DecRef(o);
+  }
+  if (names) py.Py_DecRef(names);
+  args.clear();
+  kwnames.clear();
+  RunResult(result);
+}
+
+void AsyncJob::RunResult(PyObject* result) {
+  if (result && TypeOf(result) == py.PyCoro_Type && submitCoroutine &&
+      submitGeneration == engine.generation()) {
+    // Finish on the asyncio loop; CoroutineDone completes the job from there.
+    PyRefOwned coro(result);
+    PyRefOwned done(MakeCoroutineDoneCallback(this));
+    if (done) {
+      PyObject* submitArgs[] = {coro.get(), done.get()};
+      PyRefOwned submitted(CallVector(submitCoroutine, submitArgs, 2, nullptr));
+      if (submitted) return;
+    }
+    Complete(nullptr);
+    return;
+  }
+  Complete(result);
+  if (result) py.Py_DecRef(result);
+}
+
+void AsyncJob::Complete(PyObject* result) {
+  if (result) {
+    ToJsOptions shallow;
+    if (!PythonToValue(result, shallow, &result_)) result = nullptr;
+  }
+  if (!result) {
+    failed_ = true;
+    CapturePythonError(thread, &error_);
+  }
+  thread->Post(this);
+}
+
+void AsyncJob::Fail(const char* message) {
+  failed_ = true;
+  error_.present = false;
+  error_.message = message;
+  thread->Post(this);
+}
+
+void AsyncJob::Run(JsThread* t) {
+  v8::Isolate* isolate = t->isolate;
+  v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
+  t->Unhold(this);
+  v8::Local<v8::Promise::Resolver> resolver = resolver_.Get(isolate);
+  v8::TryCatch tryCatch(isolate);
+  if (failed_) {
+    IgnoreResult(resolver->Reject(ctx, MakeJsError(t, error_)));
+  } else {
+    v8::Local<v8::Value> value;
+    if (ValueToJs(t, result_, /*wrap=*/true).ToLocal(&value)) {
+      IgnoreResult(resolver->Resolve(ctx, value));
+    } else if (tryCatch.HasCaught()) {
+      IgnoreResult(resolver->Reject(ctx, tryCatch.Exception()));
+    }
+  }
+  for (auto& [handle, global] : pinned_) {
+    global.Reset();
+    UnpinHandle(handle);
+  }
+  pinned_.clear();
+  resolver_.Reset();
+  t->AsyncFinished();
+  delete this;
+}
+
+void AsyncJob::Cancel() {
+  // The JS thread has gone: its references were dropped by DropJsReferences already.
+  delete this;
+}
+
+void AsyncPool::SetMaxThreads(int n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  maxThreads_ = n < 1 ? 1 : n;
+}
+
+void AsyncPool::Submit(AsyncJob* job) {
+  std::unique_lock<std::mutex> lock(mu_);
+  queue_.push_back(job);
+  stopping_ = false;
+  if (idle_ == 0 && static_cast<int>(threads_.size()) < maxThreads_) {
+    threads_.emplace_back(&AsyncPool::Worker, this);
+  }
+  lock.unlock();
+  cv_.notify_one();
+}
+
+void AsyncPool::Worker() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    idle_++;
+    cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    idle_--;
+    if (queue_.empty()) break;  // stopping and nothing left
+    AsyncJob* job = queue_.front();
+    queue_.pop_front();
+    lock.unlock();
+    {
+      PythonCall call;
+      if (call.ok() && job->generation == engine.generation()) {
+        job->Execute();
+      } else {
+        job->Fail("Python was shut down before this callAsync call could run");
+      }
+    }
+    lock.lock();
+  }
+  lock.unlock();
+  ReleaseThreadState();
+}
+
+void AsyncPool::Stop() {
+  std::vector<std::thread> threads;
+  std::deque<AsyncJob*> queued;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    queued.swap(queue_);
+    threads.swap(threads_);
+  }
+  cv_.notify_all();
+  for (AsyncJob* job : queued) job->Fail("Python was shut down before this callAsync call could run");
+  for (auto& t : threads) t.join();
+}

@@ -1,0 +1,78 @@
+// callAsync: Python calls run on pyembed-owned threads, never on the event loop.
+// The JS thread only snapshots the arguments (no GIL needed: see convert.h), queues the job and
+// returns a Promise; a pool thread attaches, calls, snapshots the result and posts it back; the
+// JS thread settles the Promise without touching the GIL. So the event loop never waits for
+// Python, however busy Python is. A coroutine result is handed to pyembed's asyncio loop thread
+// and settles the Promise when it finishes.
+#pragma once
+
+#include <v8.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "convert.h"
+#include "errors.h"
+#include "js_thread.h"
+
+class AsyncJob : public Task, public JsHeld {
+ public:
+  AsyncJob(JsThread* thread, v8::Local<v8::Promise::Resolver> resolver);
+  ~AsyncJob() override;
+
+  // On the JS thread, before queueing: keeps a PyObject proxy alive (and its object) for the
+  // duration of the job.
+  void Pin(PyHandle* handle, v8::Local<v8::Object> handleObject);
+
+  Snapshot callable;
+  bool awaitOnly = false;      // callable is an awaitable to run, not to call
+  std::vector<Snapshot> args;     // positional values, then keyword values
+  std::vector<Snapshot> kwnames;  // names of the trailing keyword values
+
+  void Execute();                  // pool thread, attached
+  void RunResult(PyObject* result);  // attached; a coroutine goes to the asyncio loop
+  void Complete(PyObject* result); // attached; null = the current Python exception
+  void Fail(const char* message);  // without Python (engine stopped); posts the job
+  void Run(JsThread* thread) override;  // JS thread: settle the promise
+  void Cancel() override;               // JS thread gone
+  void DropJsReferences() override;
+
+  JsThread* const thread;
+  uint64_t generation = 0;  // interpreter run the callable and arguments belong to
+
+ private:
+  v8::Global<v8::Promise::Resolver> resolver_;
+  std::vector<std::pair<PyHandle*, v8::Global<v8::Object>>> pinned_;
+  Snapshot result_;
+  PythonErrorInfo error_;
+  bool failed_ = false;
+};
+
+class AsyncPool {
+ public:
+  void Submit(AsyncJob* job);
+  void SetMaxThreads(int n);
+  // At shutdown, with the GIL *not* held: rejects queued jobs, waits for running ones and joins
+  // the threads (each drops its thread state first).
+  void Stop();
+
+ private:
+  void Worker();
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<AsyncJob*> queue_;
+  std::vector<std::thread> threads_;
+  int idle_ = 0;
+  int maxThreads_ = 4;
+  bool stopping_ = false;
+};
+
+extern AsyncPool asyncPool;
+
+// The Python callable (made in C) that the asyncio helper calls when a coroutine finishes.
+PyObject* MakeCoroutineDoneCallback(AsyncJob* job);
+void SetCoroutineRunner(PyObject* submit);  // _pyembed.submit_coroutine

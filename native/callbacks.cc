@@ -1,0 +1,371 @@
+#include "callbacks.h"
+
+#include "convert.h"
+#include "engine.h"
+#include "errors.h"
+#include "gil.h"
+#include "js_thread.h"
+#include "stack.h"
+#include "v8_util.h"
+
+struct JsValueRef : JsHeld {
+  JsThread* thread;
+  v8::Global<v8::Value> value;
+  std::string name;
+  std::string message;
+  std::string stack;
+  void DropJsReferences() override { value.Reset(); }
+};
+
+namespace {
+
+constexpr const char* kFunctionCapsule = "pyembed.js_function";
+constexpr const char* kValueCapsule = "pyembed.js_value";
+
+PyObject* jsErrorClass = nullptr;  // owned, this generation's pyembed.JSError
+uint64_t jsErrorGeneration = 0;
+
+// Runs `release` on the thread that holds `thread`'s isolate: now if that is us, else queued.
+template <typename F>
+class ReleaseTask : public Task {
+ public:
+  explicit ReleaseTask(F release) : release_(std::move(release)) {}
+  void Run(JsThread*) override {
+    release_(true);
+    delete this;
+  }
+  void Cancel() override {
+    release_(false);
+    delete this;
+  }
+
+ private:
+  F release_;
+};
+
+template <typename F>
+void ReleaseOnJsThread(JsThread* thread, F release) {
+  if (thread->HeldByCurrentThread()) {
+    release(true);
+  } else {
+    thread->Post(new ReleaseTask<F>(std::move(release)));
+  }
+}
+
+void ReleaseValueRef(JsValueRef* ref) {
+  JsThread* thread = ref->thread;
+  thread->Unhold(ref);
+  ReleaseOnJsThread(thread, [ref](bool onJsThread) {
+    if (onJsThread) ref->value.Reset();
+    JsThread* t = ref->thread;
+    delete ref;
+    t->Unref();
+  });
+}
+
+void FunctionCapsuleDestructor(PyObject* capsule) {
+  auto* ref = static_cast<JsFunctionRef*>(py.PyCapsule_GetPointer(capsule, kFunctionCapsule));
+  if (ref) ref->Unref();
+  else py.PyErr_Clear();
+}
+
+void ValueCapsuleDestructor(PyObject* capsule) {
+  auto* ref = static_cast<JsValueRef*>(py.PyCapsule_GetPointer(capsule, kValueCapsule));
+  if (ref) ReleaseValueRef(ref);
+  else py.PyErr_Clear();
+}
+
+// One call of a JS function with thread-neutral arguments; fills result or error.
+struct CallbackOutcome {
+  Snapshot result;
+  JsValueRef* jsError = nullptr;
+  ConvertError convertError;
+  bool failed = false;
+  bool terminated = false;
+};
+
+void RunJsFunction(JsThread* t, JsFunctionRef* ref, std::vector<Snapshot>& args, CallbackOutcome* out) {
+  v8::Isolate* isolate = t->isolate;
+  v8::HandleScope scope(isolate);
+  v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
+  v8::TryCatch tryCatch(isolate);
+  std::vector<v8::Local<v8::Value>> argv(args.size());
+  for (size_t i = 0; i < args.size(); i++) {
+    if (!ValueToJs(t, args[i], /*wrap=*/true).ToLocal(&argv[i])) {
+      if (!tryCatch.HasCaught()) {
+        out->failed = true;
+        out->convertError.message = "cannot convert an argument to JS";
+        return;
+      }
+      break;
+    }
+  }
+  v8::Local<v8::Value> result;
+  if (!tryCatch.HasCaught()) {
+    v8::Local<v8::Function> fn = ref->fn.Get(isolate);
+    if (fn.IsEmpty()) {
+      out->failed = true;
+      out->convertError.message = "the JS function is no longer available (its JS thread exited)";
+      return;
+    }
+    IgnoreResult(fn->Call(ctx, v8::Undefined(isolate), static_cast<int>(argv.size()), argv.data()).ToLocal(&result));
+  }
+  if (tryCatch.HasCaught()) {
+    out->failed = true;
+    if (tryCatch.HasTerminated() || !tryCatch.CanContinue()) {
+      out->terminated = true;
+      out->convertError.message = "JS execution was terminated (its worker is exiting)";
+      return;
+    }
+    out->jsError = CaptureJsException(t, tryCatch.Exception());
+    return;
+  }
+  if (!JsToValue(t, result, &out->result, &out->convertError)) out->failed = true;
+}
+
+// Back under the GIL: the Python result of an outcome (new reference or null with error set).
+PyObject* OutcomeToPython(JsThread* t, CallbackOutcome& outcome) {
+  if (outcome.jsError) {
+    RaiseJsError(outcome.jsError);
+    outcome.jsError = nullptr;
+    return nullptr;
+  }
+  if (outcome.failed) {
+    py.PyErr_SetString(outcome.terminated ? py.PyExc_RuntimeError : py.PyExc_TypeError,
+                       outcome.convertError.message.c_str());
+    return nullptr;
+  }
+  return ValueToPython(t, outcome.result);
+}
+
+class CallbackRequest : public Task {
+ public:
+  CallbackRequest(JsFunctionRef* ref, std::vector<Snapshot>* args) : ref_(ref), args_(args) {}
+  void Run(JsThread* t) override {
+    RunJsFunction(t, ref_, *args_, &outcome);
+    Finish(t, false);
+  }
+  void Cancel() override { Finish(ref_->thread, true); }
+  bool done = false;  // under thread->mu
+  bool cancelled = false;
+  CallbackOutcome outcome;
+
+ private:
+  void Finish(JsThread* t, bool cancel) {
+    {
+      std::lock_guard<std::mutex> lock(t->mu);
+      done = true;
+      cancelled = cancel;
+    }
+    t->cv.notify_all();
+  }
+  JsFunctionRef* ref_;
+  std::vector<Snapshot>* args_;
+};
+
+PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, PyObject* kwnames) {
+  auto* ref = static_cast<JsFunctionRef*>(py.PyCapsule_GetPointer(self, kFunctionCapsule));
+  if (!ref) return nullptr;
+  JsThread* t = ref->thread;
+  if (!tls.attached) AdoptCurrentPythonThread();  // a thread made by Python's threading
+  if (StackNearlyExhausted()) {
+    py.PyErr_SetString(py.PyExc_RecursionError,
+                       "stack nearly exhausted by JS <-> Python calls (pyembed)");
+    return nullptr;
+  }
+  // Arguments to thread-neutral values now, while we hold the GIL.
+  Py_ssize_t nargs = nargsf & ~(static_cast<Py_ssize_t>(1) << (sizeof(Py_ssize_t) * 8 - 1));
+  Py_ssize_t nkw = kwnames ? py.PyTuple_Size(kwnames) : 0;
+  std::vector<Snapshot> values(static_cast<size_t>(nargs) + (nkw ? 1 : 0));
+  ToJsOptions shallow;
+  for (Py_ssize_t i = 0; i < nargs; i++) {
+    if (!PythonToValue(args[i], shallow, &values[i])) return nullptr;
+  }
+  if (nkw) {  // keyword arguments arrive as one trailing plain object
+    Snapshot& kw = values.back();
+    kw.kind = Snapshot::Kind::kDict;
+    kw.items.resize(static_cast<size_t>(nkw) * 2);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+      if (!PythonToValue(py.PyTuple_GetItem(kwnames, k), shallow, &kw.items[2 * k]) ||
+          !PythonToValue(args[nargs + k], shallow, &kw.items[2 * k + 1])) {
+        return nullptr;
+      }
+    }
+  }
+
+  int savedScopes = tls.scopeDepth;
+  tls.scopeDepth = 0;
+  tls.trampolineDepth++;
+  CallbackOutcome direct;
+  CallbackOutcome* outcome = &direct;
+  CallbackRequest request(ref, &values);
+  if (t->HeldByCurrentThread()) {
+    // This thread runs the JS thread's code right now (a synchronous call that did not park):
+    // run the function here, with the GIL released while JS runs.
+    Detach();
+    RunJsFunction(t, ref, values, &direct);
+  } else {
+    if (!t->Post(&request)) {
+      tls.trampolineDepth--;
+      tls.scopeDepth = savedScopes;
+      py.PyErr_SetString(py.PyExc_RuntimeError,
+                         "cannot call a JS function whose JS thread (worker) has exited");
+      return nullptr;
+    }
+    Detach();
+    t->WaitServing([&request] { return request.done; });
+    outcome = &request.outcome;
+    if (request.cancelled) {
+      outcome->failed = true;
+      outcome->convertError.message =
+          "cannot call a JS function whose JS thread (worker) has exited";
+      outcome->terminated = true;
+    }
+  }
+  // Not through an RAII guard: during finalization Python may end this thread inside
+  // PyEval_RestoreThread, and that unwinding must not cross a destructor.
+  if (!tls.attached) {
+    py.PyEval_RestoreThread(tls.tstate);
+    tls.attached = true;
+  }
+  tls.trampolineDepth--;
+  tls.scopeDepth = savedScopes;
+  values.clear();
+  return OutcomeToPython(t, *outcome);
+}
+
+}  // namespace
+
+void JsFunctionRef::Unref() {
+  if (refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  thread->Unhold(this);
+  thread->exposure.fetch_sub(1, std::memory_order_relaxed);
+  JsFunctionRef* self = this;
+  ReleaseOnJsThread(thread, [self](bool onJsThread) {
+    if (onJsThread) self->fn.Reset();
+    JsThread* t = self->thread;
+    delete self;
+    t->Unref();
+  });
+}
+
+JsFunctionRef* NewJsFunctionRef(JsThread* thread, v8::Local<v8::Function> fn) {
+  auto* ref = new JsFunctionRef();
+  ref->thread = thread;
+  thread->Ref();
+  thread->exposure.fetch_add(1, std::memory_order_relaxed);
+  ref->fn.Reset(thread->isolate, fn);
+  v8::String::Utf8Value name(thread->isolate, fn->GetName());
+  ref->name = (*name && name.length() > 0) ? *name : "js_function";
+  ref->def.ml_name = ref->name.c_str();
+  ref->def.ml_meth = reinterpret_cast<void*>(&Trampoline);
+  ref->def.ml_flags = kMethFastcall | kMethKeywords;
+  ref->def.ml_doc = "A JavaScript function (pyembed).";
+  thread->Hold(ref);
+  return ref;
+}
+
+PyObject* MakePythonCallable(JsFunctionRef* ref) {
+  PyObject* capsule = py.PyCapsule_New(ref, kFunctionCapsule, FunctionCapsuleDestructor);
+  if (!capsule) {
+    ref->Unref();
+    return nullptr;
+  }
+  PyObject* fn = py.PyCFunction_NewEx(&ref->def, capsule, nullptr);
+  py.Py_DecRef(capsule);  // the function holds it now (or it died, releasing the ref)
+  return fn;
+}
+
+JsFunctionRef* JsFunctionRefOf(PyObject* o) {
+  if (TypeOf(o) != py.PyCFunction_Type) return nullptr;
+  if (py.PyCFunction_GetFunction(o) != reinterpret_cast<void*>(&Trampoline)) return nullptr;
+  PyObject* self = py.PyCFunction_GetSelf(o);
+  if (!self) return nullptr;
+  return static_cast<JsFunctionRef*>(py.PyCapsule_GetPointer(self, kFunctionCapsule));
+}
+
+JsValueRef* CaptureJsException(JsThread* thread, v8::Local<v8::Value> exception) {
+  v8::Isolate* isolate = thread->isolate;
+  v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
+  auto* ref = new JsValueRef();
+  ref->thread = thread;
+  thread->Ref();
+  ref->value.Reset(isolate, exception);
+  ref->name = "Error";
+  v8::TryCatch inner(isolate);  // reading properties may throw; ignore that
+  if (exception->IsObject()) {
+    v8::Local<v8::Object> obj = exception.As<v8::Object>();
+    auto readString = [&](const char* key, std::string* out) {
+      v8::Local<v8::Value> v;
+      if (obj->Get(ctx, v8::String::NewFromUtf8(isolate, key).ToLocalChecked()).ToLocal(&v) &&
+          v->IsString()) {
+        v8::String::Utf8Value s(isolate, v);
+        if (*s) *out = *s;
+      }
+    };
+    readString("name", &ref->name);
+    readString("message", &ref->message);
+    readString("stack", &ref->stack);
+  } else {
+    v8::Local<v8::String> s;
+    if (exception->ToString(ctx).ToLocal(&s)) {
+      v8::String::Utf8Value text(isolate, s);
+      if (*text) ref->message = *text;
+    }
+  }
+  thread->Hold(ref);
+  return ref;
+}
+
+void RaiseJsError(JsValueRef* captured) {
+  if (!jsErrorClass || jsErrorGeneration != engine.generation()) {
+    py.PyErr_SetString(py.PyExc_RuntimeError, captured->message.c_str());
+    ReleaseValueRef(captured);
+    return;
+  }
+  PyRefOwned capsule(py.PyCapsule_New(captured, kValueCapsule, ValueCapsuleDestructor));
+  if (!capsule) {
+    ReleaseValueRef(captured);
+    return;
+  }
+  PyRefOwned message(py.PyUnicode_FromStringAndSize(captured->message.data(),
+                                                    static_cast<Py_ssize_t>(captured->message.size())));
+  PyRefOwned name(py.PyUnicode_FromStringAndSize(captured->name.data(),
+                                                 static_cast<Py_ssize_t>(captured->name.size())));
+  PyRefOwned stack(py.PyUnicode_FromStringAndSize(captured->stack.data(),
+                                                  static_cast<Py_ssize_t>(captured->stack.size())));
+  if (!message || !name || !stack) return;
+  PyObject* args[] = {message.get(), name.get(), stack.get(), capsule.get()};
+  PyRefOwned exc(CallVector(jsErrorClass, args, 4, nullptr));
+  if (!exc) return;
+  py.PyErr_SetObject(TypeOf(exc.get()), exc.get());
+}
+
+JsValueRef* OriginalJsError(PyObject* exc, JsThread* thread) {
+  if (!jsErrorClass || jsErrorGeneration != engine.generation()) return nullptr;
+  if (py.PyObject_IsInstance(exc, jsErrorClass) != 1) {
+    py.PyErr_Clear();
+    return nullptr;
+  }
+  PyRefOwned capsule(py.PyObject_GetAttrString(exc, "_js_value"));
+  if (!capsule || !py.PyCapsule_IsValid(capsule.get(), kValueCapsule)) {
+    py.PyErr_Clear();
+    return nullptr;
+  }
+  auto* ref = static_cast<JsValueRef*>(py.PyCapsule_GetPointer(capsule.get(), kValueCapsule));
+  return (ref && ref->thread == thread) ? ref : nullptr;
+}
+
+v8::Local<v8::Value> JsValueOf(JsValueRef* ref, v8::Isolate* isolate) {
+  v8::Local<v8::Value> v = ref->value.Get(isolate);
+  if (v.IsEmpty()) return v8::Undefined(isolate);
+  return v;
+}
+
+void SetJsErrorClass(PyObject* cls) {
+  if (jsErrorClass && jsErrorGeneration == engine.generation()) py.Py_DecRef(jsErrorClass);
+  jsErrorClass = cls ? NewRef(cls) : nullptr;
+  jsErrorGeneration = engine.generation();
+}
+
+void ClearCallbackHelpers() { SetJsErrorClass(nullptr); }

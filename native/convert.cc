@@ -1,0 +1,743 @@
+#include "convert.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "callbacks.h"
+#include "engine.h"
+#include "gil.h"
+#include "handles.h"
+#include "js_thread.h"
+#include "stack.h"
+#include "v8_util.h"
+
+namespace {
+
+constexpr double kMaxSafeInteger = 9007199254740991.0;
+
+bool Fail(ConvertError* error, std::string message) {
+  error->message = std::move(message);
+  error->isTypeError = true;
+  return false;
+}
+
+std::string ConstructorName(v8::Local<v8::Object> obj) {
+  v8::String::Utf8Value name(obj->GetIsolate(), obj->GetConstructorName());
+  return *name ? *name : "object";
+}
+
+// --- JS -> Snapshot ---------------------------------------------------------------------------
+
+struct JsWalk {
+  JsThread* thread;
+  v8::Isolate* isolate;
+  v8::Local<v8::Context> ctx;
+  ConvertError* error;
+  std::vector<v8::Local<v8::Object>> path;  // containers being converted (cycle detection)
+};
+
+bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out);
+
+bool EnterContainer(JsWalk& w, v8::Local<v8::Object> obj) {
+  for (auto& seen : w.path) {
+    if (seen->StrictEquals(obj)) {
+      return Fail(w.error, "cannot convert a cyclic structure to Python (an object contains itself)");
+    }
+  }
+  if (StackNearlyExhausted()) return Fail(w.error, "structure nested too deeply to convert");
+  w.path.push_back(obj);
+  return true;
+}
+
+void CopyString(v8::Isolate* isolate, v8::Local<v8::String> s, Snapshot* out) {
+  int length = s->Length();
+  out->kind = Snapshot::Kind::kString;
+  if (s->IsOneByte()) {
+    out->encoding = Snapshot::Encoding::kLatin1;
+    out->text.resize(length);
+    s->WriteOneByte(isolate, reinterpret_cast<uint8_t*>(out->text.data()), 0, length,
+                    v8::String::NO_NULL_TERMINATION);
+  } else {
+    out->encoding = Snapshot::Encoding::kUtf16;
+    out->text.resize(static_cast<size_t>(length) * 2);
+    s->Write(isolate, reinterpret_cast<uint16_t*>(out->text.data()), 0, length,
+             v8::String::NO_NULL_TERMINATION);
+  }
+}
+
+void BigIntToValue(v8::Local<v8::BigInt> big, Snapshot* out) {
+  bool lossless = false;
+  int64_t small = big->Int64Value(&lossless);
+  if (lossless) {
+    out->kind = Snapshot::Kind::kInt;
+    out->i = small;
+    return;
+  }
+  int count = big->WordCount();
+  std::vector<uint64_t> words(count);
+  int sign = 0;
+  big->ToWordsArray(&sign, &count, words.data());
+  static const char* digits = "0123456789abcdef";
+  std::string hex = sign ? "-" : "";
+  bool leading = true;
+  for (int i = count - 1; i >= 0; i--) {
+    for (int shift = 60; shift >= 0; shift -= 4) {
+      int nibble = static_cast<int>((words[i] >> shift) & 0xf);
+      if (leading && nibble == 0) continue;
+      leading = false;
+      hex.push_back(digits[nibble]);
+    }
+  }
+  if (leading) hex.push_back('0');
+  out->kind = Snapshot::Kind::kBigInt;
+  out->text = std::move(hex);
+}
+
+bool ConvertArray(JsWalk& w, v8::Local<v8::Array> arr, Snapshot* out) {
+  if (!EnterContainer(w, arr)) return false;
+  uint32_t n = arr->Length();
+  out->kind = Snapshot::Kind::kList;
+  out->items.resize(n);
+  for (uint32_t i = 0; i < n; i++) {
+    v8::Local<v8::Value> item;
+    if (!arr->Get(w.ctx, i).ToLocal(&item)) return Fail(w.error, "cannot read an array element");
+    if (!Convert(w, item, &out->items[i])) return false;
+  }
+  w.path.pop_back();
+  return true;
+}
+
+bool ConvertPlainObject(JsWalk& w, v8::Local<v8::Object> obj, Snapshot* out) {
+  if (!EnterContainer(w, obj)) return false;
+  v8::Local<v8::Array> keys;
+  if (!obj->GetOwnPropertyNames(w.ctx, v8::ONLY_ENUMERABLE,
+                                v8::KeyConversionMode::kConvertToString)
+           .ToLocal(&keys)) {
+    return Fail(w.error, "cannot list the object's keys");
+  }
+  uint32_t n = keys->Length();
+  out->kind = Snapshot::Kind::kDict;
+  out->items.resize(static_cast<size_t>(n) * 2);
+  for (uint32_t i = 0; i < n; i++) {
+    v8::Local<v8::Value> key, item;
+    if (!keys->Get(w.ctx, i).ToLocal(&key) || !obj->Get(w.ctx, key).ToLocal(&item)) {
+      return Fail(w.error, "cannot read an object property");
+    }
+    CopyString(w.isolate, key.As<v8::String>(), &out->items[2 * i]);
+    if (!Convert(w, item, &out->items[2 * i + 1])) return false;
+  }
+  w.path.pop_back();
+  return true;
+}
+
+bool ConvertMapOrSet(JsWalk& w, v8::Local<v8::Object> obj, bool isMap, Snapshot* out) {
+  if (!EnterContainer(w, obj)) return false;
+  v8::Local<v8::Array> flat =
+      isMap ? obj.As<v8::Map>()->AsArray() : obj.As<v8::Set>()->AsArray();
+  uint32_t n = flat->Length();
+  out->kind = isMap ? Snapshot::Kind::kDict : Snapshot::Kind::kSet;
+  out->items.resize(n);
+  for (uint32_t i = 0; i < n; i++) {
+    v8::Local<v8::Value> item;
+    if (!flat->Get(w.ctx, i).ToLocal(&item)) return Fail(w.error, "cannot read a collection entry");
+    if (!Convert(w, item, &out->items[i])) return false;
+  }
+  w.path.pop_back();
+  return true;
+}
+
+bool IsPlainObject(JsWalk& w, v8::Local<v8::Object> obj) {
+  v8::Local<v8::Value> proto = obj->GetPrototype();
+  if (proto->IsNull()) return true;
+  if (!proto->IsObject()) return false;
+  v8::Local<v8::Value> protoProto = proto.As<v8::Object>()->GetPrototype();
+  // Object.prototype is the only ordinary object whose prototype is null.
+  return protoProto->IsNull() && proto.As<v8::Object>()->GetConstructorName()->StringEquals(
+                                     v8::String::NewFromUtf8Literal(w.isolate, "Object"));
+}
+
+bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out) {
+  if (v->IsUndefined()) {
+    out->kind = Snapshot::Kind::kUndefined;
+    return true;
+  }
+  if (v->IsNull()) {
+    out->kind = Snapshot::Kind::kNull;
+    return true;
+  }
+  if (v->IsBoolean()) {
+    out->kind = Snapshot::Kind::kBool;
+    out->b = v->IsTrue();
+    return true;
+  }
+  if (v->IsInt32()) {
+    out->kind = Snapshot::Kind::kInt;
+    out->i = v.As<v8::Int32>()->Value();
+    return true;
+  }
+  if (v->IsNumber()) {
+    double d = v.As<v8::Number>()->Value();
+    if (std::trunc(d) == d && std::fabs(d) <= kMaxSafeInteger && !(d == 0 && std::signbit(d))) {
+      out->kind = Snapshot::Kind::kInt;
+      out->i = static_cast<int64_t>(d);
+    } else {
+      out->kind = Snapshot::Kind::kFloat;
+      out->d = d;
+    }
+    return true;
+  }
+  if (v->IsString()) {
+    CopyString(w.isolate, v.As<v8::String>(), out);
+    return true;
+  }
+  if (v->IsBigInt()) {
+    BigIntToValue(v.As<v8::BigInt>(), out);
+    return true;
+  }
+  if (v->IsSymbol()) return Fail(w.error, "cannot convert a JS Symbol to Python");
+  if (v->IsProxy()) return Fail(w.error, "cannot convert a JS Proxy object to Python");
+  if (!v->IsObject()) return Fail(w.error, "cannot convert this JS value to Python");
+
+  v8::Local<v8::Object> obj = v.As<v8::Object>();
+  // A pyembed proxy (or callable) carries its native handle as an own property.
+  v8::Local<v8::Symbol> key = w.thread->handleKey.Get(w.isolate);
+  if (obj->HasOwnProperty(w.ctx, key).FromMaybe(false)) {
+    v8::Local<v8::Value> handleValue;
+    PyHandle* h = nullptr;
+    if (obj->Get(w.ctx, key).ToLocal(&handleValue)) h = HandleFromValue(w.thread, handleValue);
+    if (!h) return Fail(w.error, "corrupt pyembed proxy");
+    const char* why = nullptr;
+    PyObject* live = LiveObject(h, &why);
+    if (!live) return Fail(w.error, why);
+    out->kind = Snapshot::Kind::kPyObject;
+    out->obj = live;
+    out->ownsRef = false;
+    out->pinned = h;
+    return true;
+  }
+  if (v->IsFunction()) {
+    out->kind = Snapshot::Kind::kJsFunction;
+    out->fn = NewJsFunctionRef(w.thread, v.As<v8::Function>());
+    return true;
+  }
+  if (v->IsArray()) return ConvertArray(w, v.As<v8::Array>(), out);
+  if (v->IsArrayBufferView()) {
+    auto view = v.As<v8::ArrayBufferView>();
+    out->kind = Snapshot::Kind::kBytes;
+    out->text.resize(view->ByteLength());
+    if (!out->text.empty()) view->CopyContents(out->text.data(), out->text.size());
+    return true;
+  }
+  if (v->IsArrayBuffer()) {
+    auto buffer = v.As<v8::ArrayBuffer>();
+    out->kind = Snapshot::Kind::kBytes;
+    out->text.assign(static_cast<const char*>(buffer->Data()), buffer->ByteLength());
+    return true;
+  }
+  if (v->IsMap()) return ConvertMapOrSet(w, obj, true, out);
+  if (v->IsSet()) return ConvertMapOrSet(w, obj, false, out);
+  if (w.thread->kwargsPrototype.Get(w.isolate)->StrictEquals(obj->GetPrototype())) {
+    return Fail(w.error, "Py.kw() keyword arguments can only be the last argument of a call");
+  }
+  if (IsPlainObject(w, obj)) return ConvertPlainObject(w, obj, out);
+  return Fail(w.error, "cannot convert a JS " + ConstructorName(obj) +
+                           " to Python (pass a plain object, an array, or a primitive)");
+}
+
+// --- Python -> Snapshot -----------------------------------------------------------------------
+
+bool TextOfStr(PyObject* o, Snapshot* out) {
+  Py_ssize_t size = 0;
+  const char* utf8 = py.PyUnicode_AsUTF8AndSize(o, &size);
+  out->kind = Snapshot::Kind::kString;
+  if (utf8) {
+    out->encoding = Snapshot::Encoding::kUtf8;
+    out->obj = NewRef(o);
+    out->ownsRef = true;
+    out->generation = engine.generation();
+    out->view = utf8;
+    out->viewLength = static_cast<size_t>(size);
+    return true;
+  }
+  // Lone surrogates have no UTF-8 form; UTF-16 keeps them exactly, as JS strings do.
+  py.PyErr_Clear();
+  PyRefOwned bytes(py.PyUnicode_AsEncodedString(o, "utf-16-le", "surrogatepass"));
+  if (!bytes) return false;
+  char* data = nullptr;
+  Py_ssize_t n = 0;
+  if (py.PyBytes_AsStringAndSize(bytes.get(), &data, &n) < 0) return false;
+  out->encoding = Snapshot::Encoding::kUtf16;
+  out->text.assign(data, static_cast<size_t>(n));
+  return true;
+}
+
+bool IntToValue(PyObject* o, Snapshot* out) {
+  int overflow = 0;
+  long long v = py.PyLong_AsLongLongAndOverflow(o, &overflow);
+  if (overflow == 0) {
+    if (v == -1 && py.PyErr_Occurred()) return false;
+    out->kind = Snapshot::Kind::kInt;
+    out->i = v;
+    return true;
+  }
+  PyRefOwned hex(py.PyNumber_ToBase(o, 16));
+  if (!hex) return false;
+  Py_ssize_t n = 0;
+  const char* s = py.PyUnicode_AsUTF8AndSize(hex.get(), &n);
+  if (!s) return false;
+  std::string text(s, static_cast<size_t>(n));
+  // "0x1f" or "-0x1f"
+  size_t at = text.find('x');
+  out->kind = Snapshot::Kind::kBigInt;
+  out->text = (text[0] == '-' ? "-" : "") + text.substr(at + 1);
+  return true;
+}
+
+struct PyWalk {
+  const ToJsOptions& options;
+  std::vector<PyObject*> path;
+};
+
+bool FromPython(PyWalk& w, PyObject* o, Snapshot* out);
+
+bool EnterPyContainer(PyWalk& w, PyObject* o) {
+  for (PyObject* seen : w.path) {
+    if (seen == o) {
+      py.PyErr_SetString(py.PyExc_ValueError,
+                         "cannot convert a cyclic structure to JS (a container contains itself)");
+      return false;
+    }
+  }
+  if (StackNearlyExhausted()) {
+    py.PyErr_SetString(py.PyExc_RecursionError, "structure nested too deeply to convert to JS");
+    return false;
+  }
+  w.path.push_back(o);
+  return true;
+}
+
+bool SequenceItems(PyWalk& w, PyObject* o, bool isTuple, Snapshot* out) {
+  if (!EnterPyContainer(w, o)) return false;
+  Py_ssize_t n = isTuple ? py.PyTuple_Size(o) : py.PyList_Size(o);
+  out->kind = isTuple ? Snapshot::Kind::kTuple : Snapshot::Kind::kList;
+  out->items.resize(static_cast<size_t>(n));
+  for (Py_ssize_t i = 0; i < n; i++) {
+    // A list may change size under us (an element's conversion cannot run Python code, but be
+    // careful anyway): re-check the bound each time.
+    Py_ssize_t now = isTuple ? n : py.PyList_Size(o);
+    if (i >= now) {
+      out->items.resize(static_cast<size_t>(i));
+      break;
+    }
+    PyObject* item = isTuple ? py.PyTuple_GetItem(o, i) : py.PyList_GetItem(o, i);
+    if (!item || !FromPython(w, item, &out->items[i])) return false;
+  }
+  w.path.pop_back();
+  return true;
+}
+
+bool DictItems(PyWalk& w, PyObject* o, Snapshot* out) {
+  if (!EnterPyContainer(w, o)) return false;
+  out->kind = w.options.dictAsMap ? Snapshot::Kind::kMap : Snapshot::Kind::kDict;
+  Py_ssize_t pos = 0;
+  PyObject *key, *item;
+  while (py.PyDict_Next(o, &pos, &key, &item)) {
+    out->items.emplace_back();
+    out->items.emplace_back();
+    Snapshot& k = out->items[out->items.size() - 2];
+    if (!FromPython(w, key, &k)) return false;
+    if (!w.options.dictAsMap && k.kind != Snapshot::Kind::kString && k.kind != Snapshot::Kind::kInt &&
+        k.kind != Snapshot::Kind::kFloat && k.kind != Snapshot::Kind::kBool) {
+      py.PyErr_SetString(py.PyExc_TypeError,
+                         "a dict key of this type cannot become a JS object key; use "
+                         "toJS({ dict: 'map' })");
+      return false;
+    }
+    if (!FromPython(w, item, &out->items.back())) return false;
+  }
+  w.path.pop_back();
+  return true;
+}
+
+bool SetItems(PyWalk& w, PyObject* o, Snapshot* out) {
+  if (!EnterPyContainer(w, o)) return false;
+  PyRefOwned it(py.PyObject_GetIter(o));
+  if (!it) return false;
+  out->kind = Snapshot::Kind::kSet;
+  while (PyObject* item = py.PyIter_Next(it.get())) {
+    PyRefOwned owned(item);
+    out->items.emplace_back();
+    if (!FromPython(w, item, &out->items.back())) return false;
+  }
+  if (py.PyErr_Occurred()) return false;
+  w.path.pop_back();
+  return true;
+}
+
+bool FromPython(PyWalk& w, PyObject* o, Snapshot* out) {
+  PyObject* type = TypeOf(o);
+  if (o == py.None) {
+    out->kind = Snapshot::Kind::kUndefined;
+    return true;
+  }
+  if (type == py.PyBool_Type) {
+    out->kind = Snapshot::Kind::kBool;
+    out->b = o == py.True;
+    return true;
+  }
+  if (type == py.PyLong_Type) return IntToValue(o, out);
+  if (type == py.PyFloat_Type) {
+    out->kind = Snapshot::Kind::kFloat;
+    out->d = py.PyFloat_AsDouble(o);
+    return true;
+  }
+  if (type == py.PyUnicode_Type) return TextOfStr(o, out);
+  unsigned long flags = py.PyType_GetFlags(type);
+  if (flags & kTpFlagsLongSubclass) return IntToValue(o, out);
+  if (flags & kTpFlagsUnicodeSubclass) return TextOfStr(o, out);
+  if (py.PyType_IsSubtype(type, py.PyFloat_Type)) {
+    out->kind = Snapshot::Kind::kFloat;
+    out->d = py.PyFloat_AsDouble(o);
+    return !(out->d == -1.0 && py.PyErr_Occurred());
+  }
+  if (JsFunctionRef* ref = JsFunctionRefOf(o)) {
+    ref->Ref();
+    out->kind = Snapshot::Kind::kJsFunction;
+    out->fn = ref;
+    out->obj = NewRef(o);
+    out->ownsRef = true;
+    out->generation = engine.generation();
+    out->handleFlags = kHandleCallable;
+    return true;
+  }
+  if (w.options.deep) {
+    if (flags & kTpFlagsListSubclass) return SequenceItems(w, o, false, out);
+    if (flags & kTpFlagsTupleSubclass) return SequenceItems(w, o, true, out);
+    if (flags & kTpFlagsDictSubclass) return DictItems(w, o, out);
+    if (type == py.PySet_Type || type == py.PyFrozenSet_Type ||
+        py.PyType_IsSubtype(type, py.PySet_Type) ||
+        py.PyType_IsSubtype(type, py.PyFrozenSet_Type)) {
+      return SetItems(w, o, out);
+    }
+    if ((flags & kTpFlagsBytesSubclass) || type == py.PyByteArray_Type) {
+      Py_buffer view;
+      if (py.PyObject_GetBuffer(o, &view, kPyBufSimple) < 0) return false;
+      out->kind = Snapshot::Kind::kBytes;
+      out->text.assign(static_cast<const char*>(view.buf), static_cast<size_t>(view.len));
+      py.PyBuffer_Release(&view);
+      return true;
+    }
+  }
+  out->kind = Snapshot::Kind::kPyObject;
+  out->obj = NewRef(o);
+  out->ownsRef = true;
+  out->generation = engine.generation();
+  out->handleFlags = HandleFlagsOf(o);
+  return true;
+}
+
+// --- Snapshot -> JS ---------------------------------------------------------------------------
+
+v8::MaybeLocal<v8::Value> BigIntFromHex(v8::Local<v8::Context> ctx, const std::string& text) {
+  bool negative = !text.empty() && text[0] == '-';
+  size_t start = negative ? 1 : 0;
+  size_t digits = text.size() - start;
+  std::vector<uint64_t> words((digits + 15) / 16, 0);
+  for (size_t k = 0; k < digits; k++) {
+    char c = text[text.size() - 1 - k];
+    uint64_t nibble = (c >= '0' && c <= '9') ? c - '0' : (c | 0x20) - 'a' + 10;
+    words[k / 16] |= nibble << (4 * (k % 16));
+  }
+  return AsValue(v8::BigInt::NewFromWords(ctx, negative ? 1 : 0, static_cast<int>(words.size()),
+                                          words.data()));
+}
+
+v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested);
+
+v8::MaybeLocal<v8::Value> WrapHandle(JsThread* t, v8::Local<v8::Object> handle, bool nested) {
+  if (!nested) return handle;
+  v8::Local<v8::Value> argv[] = {handle};
+  v8::Isolate* isolate = t->isolate;
+  return t->wrapFactory.Get(isolate)->Call(isolate->GetCurrentContext(), v8::Undefined(isolate),
+                                           1, argv);
+}
+
+v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested) {
+  v8::Isolate* isolate = t->isolate;
+  v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
+  switch (v.kind) {
+    case Snapshot::Kind::kUndefined:
+    case Snapshot::Kind::kNaN:
+      return v8::Undefined(isolate);
+    case Snapshot::Kind::kNull:
+      return v8::Null(isolate);
+    case Snapshot::Kind::kBool:
+      return v8::Boolean::New(isolate, v.b);
+    case Snapshot::Kind::kInt:
+      if (v.i >= -9007199254740991LL && v.i <= 9007199254740991LL) {
+        return v8::Number::New(isolate, static_cast<double>(v.i));
+      }
+      return v8::BigInt::New(isolate, v.i);
+    case Snapshot::Kind::kFloat:
+      return v8::Number::New(isolate, v.d);
+    case Snapshot::Kind::kBigInt:
+      return AsValue(BigIntFromHex(ctx, v.text));
+    case Snapshot::Kind::kString:
+      if (v.encoding == Snapshot::Encoding::kUtf8) {
+        return NewJsString(isolate, v.view ? v.view : v.text.data(),
+                           v.view ? v.viewLength : v.text.size());
+      }
+      if (v.encoding == Snapshot::Encoding::kUtf16) {
+        return AsValue(v8::String::NewFromTwoByte(
+            isolate, reinterpret_cast<const uint16_t*>(v.text.data()), v8::NewStringType::kNormal,
+            static_cast<int>(v.text.size() / 2)));
+      }
+      return AsValue(v8::String::NewFromOneByte(
+          isolate, reinterpret_cast<const uint8_t*>(v.text.data()), v8::NewStringType::kNormal,
+          static_cast<int>(v.text.size())));
+    case Snapshot::Kind::kBytes: {
+      auto buffer = v8::ArrayBuffer::New(isolate, v.text.size());
+      if (!v.text.empty()) std::memcpy(buffer->Data(), v.text.data(), v.text.size());
+      return v8::Uint8Array::New(buffer, 0, v.text.size());
+    }
+    case Snapshot::Kind::kList:
+    case Snapshot::Kind::kTuple: {
+      std::vector<v8::Local<v8::Value>> elements(v.items.size());
+      for (size_t i = 0; i < v.items.size(); i++) {
+        if (!ToJs(t, v.items[i], true).ToLocal(&elements[i])) return {};
+      }
+      return v8::Array::New(isolate, elements.data(), elements.size());
+    }
+    case Snapshot::Kind::kDict: {
+      v8::Local<v8::Object> obj = v8::Object::New(isolate);
+      for (size_t i = 0; i + 1 < v.items.size(); i += 2) {
+        v8::Local<v8::Value> key, item;
+        if (!ToJs(t, v.items[i], true).ToLocal(&key)) return {};
+        if (!key->IsString() && !key->ToString(ctx).ToLocal(&key)) return {};
+        if (!ToJs(t, v.items[i + 1], true).ToLocal(&item)) return {};
+        if (obj->CreateDataProperty(ctx, key.As<v8::Name>(), item).IsNothing()) return {};
+      }
+      return obj;
+    }
+    case Snapshot::Kind::kMap: {
+      v8::Local<v8::Map> map = v8::Map::New(isolate);
+      for (size_t i = 0; i + 1 < v.items.size(); i += 2) {
+        v8::Local<v8::Value> key, item;
+        if (!ToJs(t, v.items[i], true).ToLocal(&key)) return {};
+        if (!ToJs(t, v.items[i + 1], true).ToLocal(&item)) return {};
+        if (map->Set(ctx, key, item).IsEmpty()) return {};
+      }
+      return map;
+    }
+    case Snapshot::Kind::kSet: {
+      v8::Local<v8::Set> set = v8::Set::New(isolate);
+      for (auto& item : v.items) {
+        v8::Local<v8::Value> js;
+        if (!ToJs(t, item, true).ToLocal(&js)) return {};
+        if (set->Add(ctx, js).IsEmpty()) return {};
+      }
+      return set;
+    }
+    case Snapshot::Kind::kJsFunction:
+      // The JS function itself when it belongs to this JS thread; a function of another JS
+      // thread stays a Python callable here.
+      if (v.fn->thread == t) return v.fn->fn.Get(isolate);
+      [[fallthrough]];
+    case Snapshot::Kind::kPyObject: {
+      // Only references taken from Python are converted to JS; borrowed ones came from JS.
+      if (!v.ownsRef || !v.obj) return v8::Undefined(isolate);
+      PyObject* owned = v.obj;
+      v.ownsRef = false;
+      v.obj = nullptr;
+      return WrapHandle(t, NewHandle(t, owned, v.handleFlags), nested);
+    }
+  }
+  return v8::Undefined(isolate);
+}
+
+}  // namespace
+
+Snapshot::Snapshot(Snapshot&& other) noexcept
+    : kind(other.kind),
+      encoding(other.encoding),
+      ownsRef(other.ownsRef),
+      i(other.i),
+      obj(other.obj),
+      fn(other.fn),
+      generation(other.generation),
+      handleFlags(other.handleFlags),
+      pinned(other.pinned),
+      text(std::move(other.text)),
+      view(other.view),
+      viewLength(other.viewLength),
+      items(std::move(other.items)) {
+  other.ownsRef = false;
+  other.kind = Kind::kUndefined;
+  other.obj = nullptr;
+  other.fn = nullptr;
+  other.pinned = nullptr;
+}
+
+Snapshot& Snapshot::operator=(Snapshot&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    kind = other.kind;
+    encoding = other.encoding;
+    ownsRef = other.ownsRef;
+    i = other.i;
+    obj = other.obj;
+    fn = other.fn;
+    generation = other.generation;
+    handleFlags = other.handleFlags;
+    pinned = other.pinned;
+    text = std::move(other.text);
+    view = other.view;
+    viewLength = other.viewLength;
+    items = std::move(other.items);
+    other.ownsRef = false;
+    other.kind = Kind::kUndefined;
+    other.obj = nullptr;
+    other.fn = nullptr;
+    other.pinned = nullptr;
+  }
+  return *this;
+}
+
+void Snapshot::Reset() {
+  if (fn) fn->Unref();
+  fn = nullptr;
+  if (ownsRef && obj) ReleaseRef(obj, generation);
+  obj = nullptr;
+  ownsRef = false;
+  kind = Kind::kUndefined;
+  view = nullptr;
+  items.clear();
+}
+
+Snapshot::~Snapshot() { Reset(); }
+
+bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertError* error) {
+  v8::Isolate* isolate = thread->isolate;
+  JsWalk w{thread, isolate, isolate->GetCurrentContext(), error, {}};
+  return Convert(w, v, out);
+}
+
+PyObject* ValueToPython(JsThread* thread, Snapshot& v) {
+  switch (v.kind) {
+    case Snapshot::Kind::kUndefined:
+    case Snapshot::Kind::kNull:
+    case Snapshot::Kind::kNaN:
+      return NewRef(py.None);
+    case Snapshot::Kind::kBool:
+      return NewRef(v.b ? py.True : py.False);
+    case Snapshot::Kind::kInt:
+      return py.PyLong_FromLongLong(v.i);
+    case Snapshot::Kind::kFloat:
+      return py.PyFloat_FromDouble(v.d);
+    case Snapshot::Kind::kBigInt:
+      return py.PyLong_FromString(v.text.c_str(), nullptr, 16);
+    case Snapshot::Kind::kString: {
+      if (v.encoding == Snapshot::Encoding::kLatin1) {
+        return py.PyUnicode_FromKindAndData(1, v.text.data(), static_cast<Py_ssize_t>(v.text.size()));
+      }
+      if (v.encoding == Snapshot::Encoding::kUtf8) {
+        const char* data = v.view ? v.view : v.text.data();
+        size_t n = v.view ? v.viewLength : v.text.size();
+        return py.PyUnicode_FromStringAndSize(data, static_cast<Py_ssize_t>(n));
+      }
+      const uint16_t* units = reinterpret_cast<const uint16_t*>(v.text.data());
+      size_t n = v.text.size() / 2;
+      bool surrogates = false;
+      for (size_t k = 0; k < n; k++) {
+        if ((units[k] & 0xF800) == 0xD800) {
+          surrogates = true;
+          break;
+        }
+      }
+      if (!surrogates) return py.PyUnicode_FromKindAndData(2, units, static_cast<Py_ssize_t>(n));
+      // Pairs become one code point; lone surrogates are kept as they are.
+      int byteorder = -1;  // little endian
+      return py.PyUnicode_DecodeUTF16(v.text.data(), static_cast<Py_ssize_t>(v.text.size()),
+                                      "surrogatepass", &byteorder);
+    }
+    case Snapshot::Kind::kBytes:
+      return py.PyBytes_FromStringAndSize(v.text.data(), static_cast<Py_ssize_t>(v.text.size()));
+    case Snapshot::Kind::kList:
+    case Snapshot::Kind::kTuple: {
+      bool tuple = v.kind == Snapshot::Kind::kTuple;
+      Py_ssize_t n = static_cast<Py_ssize_t>(v.items.size());
+      PyRefOwned seq(tuple ? py.PyTuple_New(n) : py.PyList_New(n));
+      if (!seq) return nullptr;
+      for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject* item = ValueToPython(thread, v.items[k]);
+        if (!item) return nullptr;
+        if ((tuple ? py.PyTuple_SetItem(seq.get(), k, item) : py.PyList_SetItem(seq.get(), k, item)) < 0)
+          return nullptr;
+      }
+      return seq.release();
+    }
+    case Snapshot::Kind::kDict:
+    case Snapshot::Kind::kMap: {
+      PyRefOwned dict(py.PyDict_New());
+      if (!dict) return nullptr;
+      for (size_t k = 0; k + 1 < v.items.size(); k += 2) {
+        PyRefOwned key(ValueToPython(thread, v.items[k]));
+        if (!key) return nullptr;
+        PyRefOwned item(ValueToPython(thread, v.items[k + 1]));
+        if (!item) return nullptr;
+        if (py.PyDict_SetItem(dict.get(), key.get(), item.get()) < 0) return nullptr;
+      }
+      return dict.release();
+    }
+    case Snapshot::Kind::kSet: {
+      PyRefOwned set(py.PySet_New(nullptr));
+      if (!set) return nullptr;
+      for (auto& item : v.items) {
+        PyRefOwned element(ValueToPython(thread, item));
+        if (!element || py.PySet_Add(set.get(), element.get()) < 0) return nullptr;
+      }
+      return set.release();
+    }
+    case Snapshot::Kind::kPyObject:
+      if (v.ownsRef) {
+        v.ownsRef = false;
+        PyObject* o = v.obj;
+        v.obj = nullptr;
+        return o;
+      }
+      return NewRef(v.obj);
+    case Snapshot::Kind::kJsFunction: {
+      if (v.ownsRef && v.obj) {
+        v.ownsRef = false;
+        PyObject* o = v.obj;
+        v.obj = nullptr;
+        return o;
+      }
+      JsFunctionRef* ref = v.fn;
+      v.fn = nullptr;
+      return MakePythonCallable(ref);
+    }
+  }
+  return NewRef(py.None);
+}
+
+bool PythonToValue(PyObject* o, const ToJsOptions& options, Snapshot* out) {
+  PyWalk w{options, {}};
+  return FromPython(w, o, out);
+}
+
+v8::MaybeLocal<v8::Value> ValueToJs(JsThread* thread, Snapshot& v, bool wrap) {
+  return ToJs(thread, v, wrap);
+}
+
+v8::MaybeLocal<v8::Value> PythonToJs(JsThread* thread, PyObject* o, const ToJsOptions& options) {
+  Snapshot v;
+  if (!PythonToValue(o, options, &v)) return {};
+  return ToJs(thread, v, false);
+}
+
+v8::Local<v8::String> NewJsString(v8::Isolate* isolate, const char* utf8, size_t length) {
+  return v8::String::NewFromUtf8(isolate, utf8, v8::NewStringType::kNormal,
+                                 static_cast<int>(length))
+      .ToLocalChecked();
+}

@@ -1,0 +1,105 @@
+// Conversions between JS and Python go through Snapshot, a thread-neutral snapshot:
+//   JS -> Snapshot needs the isolate only;   Snapshot -> Python needs the GIL only;
+//   Python -> Snapshot needs the GIL only;   Snapshot -> JS needs the isolate only.
+// So a thread never has to hold both at once, which is what lets callAsync keep the event loop
+// free of the GIL and lets callbacks respect the isolate-before-GIL order. Synchronous calls hold
+// both and simply run the two halves back to back (primitives never allocate).
+//
+// The rules (documented in the README):
+//   JS -> Python: undefined/null -> None, boolean -> bool, safe integer -> int, other number ->
+//   float (so -0, NaN, 1e300 round-trip), bigint -> int, string -> str (lone surrogates kept),
+//   Buffer/Uint8Array -> bytes, Array -> list, plain object -> dict, Map -> dict, Set -> set,
+//   function -> Python callable, PyObject proxy -> the same object. Cycles are an error.
+//   Python -> JS (shallow, call results): None -> undefined, bool -> boolean, int -> number when
+//   safe else bigint, float -> number, str -> string, a pyembed JS function -> that function,
+//   anything else -> PyObject proxy. toJS() converts containers deeply.
+#pragma once
+
+#include <v8.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "capi.h"
+
+struct JsThread;
+struct PyHandle;
+struct JsFunctionRef;
+
+struct Snapshot {
+  enum class Kind : uint8_t {
+    kUndefined,  // JS undefined / Python None
+    kNull,       // JS null (-> None)
+    kBool,
+    kInt,        // fits int64
+    kFloat,
+    kBigInt,     // text: hex digits, optional leading '-'
+    kString,     // text: latin1 (oneByte) or UTF-16 (from JS), or UTF-8 (from Python)
+    kBytes,      // text: raw bytes
+    kList,
+    kTuple,      // Python tuple -> JS array (toJS)
+    kDict,       // items: key, value, key, value, ...
+    kSet,
+    kMap,        // Python dict -> JS Map (toJS with dict: 'map')
+    kPyObject,   // obj (owned if ownsRef, else borrowed from a live handle)
+    kJsFunction, // fn, and obj when it came from Python
+    kNaN         // never produced: placeholder to keep switch statements exhaustive
+  };
+  enum class Encoding : uint8_t { kLatin1, kUtf16, kUtf8 };
+
+  Kind kind = Kind::kUndefined;
+  Encoding encoding = Encoding::kLatin1;
+  bool ownsRef = false;
+  union {
+    bool b;
+    int64_t i;
+    double d;
+  };
+  PyObject* obj = nullptr;        // kPyObject; kString from Python (keeps `view` alive);
+                                  // kJsFunction from Python (the callable wrapping fn)
+  JsFunctionRef* fn = nullptr;    // kJsFunction (one count held)
+  uint64_t generation = 0;     // of obj, when ownsRef
+  uint8_t handleFlags = 0;     // kPyObject from Python: callable / awaitable (see handles.h)
+  PyHandle* pinned = nullptr;  // handle pinned for an async call (kPyObject borrowed)
+  std::string text;            // string/bigint/bytes payload (owned copy)
+  const char* view = nullptr;  // UTF-8 viewed inside `obj` (a Python str kept alive by it)
+  size_t viewLength = 0;
+  std::vector<Snapshot> items;
+
+  Snapshot() : i(0) {}
+  Snapshot(Snapshot&& other) noexcept;
+  Snapshot& operator=(Snapshot&& other) noexcept;
+  Snapshot(const Snapshot&) = delete;
+  Snapshot& operator=(const Snapshot&) = delete;
+  ~Snapshot();
+  void Reset();
+};
+
+struct ConvertError {
+  std::string message;
+  bool isTypeError = true;  // else RangeError / Python ValueError
+};
+
+// JS -> Value. On failure returns false with `error` set (no JS exception pending).
+bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertError* error);
+// Snapshot -> Python: a new reference, or null with a Python exception set. Caller attached.
+PyObject* ValueToPython(JsThread* thread, Snapshot& v);
+
+struct ToJsOptions {
+  bool deep = false;
+  bool dictAsMap = false;
+  bool wrapTopLevel = false;  // a top-level Python object becomes a proxy, not a bare handle
+};
+// Python -> Value. Caller attached. Returns false with a Python exception set.
+bool PythonToValue(PyObject* o, const ToJsOptions& options, Snapshot* out);
+// Snapshot -> JS. Takes the Python references it needs into handles. Never touches Python, except
+// that it may queue decrefs. Python objects nested in containers always become PyObject proxies;
+// a top-level one becomes a proxy too with `wrap`, else a bare handle (src/proxy.ts wraps it).
+v8::MaybeLocal<v8::Value> ValueToJs(JsThread* thread, Snapshot& v, bool wrap = false);
+
+// Convenience for synchronous paths that hold both the GIL and the isolate.
+v8::MaybeLocal<v8::Value> PythonToJs(JsThread* thread, PyObject* o, const ToJsOptions& options);
+
+v8::Local<v8::String> NewJsString(v8::Isolate* isolate, const char* utf8, size_t length);

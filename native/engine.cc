@@ -1,0 +1,155 @@
+#include "engine.h"
+
+#include "gil.h"
+#include "python_helpers.h"
+
+Engine engine;
+
+namespace {
+
+// UTF-8 to wchar_t (UTF-32 on Linux and macOS) without depending on the process locale.
+std::wstring Widen(const std::string& s) {
+  std::wstring out;
+  for (size_t i = 0; i < s.size();) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    uint32_t cp;
+    int extra;
+    if (c < 0x80) { cp = c; extra = 0; }
+    else if ((c >> 5) == 6) { cp = c & 0x1f; extra = 1; }
+    else if ((c >> 4) == 14) { cp = c & 0x0f; extra = 2; }
+    else { cp = c & 0x07; extra = 3; }
+    i++;
+    for (int k = 0; k < extra && i < s.size(); k++, i++) cp = (cp << 6) | (s[i] & 0x3f);
+    out.push_back(static_cast<wchar_t>(cp));
+  }
+  return out;
+}
+
+// Py_SetProgramName keeps the pointer it is given: the string must outlive the interpreter.
+std::wstring programName;
+
+bool InitializeInterpreter(const EngineConfig& config, std::string* error) {
+  if (py.PyInitConfig_Create && py.Py_InitializeFromInitConfig) {
+    // PEP 741 (3.14+): configuration by name, no struct layouts.
+    PyInitConfig* c = py.PyInitConfig_Create();
+    if (!c) {
+      *error = "PyInitConfig_Create failed";
+      return false;
+    }
+    bool ok = py.PyInitConfig_SetStr(c, "program_name", config.executable.c_str()) == 0 &&
+              py.PyInitConfig_SetInt(c, "install_signal_handlers", 0) == 0 &&
+              py.PyInitConfig_SetInt(c, "parse_argv", 0) == 0 &&
+              py.Py_InitializeFromInitConfig(c) == 0;
+    if (!ok) {
+      const char* msg = nullptr;
+      py.PyInitConfig_GetError(c, &msg);
+      *error = std::string("Python failed to initialize: ") + (msg ? msg : "unknown error");
+    }
+    py.PyInitConfig_Free(c);
+    return ok;
+  }
+  // 3.9 to 3.13: the program name lets Python find its prefix and a virtualenv's pyvenv.cfg
+  // exactly as that executable would; initsigs=0 leaves every signal handler to Node.
+  programName = Widen(config.executable);
+  py.Py_SetProgramName(programName.c_str());
+  py.Py_InitializeEx(0);
+  if (!py.Py_IsInitialized()) {
+    *error = "Python failed to initialize";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool Engine::Start(const EngineConfig& config, std::string* error) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (state() == EngineState::kRunning) return true;
+  if (state() != EngineState::kStopped) {
+    *error = "Python is being shut down";
+    return false;
+  }
+  if (!LoadCApi(config.library, error)) return false;
+  if (py.Py_IsInitialized()) {
+    *error = "libpython is already initialized by someone else in this process";
+    return false;
+  }
+  if (thread_.joinable()) thread_.join();  // the previous run's interpreter thread has ended
+  set_state(EngineState::kStarting);
+  startDone_ = false;
+  stopRequested_ = false;
+  stopped_ = false;
+  startError_.clear();
+  // The new run's generation, before any Python object of it exists.
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  thread_ = std::thread(&Engine::InterpreterThread, this, config);
+  cv_.wait(lock, [this] { return startDone_; });
+  if (!startError_.empty()) {
+    *error = startError_;
+    lock.unlock();
+    thread_.join();
+    set_state(EngineState::kStopped);
+    return false;
+  }
+  config_ = config;
+  config_.helperSource.clear();
+  set_state(EngineState::kRunning);
+  return true;
+}
+
+void Engine::InterpreterThread(EngineConfig config) {
+  std::string error;
+  bool ok = InitializeInterpreter(config, &error) && FinishCApiAfterInit(&error) &&
+            LoadPythonHelpers(config.helperSource, &error);
+  PyThreadState* mainState = nullptr;
+  if (ok) {
+    // Importing threading here makes this thread Python's main thread for the threading module,
+    // whichever JS thread asked for initialization.
+    PyObject* threading = py.PyImport_ImportModule("threading");
+    if (threading) {
+      py.Py_DecRef(threading);
+    } else {
+      py.PyErr_Clear();
+    }
+    mainState = py.PyEval_SaveThread();
+  }
+  if (!ok && py.library && py.Py_IsInitialized()) {
+    py.PyErr_Clear();
+    py.Py_FinalizeEx();  // started but unusable: undo, so a later initialize can try again
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    startError_ = ok ? "" : error;
+    startDone_ = true;
+  }
+  cv_.notify_all();
+  if (!ok) return;
+
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return stopRequested_; });
+  lock.unlock();
+  py.PyEval_RestoreThread(mainState);
+  if (helpers.stopLoop) {
+    PyObject* r = CallVector(helpers.stopLoop, nullptr, 0, nullptr);
+    if (r) py.Py_DecRef(r);
+    else py.PyErr_Clear();
+  }
+  UnloadPythonHelpers();
+  int rc = py.Py_FinalizeEx();
+  lock.lock();
+  finalizeResult_ = rc;
+  stopped_ = true;
+  cv_.notify_all();
+}
+
+void Engine::Stop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!thread_.joinable() || stopped_) return;
+  stopRequested_ = true;
+  cv_.notify_all();
+  cv_.wait(lock, [this] { return stopped_; });
+  lock.unlock();
+  thread_.join();
+  lock.lock();
+  set_state(EngineState::kStopped);
+}

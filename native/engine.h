@@ -1,0 +1,62 @@
+// The interpreter's lifetime. Python is initialized and finalized on one pyembed-owned thread
+// (the "interpreter thread"), which is Python's main thread. So initialize() and shutdown() work
+// the same from the JS main thread, from any worker, and at process exit: the caller only asks
+// the interpreter thread and waits. JS threads never become Python's main thread, so Python code
+// cannot install signal handlers over Node's (signal.signal raises ValueError off the main thread).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "capi.h"
+
+enum class EngineState : int { kStopped, kStarting, kRunning, kStopping };
+
+struct EngineConfig {
+  std::string library;       // path of libpython
+  std::string executable;    // sys.executable of the chosen interpreter (venvs are found from it)
+  std::string helperSource;  // python/_pyembed.py
+};
+
+class Engine {
+ public:
+  // Blocks until Python runs (or failed to start). Idempotent.
+  bool Start(const EngineConfig& config, std::string* error);
+  // Finalizes Python on the interpreter thread and waits. Callers have made sure that no JS thread
+  // is inside Python any more (see shutdown in addon.cc).
+  void Stop();
+
+  EngineState state() const { return state_.load(std::memory_order_acquire); }
+  bool running() const { return state() == EngineState::kRunning; }
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+  void set_state(EngineState s) { state_.store(s, std::memory_order_release); }
+  int finalizeResult() const { return finalizeResult_; }
+  const EngineConfig& config() const { return config_; }
+
+  // JS and pool threads inside a pyembed operation. Changed only by attached threads, so in GIL
+  // builds the GIL orders it (no atomic on the hot path).
+  int busyThreads = 0;
+  std::mutex waitMu;
+  std::condition_variable waitCv;  // notified when busyThreads drops while stopping
+
+ private:
+  void InterpreterThread(EngineConfig config);
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::atomic<EngineState> state_{EngineState::kStopped};
+  std::atomic<uint64_t> generation_{0};
+  std::thread thread_;
+  bool startDone_ = false;
+  bool stopRequested_ = false;
+  bool stopped_ = false;
+  std::string startError_;
+  EngineConfig config_;
+  int finalizeResult_ = 0;
+};
+
+extern Engine engine;

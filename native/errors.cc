@@ -1,0 +1,131 @@
+#include "errors.h"
+
+#include "callbacks.h"
+#include "engine.h"
+#include "gil.h"
+#include "handles.h"
+#include "js_thread.h"
+
+namespace {
+
+PyObject* describeException = nullptr;  // owned; _pyembed.describe_exception
+uint64_t describeGeneration = 0;
+
+PyObject* FetchException() {
+  if (py.PyErr_GetRaisedException) return py.PyErr_GetRaisedException();
+  PyObject *type = nullptr, *value = nullptr, *tb = nullptr;
+  py.PyErr_Fetch(&type, &value, &tb);
+  if (!type) return nullptr;
+  py.PyErr_NormalizeException(&type, &value, &tb);
+  if (tb && value) py.PyException_SetTraceback(value, tb);
+  if (type) py.Py_DecRef(type);
+  if (tb) py.Py_DecRef(tb);
+  return value;
+}
+
+std::string Utf8Of(PyObject* str) {
+  Py_ssize_t n = 0;
+  const char* s = str ? py.PyUnicode_AsUTF8AndSize(str, &n) : nullptr;
+  if (!s) {
+    py.PyErr_Clear();
+    return "";
+  }
+  return std::string(s, static_cast<size_t>(n));
+}
+
+// type name, message and traceback through the Python helper; falls back to str() alone.
+void Describe(PyObject* exc, PythonErrorInfo* info) {
+  if (describeException && describeGeneration == engine.generation()) {
+    PyObject* args[] = {exc};
+    PyRefOwned parts(CallVector(describeException, args, 1, nullptr));
+    if (parts && py.PyTuple_Size(parts.get()) == 3) {
+      info->type = Utf8Of(py.PyTuple_GetItem(parts.get(), 0));
+      info->message = Utf8Of(py.PyTuple_GetItem(parts.get(), 1));
+      info->traceback = Utf8Of(py.PyTuple_GetItem(parts.get(), 2));
+      return;
+    }
+    py.PyErr_Clear();
+  }
+  PyRefOwned text(py.PyObject_Str(exc));
+  info->message = Utf8Of(text.get());
+  PyRefOwned name(py.PyObject_GetAttrString(TypeOf(exc), "__name__"));
+  info->type = name ? Utf8Of(name.get()) : "Exception";
+  if (!name) py.PyErr_Clear();
+}
+
+}  // namespace
+
+void SetDescribeException(PyObject* fn) {
+  if (describeException && describeGeneration == engine.generation()) {
+    py.Py_DecRef(describeException);
+  }
+  describeException = fn ? NewRef(fn) : nullptr;
+  describeGeneration = engine.generation();
+}
+
+void CapturePythonError(JsThread* thread, PythonErrorInfo* info) {
+  PyObject* exc = FetchException();
+  info->present = true;
+  if (!exc) {
+    info->type = "SystemError";
+    info->message = "error return without an exception set";
+    return;
+  }
+  info->original = thread ? OriginalJsError(exc, thread) : nullptr;
+  Describe(exc, info);
+  info->exception.kind = Snapshot::Kind::kPyObject;
+  info->exception.obj = exc;  // the reference FetchException gave us
+  info->exception.ownsRef = true;
+  info->exception.generation = engine.generation();
+  info->exception.handleFlags = HandleFlagsOf(exc);
+}
+
+v8::Local<v8::Value> MakeJsError(JsThread* thread, PythonErrorInfo& info) {
+  v8::Isolate* isolate = thread->isolate;
+  if (info.original) return JsValueOf(info.original, isolate);
+  if (!info.present) {  // a pyembed error that never was a Python exception
+    return v8::Exception::Error(NewJsString(isolate, info.message.data(), info.message.size()));
+  }
+  v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
+  v8::Local<v8::Value> excHandle = v8::Undefined(isolate);
+  if (info.exception.kind == Snapshot::Kind::kPyObject) {
+    v8::Local<v8::Value> h;
+    if (ValueToJs(thread, info.exception).ToLocal(&h)) excHandle = h;
+  }
+  v8::Local<v8::Value> argv[] = {
+      NewJsString(isolate, info.type.data(), info.type.size()),
+      NewJsString(isolate, info.message.data(), info.message.size()),
+      NewJsString(isolate, info.traceback.data(), info.traceback.size()),
+      excHandle,
+  };
+  v8::Local<v8::Value> error;
+  if (!thread->errorFactory.Get(isolate)->Call(ctx, v8::Undefined(isolate), 4, argv).ToLocal(&error)) {
+    return v8::Exception::Error(NewJsString(isolate, info.message.data(), info.message.size()));
+  }
+  return error;
+}
+
+void ThrowPythonError(JsThread* thread) {
+  PythonErrorInfo info;
+  CapturePythonError(thread, &info);
+  v8::Local<v8::Value> error = MakeJsError(thread, info);
+  thread->isolate->ThrowException(error);
+}
+
+void ThrowConvertError(v8::Isolate* isolate, const ConvertError& error) {
+  if (error.isTypeError) {
+    ThrowTypeError(isolate, error.message);
+  } else {
+    isolate->ThrowException(v8::Exception::RangeError(
+        NewJsString(isolate, error.message.data(), error.message.size())));
+  }
+}
+
+void ThrowError(v8::Isolate* isolate, const std::string& message) {
+  isolate->ThrowException(v8::Exception::Error(NewJsString(isolate, message.data(), message.size())));
+}
+
+void ThrowTypeError(v8::Isolate* isolate, const std::string& message) {
+  isolate->ThrowException(
+      v8::Exception::TypeError(NewJsString(isolate, message.data(), message.size())));
+}

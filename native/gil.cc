@@ -1,0 +1,131 @@
+#include "gil.h"
+
+#include "engine.h"
+
+thread_local ThreadContext tls;
+PendingDecrefs pendingDecrefs;
+
+void Attach() {
+  uint64_t gen = engine.generation();
+  if (tls.tstate && tls.generation == gen) {
+    py.PyEval_RestoreThread(tls.tstate);
+  } else {
+    // First entry of this thread into this interpreter run: PyGILState_Ensure makes the thread
+    // state and registers it as the thread's own, so extension modules that call
+    // PyGILState_Ensure on this thread find it instead of making a second one. The state is kept
+    // (the GILState counter stays at 1) and reused by every later attach.
+    py.PyGILState_Ensure();
+    tls.tstate = py.PyThreadState_Get();
+    tls.generation = gen;
+    tls.ownsTstate = true;
+  }
+  tls.attached = true;
+  if (pendingDecrefs.NonEmpty()) pendingDecrefs.Drain();
+}
+
+void Detach() {
+  tls.attached = false;
+  PyThreadState* ts = py.PyEval_SaveThread();
+  (void)ts;  // the same as tls.tstate
+}
+
+void AdoptCurrentPythonThread() {
+  PyThreadState* ts = py.PyThreadState_Get();
+  if (tls.tstate != ts) {
+    tls.tstate = ts;
+    tls.ownsTstate = false;
+  }
+  tls.generation = engine.generation();
+  tls.attached = true;
+}
+
+void ReleaseThreadState() {
+  if (!tls.ownsTstate || !tls.tstate || tls.generation != engine.generation() ||
+      !engine.running()) {
+    tls.ForgetInterpreter();
+    return;
+  }
+  if (!tls.attached) py.PyEval_RestoreThread(tls.tstate);
+  // The matching release of the PyGILState_Ensure in Attach(): the counter drops to zero, so
+  // Python clears and deletes the thread state and releases the GIL.
+  py.PyGILState_Release(0 /* PyGILState_UNLOCKED */);
+  tls.ForgetInterpreter();
+}
+
+void PendingDecrefs::Push(PyObject* o, uint64_t generation) {
+  std::lock_guard<std::mutex> lock(mu_);
+  items_.emplace_back(o, generation);
+  nonEmpty_.store(true, std::memory_order_relaxed);
+}
+
+void PendingDecrefs::Drain() {
+  std::vector<std::pair<PyObject*, uint64_t>> batch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    batch.swap(items_);
+    nonEmpty_.store(false, std::memory_order_relaxed);
+  }
+  uint64_t gen = engine.generation();
+  for (auto& [obj, g] : batch) {
+    if (g == gen) py.Py_DecRef(obj);
+  }
+}
+
+void ReleaseRef(PyObject* o, uint64_t generation) {
+  if (!o) return;
+  if (tls.attached && generation == engine.generation()) {
+    py.Py_DecRef(o);
+  } else if (generation == engine.generation() && engine.running()) {
+    pendingDecrefs.Push(o, generation);
+  }
+}
+
+PythonCall::PythonCall() {
+  if (!engine.running()) {
+    error_ = "Python is not running (it was shut down, or is shutting down)";
+    return;
+  }
+  if (!tls.attached) {
+    Attach();
+    attachedHere_ = true;
+    // Shutdown may have begun while we waited for the GIL: it sets the state under the GIL, so
+    // reading it now that we hold the GIL is decisive.
+    if (!engine.running()) {
+      Detach();
+      attachedHere_ = false;
+      error_ = "Python is shutting down";
+      return;
+    }
+  }
+  if (tls.callDepth++ == 0) engine.busyThreads++;
+  ok_ = true;
+}
+
+PythonCall::~PythonCall() {
+  if (!ok_) return;
+  if (--tls.callDepth == 0) {
+    engine.busyThreads--;
+    if (engine.state() == EngineState::kStopping) {
+      std::lock_guard<std::mutex> lock(engine.waitMu);
+      engine.waitCv.notify_all();
+    }
+  }
+  if (attachedHere_ && tls.scopeDepth == 0 && tls.attached) Detach();
+}
+
+GilRelease::GilRelease() {
+  if (tls.attached) {
+    Detach();
+    released_ = true;
+  }
+}
+
+void GilRelease::Reacquire() {
+  if (released_) {
+    py.PyEval_RestoreThread(tls.tstate);
+    tls.attached = true;
+    released_ = false;
+  }
+}
+
+GilRelease::~GilRelease() { Reacquire(); }

@@ -1,0 +1,97 @@
+// The GIL, in one place. Every thread that touches Python goes through Attach()/Detach() here;
+// nothing else in pyembed calls PyEval_SaveThread/RestoreThread or PyGILState_*.
+//
+// Vocabulary (as in PyO3): a thread is *attached* when its Python thread state is current, which
+// in a GIL build means it holds the GIL. Each OS thread that enters Python from JS gets one thread
+// state, made once (per interpreter generation) and reused by every later call.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "capi.h"
+
+struct JsThread;
+
+struct ThreadContext {
+  PyThreadState* tstate = nullptr;
+  uint64_t generation = 0;   // interpreter run the tstate belongs to
+  bool ownsTstate = false;   // made by pyembed (JS and pool threads), not by Python's threading
+  bool attached = false;     // holds the GIL right now
+  int scopeDepth = 0;        // open Py.GIL() scopes (keep the GIL between operations)
+  int callDepth = 0;         // pyembed operations in progress on this thread, nested included
+  int trampolineDepth = 0;   // Python -> JS callbacks in progress on this thread
+
+  // After this thread's Python thread state is gone (worker exit, or finalization).
+  void ForgetInterpreter() {
+    tstate = nullptr;
+    generation = 0;
+    ownsTstate = false;
+    attached = false;
+    scopeDepth = 0;
+  }
+};
+
+extern thread_local ThreadContext tls;
+
+// Attaches the calling thread (takes the GIL), creating its thread state on first use.
+// Precondition: the engine is running and the thread is not attached.
+void Attach();
+// Detaches the calling thread (releases the GIL). Precondition: attached.
+void Detach();
+// For threads Python made (a callback arriving on a threading.Thread): adopt its current state.
+void AdoptCurrentPythonThread();
+// Drops the calling JS thread's thread state for good (worker exit). Takes the GIL if needed.
+void ReleaseThreadState();
+
+// Decrefs that arrive without the GIL (JS garbage collection, values dropped on JS threads) wait
+// here and are drained by the next thread that attaches. Entries from an older interpreter
+// generation are discarded: their objects died with it.
+class PendingDecrefs {
+ public:
+  void Push(PyObject* o, uint64_t generation);
+  bool NonEmpty() const { return nonEmpty_.load(std::memory_order_relaxed); }
+  void Drain();  // caller attached
+
+ private:
+  std::mutex mu_;
+  std::vector<std::pair<PyObject*, uint64_t>> items_;
+  std::atomic<bool> nonEmpty_{false};
+};
+extern PendingDecrefs pendingDecrefs;
+
+// Releases a reference now when the thread holds the GIL, else queues it.
+void ReleaseRef(PyObject* o, uint64_t generation);
+
+// A pyembed operation on a JS (or pool) thread: checks the engine runs, attaches if needed and
+// counts the thread as busy in Python so shutdown waits for it. Throws nothing: check ok().
+class PythonCall {
+ public:
+  PythonCall();
+  ~PythonCall();
+  PythonCall(const PythonCall&) = delete;
+  PythonCall& operator=(const PythonCall&) = delete;
+  bool ok() const { return ok_; }
+  const char* error() const { return error_; }
+
+ private:
+  bool ok_ = false;
+  bool attachedHere_ = false;
+  const char* error_ = nullptr;
+};
+
+// Temporarily releases the GIL held by this thread (around JS code or blocking waits) and takes
+// it back in the destructor. A no-op when the thread is not attached.
+class GilRelease {
+ public:
+  GilRelease();
+  ~GilRelease();
+  void Reacquire();  // take it back early, before the destructor
+  GilRelease(const GilRelease&) = delete;
+  GilRelease& operator=(const GilRelease&) = delete;
+
+ private:
+  bool released_ = false;
+};

@@ -1,0 +1,92 @@
+#include "handles.h"
+
+#include "engine.h"
+#include "gil.h"
+#include "js_thread.h"
+
+namespace {
+
+void Unlink(PyHandle* h) {
+  if (h->prev) h->prev->next = h->next;
+  else h->thread->handles = h->next;
+  if (h->next) h->next->prev = h->prev;
+}
+
+void OnHandleCollected(const v8::WeakCallbackInfo<PyHandle>& info) {
+  PyHandle* h = info.GetParameter();
+  h->self.Reset();
+  Unlink(h);
+  if (h->obj) pendingDecrefs.Push(h->obj, h->generation);
+  delete h;
+}
+
+}  // namespace
+
+void ReleaseAllHandles(JsThread* thread) {
+  while (PyHandle* h = thread->handles) {
+    Unlink(h);
+    h->self.Reset();
+    if (h->obj) pendingDecrefs.Push(h->obj, h->generation);
+    delete h;
+  }
+}
+
+uint8_t HandleFlagsOf(PyObject* o) {
+  return static_cast<uint8_t>((py.PyCallable_Check(o) ? kHandleCallable : 0) |
+                              (TypeOf(o) == py.PyCoro_Type ? kHandleAwaitable : 0));
+}
+
+v8::Local<v8::Object> NewHandle(JsThread* thread, PyObject* owned, uint8_t flags) {
+  v8::Isolate* isolate = thread->isolate;
+  v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
+  v8::Local<v8::Object> obj =
+      thread->handleTemplate.Get(isolate)->NewInstance(ctx).ToLocalChecked();
+  auto* h = new PyHandle();
+  h->thread = thread;
+  h->next = thread->handles;
+  if (h->next) h->next->prev = h;
+  thread->handles = h;
+  h->obj = owned;
+  h->flags = flags;
+  h->generation = engine.generation();
+  obj->SetAlignedPointerInInternalField(0, h);
+  h->self.Reset(isolate, obj);
+  h->self.SetWeak(h, OnHandleCollected, v8::WeakCallbackType::kParameter);
+  return obj;
+}
+
+PyHandle* HandleFromValue(JsThread* thread, v8::Local<v8::Value> value) {
+  if (!value->IsObject()) return nullptr;
+  v8::Local<v8::Object> obj = value.As<v8::Object>();
+  if (!thread->handleClass.Get(thread->isolate)->HasInstance(obj)) return nullptr;
+  return static_cast<PyHandle*>(obj->GetAlignedPointerFromInternalField(0));
+}
+
+PyObject* LiveObject(PyHandle* h, const char** why) {
+  if (h->generation != engine.generation() || !engine.running()) {
+    *why = "this Python object belongs to an interpreter that was shut down";
+    return nullptr;
+  }
+  if (h->disposed || !h->obj) {
+    *why = "this Python object was disposed";
+    return nullptr;
+  }
+  return h->obj;
+}
+
+void DisposeHandle(PyHandle* h) {
+  if (h->disposed) return;
+  h->disposed = true;
+  if (h->pins > 0) return;  // the last unpin releases it
+  PyObject* o = h->obj;
+  h->obj = nullptr;
+  ReleaseRef(o, h->generation);
+}
+
+void UnpinHandle(PyHandle* h) {
+  if (--h->pins == 0 && h->disposed && h->obj) {
+    PyObject* o = h->obj;
+    h->obj = nullptr;
+    ReleaseRef(o, h->generation);
+  }
+}

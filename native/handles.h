@@ -1,0 +1,44 @@
+// Native handles: the JS-side owner of one strong reference to a Python object.
+// A handle is a small V8 object with one internal field pointing at a PyHandle. The TypeScript
+// proxy (src/proxy.ts) keeps it under a symbol. When JS garbage-collects it, a weak callback queues
+// the decref (never a decref inside V8's GC: __del__ could run arbitrary Python); dispose() drops
+// it at once under the GIL. Handles remember the interpreter generation they belong to, so after
+// shutdown (and a new initialize) an old handle is an error, not a dangling pointer.
+#pragma once
+
+#include <v8.h>
+
+#include <cstdint>
+
+#include "capi.h"
+
+struct JsThread;
+
+struct PyHandle {
+  JsThread* thread = nullptr;
+  PyHandle* prev = nullptr;     // JsThread::handles list
+  PyHandle* next = nullptr;
+  PyObject* obj = nullptr;      // strong reference, or null once released
+  uint64_t generation = 0;
+  int pins = 0;                 // async calls using obj off this thread (see async_pool.cc)
+  bool disposed = false;        // dispose() was called (maybe deferred while pinned)
+  uint8_t flags = 0;            // kHandleCallable | kHandleAwaitable, known when made
+  v8::Global<v8::Object> self;  // weak
+};
+
+constexpr uint8_t kHandleCallable = 1;
+constexpr uint8_t kHandleAwaitable = 2;
+// Caller attached: the flags of an object, for NewHandle.
+uint8_t HandleFlagsOf(PyObject* o);
+
+// Wraps an owned reference in a new handle object (takes ownership). No GIL needed.
+v8::Local<v8::Object> NewHandle(JsThread* thread, PyObject* owned, uint8_t flags);
+// The PyHandle behind a handle object, or null if `value` is not one.
+PyHandle* HandleFromValue(JsThread* thread, v8::Local<v8::Value> value);
+// The live object behind a handle, or null with `*why` set (disposed, stale interpreter, ...).
+PyObject* LiveObject(PyHandle* handle, const char** why);
+// Drops the handle's reference now (caller attached) unless an async call pins it.
+void DisposeHandle(PyHandle* handle);
+void UnpinHandle(PyHandle* handle);  // on the owning JS thread, not attached
+// JS thread exit: queue the release of every object its handles still own.
+void ReleaseAllHandles(JsThread* thread);

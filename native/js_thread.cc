@@ -1,0 +1,126 @@
+#include "js_thread.h"
+
+#include "handles.h"
+#include "stack.h"
+
+JsThread::JsThread(v8::Isolate* iso) : isolate(iso) {}
+
+bool JsThread::Alive() {
+  std::lock_guard<std::mutex> lock(mu);
+  return alive;
+}
+
+bool JsThread::Post(Task* task) {
+  std::unique_lock<std::mutex> lock(mu);
+  if (!alive) {
+    lock.unlock();
+    task->Cancel();
+    return false;
+  }
+  tasks.push_back(task);
+  // The event loop drains it when the JS thread is idle; a borrower drains it sooner when the JS
+  // thread is parked in a synchronous call. Both are told.
+  uv_async_send(wake);
+  lock.unlock();
+  cv.notify_all();
+  return true;
+}
+
+void JsThread::DrainTasks() {
+  for (;;) {
+    Task* task;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (tasks.empty()) return;
+      task = tasks.front();
+      tasks.pop_front();
+    }
+    v8::HandleScope scope(isolate);
+    task->Run(this);
+  }
+}
+
+void JsThread::BorrowAndDrain(std::unique_lock<std::mutex>& lock) {
+  holder.store(&tls, std::memory_order_relaxed);
+  lock.unlock();
+  {
+    v8::Locker locker(isolate);
+    v8::Isolate::Scope isolateScope(isolate);
+    // V8 sizes a new thread's stack by its own default; a Python thread may have less.
+    SetV8StackLimitForThisThread(isolate);
+    v8::HandleScope handleScope(isolate);
+    v8::Local<v8::Context> ctx = context.Get(isolate);
+    v8::Context::Scope contextScope(ctx);
+    DrainTasks();
+  }
+  lock.lock();
+  holder.store(nullptr, std::memory_order_relaxed);
+  cv.notify_all();
+}
+
+void JsThread::Hold(JsHeld* h) {
+  std::lock_guard<std::mutex> lock(mu);
+  held.insert(h);
+}
+
+void JsThread::Unhold(JsHeld* h) {
+  std::lock_guard<std::mutex> lock(mu);
+  held.erase(h);
+}
+
+void JsThread::Shutdown() {
+  std::deque<Task*> pending;
+  std::unordered_set<JsHeld*> holding;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    alive = false;
+    pending.swap(tasks);
+    holding.swap(held);
+  }
+  cv.notify_all();
+  for (JsHeld* h : holding) h->DropJsReferences();
+  for (Task* task : pending) task->Cancel();
+  ReleaseAllHandles(this);
+}
+
+ParkedIsolate::ParkedIsolate(JsThread* thread, bool force) : thread_(thread) {
+  if (!force && thread->exposure.load(std::memory_order_relaxed) == 0) {
+    thread_ = nullptr;
+    return;
+  }
+  unlocker_.emplace(thread->isolate);
+  {
+    std::lock_guard<std::mutex> lock(thread->mu);
+    thread->holder.store(nullptr, std::memory_order_relaxed);
+  }
+  thread->cv.notify_all();
+}
+
+void ParkedIsolate::Reclaim() {
+  JsThread* t = thread_;
+  if (!t) return;
+  thread_ = nullptr;
+  std::unique_lock<std::mutex> lock(t->mu);
+  if (t->holder.load(std::memory_order_relaxed) == nullptr) {
+    t->holder.store(&tls, std::memory_order_relaxed);
+    lock.unlock();
+    unlocker_.reset();  // the V8 lock is free: this does not block
+    return;
+  }
+  // Another thread runs JS on this isolate: wait for it without the GIL (it may need the GIL to
+  // finish), then take the isolate, then the GIL again (isolate before GIL).
+  lock.unlock();
+  bool wasAttached = tls.attached;
+  if (wasAttached) Detach();
+  lock.lock();
+  t->cv.wait(lock, [t] { return t->holder.load(std::memory_order_relaxed) == nullptr; });
+  t->holder.store(&tls, std::memory_order_relaxed);
+  lock.unlock();
+  unlocker_.reset();
+  if (wasAttached) {
+    py.PyEval_RestoreThread(tls.tstate);
+    tls.attached = true;
+  }
+}
+
+ParkedIsolate::~ParkedIsolate() { Reclaim(); }

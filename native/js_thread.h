@@ -1,0 +1,146 @@
+// One JS thread (the main thread or a worker: one V8 isolate, one Node environment) as seen by
+// pyembed, and the rules by which other threads get to run its JavaScript.
+//
+// Only the thread that holds an isolate's v8::Locker may run its JS. Node holds it for the JS
+// thread's whole life, so a Python thread that wants to call a JS function queues a Task and
+// wakes the JS thread's event loop. That alone deadlocks when the JS thread is itself blocked
+// inside a synchronous Python call that waits for that Python thread (JS calls f(); f starts a
+// thread that calls back into JS, then joins it). So while a JS thread is inside a synchronous
+// Python call it *parks* its isolate (v8::Unlocker): the waiting thread then *borrows* it
+// (v8::Locker), runs the queued tasks itself and hands it back. The JS thread is blocked in
+// Python meanwhile, so JS still runs on one thread at a time, as if the blocked call had run the
+// callbacks itself. Parking costs ~50 ns, so a call parks only when this JS thread has functions
+// that Python could call (exposure > 0).
+//
+// Lock order: isolate before GIL. A thread never waits for an isolate while attached: it
+// detaches first. JsThread::mu is never held while taking the GIL.
+#pragma once
+
+#include <node.h>
+#include <uv.h>
+#include <v8.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <unordered_set>
+
+#include "gil.h"
+
+struct JsThread;
+struct PyHandle;
+
+// An object that holds V8 references of a JsThread (a Global) on behalf of another thread or of
+// Python. When the JS thread exits, its isolate dies, so these are dropped first (on that thread).
+class JsHeld {
+ public:
+  virtual ~JsHeld() = default;
+  virtual void DropJsReferences() = 0;
+};
+
+// Work that must run on a thread holding the JsThread's isolate (inside Locker, HandleScope and
+// Context::Scope). Cancel() is called instead when the JS thread has gone.
+class Task {
+ public:
+  virtual ~Task() = default;
+  virtual void Run(JsThread* thread) = 0;
+  virtual void Cancel() = 0;
+};
+
+struct JsThread {
+  explicit JsThread(v8::Isolate* isolate);
+
+  v8::Isolate* const isolate;
+  v8::Global<v8::Context> context;
+  uv_loop_t* loop = nullptr;
+  uv_async_t* wake = nullptr;      // runs queued tasks on the JS thread's event loop
+  uv_prepare_t* prepare = nullptr; // releases a GIL left held by a Py.GIL() scope at each loop turn
+  ThreadContext* owner = nullptr;  // the JS thread's own OS thread
+
+  // Pending callAsync promises keep the event loop alive, like any pending I/O (JS thread only).
+  int pendingAsync = 0;
+  void AsyncStarted() {
+    if (pendingAsync++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(wake));
+  }
+  void AsyncFinished() {
+    if (--pendingAsync == 0) uv_unref(reinterpret_cast<uv_handle_t*>(wake));
+  }
+
+  // JS functions reachable from Python (decides whether synchronous calls park).
+  std::atomic<int> exposure{0};
+  std::atomic<int> refs{1};
+
+  // Per-environment V8 state used by conversions (filled in by the addon at module init).
+  v8::Global<v8::Symbol> handleKey;        // obj[handleKey] -> native handle of a Python object
+  v8::Global<v8::Symbol> doneSentinel;     // returned by next() at the end of an iteration
+  v8::Global<v8::Function> errorFactory;   // (type, message, traceback, excHandle) -> PythonError
+  v8::Global<v8::Function> wrapFactory;    // handle -> PyObject proxy (used by deep conversions)
+  v8::Global<v8::ObjectTemplate> handleTemplate;
+  v8::Global<v8::FunctionTemplate> handleClass;
+  v8::Global<v8::Object> kwargsPrototype;
+
+  bool Alive();
+  // Queues a task for whichever thread holds the isolate next. False if the JS thread is gone
+  // (the task is then cancelled).
+  bool Post(Task* task);
+  // Runs queued tasks; the caller holds the isolate and has entered its context.
+  void DrainTasks();
+  // Waits until `done()` holds, borrowing the isolate to run tasks whenever it is parked.
+  // Caller: detached (no GIL), not holding the isolate.
+  template <typename Pred>
+  void WaitServing(Pred done);
+
+  bool HeldByCurrentThread() const { return holder.load(std::memory_order_relaxed) == &tls; }
+
+  void Ref() { refs.fetch_add(1, std::memory_order_relaxed); }
+  void Unref() {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  void Hold(JsHeld* h);
+  void Unhold(JsHeld* h);
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::atomic<ThreadContext*> holder{nullptr};  // written under mu
+  bool alive = true;                           // under mu
+  std::deque<Task*> tasks;                     // under mu
+  std::unordered_set<JsHeld*> held;            // under mu
+
+  // Every live native handle made on this thread (touched only by this JS thread), so that its
+  // exit releases the Python objects that V8 will never finalize.
+  PyHandle* handles = nullptr;
+
+  void BorrowAndDrain(std::unique_lock<std::mutex>& lock);  // lock held, holder == nullptr
+  void Shutdown();  // environment teardown, on the JS thread
+};
+
+// A synchronous Python call made by the thread holding `thread`'s isolate parks it for the
+// call's duration (when something could need it), and takes it back at the end.
+class ParkedIsolate {
+ public:
+  ParkedIsolate(JsThread* thread, bool force = false);
+  ~ParkedIsolate();
+  // Take the isolate back now. Waits (detached) if another thread is running JS on it.
+  void Reclaim();
+  ParkedIsolate(const ParkedIsolate&) = delete;
+  ParkedIsolate& operator=(const ParkedIsolate&) = delete;
+
+ private:
+  JsThread* thread_;
+  std::optional<v8::Unlocker> unlocker_;
+};
+
+template <typename Pred>
+void JsThread::WaitServing(Pred done) {
+  std::unique_lock<std::mutex> lock(mu);
+  while (!done()) {
+    if (alive && holder.load(std::memory_order_relaxed) == nullptr && !tasks.empty()) {
+      BorrowAndDrain(lock);
+      continue;
+    }
+    cv.wait(lock);
+  }
+}

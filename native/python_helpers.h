@@ -1,0 +1,22 @@
+// The Python helper module (python/_pyembed.py): loaded on the interpreter thread right after
+// Py_Initialize, before anyone else may enter Python, so every JS thread finds it ready.
+#pragma once
+
+#include <string>
+
+#include "capi.h"
+
+struct PythonHelpers {
+  PyObject* run = nullptr;               // run(code, globals, mode, filename)
+  PyObject* moduleFromString = nullptr;  // module_from_string(name, code)
+  PyObject* exposeModule = nullptr;      // expose_module(name, attributes)
+  PyObject* stopLoop = nullptr;          // stop_loop()
+  std::string version;                   // sys.version
+};
+
+extern PythonHelpers helpers;
+
+// Interpreter thread, attached, right after initialization.
+bool LoadPythonHelpers(const std::string& source, std::string* error);
+// Before finalization, attached: drop our references.
+void UnloadPythonHelpers();

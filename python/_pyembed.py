@@ -1,0 +1,179 @@
+"""Python half of pyembed: what is simpler written in Python than in C.
+
+Loaded once per interpreter run as the module `_pyembed` (see native/python_helpers.cc).
+"""
+
+import linecache
+import sys
+import threading
+import traceback
+import types
+
+__all__ = ["JSError"]
+
+
+class JSError(Exception):
+    """An exception thrown by JavaScript code that Python called.
+
+    `name` is the JS error's name (TypeError, RangeError, ...), `js_stack` its JS stack.
+    If it propagates back to JavaScript, the original JS value is thrown there again.
+    """
+
+    def __init__(self, message, name="Error", js_stack="", js_value=None):
+        super().__init__(message)
+        self.name = name
+        self.js_stack = js_stack
+        self._js_value = js_value
+
+    def __str__(self):
+        message = super().__str__()
+        return f"{self.name}: {message}" if self.name else message
+
+
+def describe_exception(exc):
+    """(type name, message, formatted traceback) of an exception, for PythonError."""
+    kind = type(exc)
+    try:
+        message = str(exc)
+    except BaseException as e:  # a failing __str__ must not hide the original error
+        message = f"<str() failed: {type(e).__name__}>"
+    try:
+        text = "".join(traceback.format_exception(kind, exc, exc.__traceback__))
+    except BaseException:
+        text = f"{kind.__name__}: {message}\n"
+    return kind.__name__, message, text
+
+
+def _remember_source(filename, code):
+    # Lets tracebacks show the lines of code that came from JS strings.
+    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+
+
+_main_globals = None
+
+
+def run(code, globals_, mode, filename):
+    """PythonEngine.exec / PythonEngine.eval."""
+    global _main_globals
+    if globals_ is None:
+        if _main_globals is None:
+            import __main__
+
+            _main_globals = __main__.__dict__
+        globals_ = _main_globals
+    elif not isinstance(globals_, dict):
+        raise TypeError(f"globals must be a dict, not {type(globals_).__name__}")
+    _remember_source(filename, code)
+    compiled = compile(code, filename, mode)
+    if mode == "eval":
+        return eval(compiled, globals_)
+    exec(compiled, globals_)
+    return None
+
+
+def module_from_string(name, code):
+    """PyModule.fromString: a module made from source, importable by name afterwards."""
+    filename = f"<pyembed:{name}>"
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    _remember_source(filename, code)
+    compiled = compile(code, filename, "exec")
+    previous = sys.modules.get(name)
+    sys.modules[name] = module
+    try:
+        exec(compiled, module.__dict__)
+    except BaseException:
+        if previous is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = previous
+        raise
+    return module
+
+
+def expose_module(name, attributes):
+    """PyModule.expose: a module whose attributes are JS values and functions."""
+    if not isinstance(attributes, dict):
+        raise TypeError("PyModule.expose needs an object of exports")
+    module = types.ModuleType(name)
+    module.__file__ = f"<pyembed:{name}>"
+    module.__dict__.update(attributes)
+    sys.modules[name] = module
+    return module
+
+
+# --- coroutines: run on one asyncio loop thread owned by pyembed ----------------------------
+
+_loop = None
+_loop_thread = None
+_loop_lock = threading.Lock()
+_pending = set()
+
+
+def _ensure_loop():
+    global _loop, _loop_thread
+    with _loop_lock:
+        if _loop is None:
+            import asyncio
+
+            ready = threading.Event()
+
+            def main():
+                global _loop
+                loop = asyncio.new_event_loop()
+                asyncio.set_event_loop(loop)
+                _loop = loop
+                ready.set()
+                loop.run_forever()
+                loop.close()
+
+            _loop_thread = threading.Thread(target=main, name="pyembed-asyncio", daemon=True)
+            _loop_thread.start()
+            ready.wait()
+        return _loop
+
+
+def submit_coroutine(coro, done):
+    """Runs `coro` on pyembed's loop; calls done(True, result) or done(False, exc) once."""
+    import asyncio
+
+    loop = _ensure_loop()
+
+    def start():
+        task = loop.create_task(coro)
+        _pending.add((task, done))
+
+        def finished(t):
+            _pending.discard((t, done))
+            if t.cancelled():
+                done(False, asyncio.CancelledError("the coroutine was cancelled"))
+            elif t.exception() is not None:
+                done(False, t.exception())
+            else:
+                done(True, t.result())
+
+        task.add_done_callback(finished)
+
+    loop.call_soon_threadsafe(start)
+
+
+def stop_loop():
+    """At shutdown: cancel what is pending (each reports once) and stop the loop thread."""
+    global _loop, _loop_thread
+    with _loop_lock:
+        loop, thread = _loop, _loop_thread
+        _loop = _loop_thread = None
+    if loop is None:
+        return
+
+    def stop():
+        for task, _ in list(_pending):
+            task.cancel()
+        loop.call_soon(loop.stop)
+
+    loop.call_soon_threadsafe(stop)
+    thread.join(timeout=5)
+
+
+def version():
+    return sys.version

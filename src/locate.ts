@@ -1,0 +1,119 @@
+// Which Python, and where its shared library is. Python is chosen at run time: the executable
+// named by `initialize({ python })`, else PYEMBED_PYTHON, else `python3` on PATH. We ask that
+// executable itself (sysconfig) where libpython is, so a virtualenv's python leads to its base
+// installation's library while the interpreter still starts as the venv (see engine.cc).
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+export interface PythonInstallation {
+  /** The python executable asked (as given). */
+  requested: string;
+  /** sys.executable of that interpreter (a venv's own python for a venv). */
+  executable: string;
+  /** Absolute path of libpython. */
+  library: string;
+  version: string;
+  versionInfo: [number, number, number];
+  prefix: string;
+  basePrefix: string;
+  freeThreaded: boolean;
+}
+
+const PROBE = String.raw`
+import json, os, sys, sysconfig
+v = sysconfig.get_config_var
+libdirs = [d for d in (v('LIBDIR'), v('LIBPL'), os.path.join(v('LIBDIR') or '', v('MULTIARCH') or ''),
+                       os.path.join(sys.base_prefix, 'lib')) if d]
+names = [n for n in (v('INSTSONAME'), v('LDLIBRARY')) if n]
+ver = '%d.%d' % sys.version_info[:2]
+abiflags = getattr(sys, 'abiflags', '')
+names += ['libpython%s%s.so.1.0' % (ver, abiflags), 'libpython%s%s.so' % (ver, abiflags),
+          'libpython%s%s.dylib' % (ver, abiflags)]
+found = None
+for d in libdirs:
+    for n in names:
+        p = os.path.join(d, n)
+        if n.endswith(('.so', '.dylib')) or '.so.' in n:
+            if os.path.isfile(p):
+                found = os.path.realpath(p)
+                break
+    if found:
+        break
+print(json.dumps({
+    'executable': sys.executable,
+    'version': sys.version.split()[0],
+    'versionInfo': list(sys.version_info[:3]),
+    'shared': bool(v('Py_ENABLE_SHARED')) or bool(v('PYTHONFRAMEWORK')),
+    'library': found,
+    'prefix': sys.prefix,
+    'basePrefix': sys.base_prefix,
+    'freeThreaded': bool(v('Py_GIL_DISABLED')),
+}))
+`;
+
+const cache = new Map<string, PythonInstallation>();
+
+export function defaultPython(): string {
+  return process.env.PYEMBED_PYTHON || 'python3';
+}
+
+export function locatePython(requested: string = defaultPython()): PythonInstallation {
+  const cached = cache.get(requested);
+  if (cached) return cached;
+  let output: string;
+  try {
+    output = execFileSync(requested, ['-I', '-c', PROBE], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 30_000,
+    });
+  } catch (error) {
+    const detail = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    throw new Error(
+      `pyembed: cannot run the Python interpreter '${requested}' (${detail}).\n` +
+        'Install Python 3.9 or newer, or point PYEMBED_PYTHON (or initialize({ python })) at a ' +
+        'python executable, e.g. /usr/bin/python3 or a virtualenv\'s bin/python.',
+    );
+  }
+  let probe: {
+    executable: string;
+    version: string;
+    versionInfo: [number, number, number];
+    shared: boolean;
+    library: string | null;
+    prefix: string;
+    basePrefix: string;
+    freeThreaded: boolean;
+  };
+  try {
+    probe = JSON.parse(output.trim().split('\n').pop() ?? '');
+  } catch {
+    throw new Error(`pyembed: '${requested}' did not answer like a Python interpreter: ${output.slice(0, 200)}`);
+  }
+  const [major, minor] = probe.versionInfo;
+  if (major !== 3 || minor < 9) {
+    throw new Error(`pyembed: '${requested}' is Python ${probe.version}; pyembed needs CPython 3.9 or newer.`);
+  }
+  if (!probe.library || !fs.existsSync(probe.library)) {
+    throw new Error(
+      `pyembed: Python ${probe.version} at '${probe.executable}' has no shared libpython ` +
+        (probe.shared ? '(it should, but the library file was not found)' : '(it was built without --enable-shared)') +
+        '.\nInstall the shared library (Debian/Ubuntu: apt-get install libpython3.' + minor + '), ' +
+        'or use an interpreter built with --enable-shared (pyenv: PYTHON_CONFIGURE_OPTS=--enable-shared), ' +
+        'and select it with PYEMBED_PYTHON.',
+    );
+  }
+  const installation: PythonInstallation = {
+    requested,
+    executable: probe.executable || path.resolve(requested),
+    library: probe.library,
+    version: probe.version,
+    versionInfo: probe.versionInfo,
+    prefix: probe.prefix,
+    basePrefix: probe.basePrefix,
+    freeThreaded: probe.freeThreaded,
+  };
+  cache.set(requested, installation);
+  return installation;
+}

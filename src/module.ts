@@ -1,0 +1,61 @@
+// Py and PyModule: the entry points for importing and creating Python modules.
+import { ensureRunning } from './engine.js';
+import { GILScope } from './gil.js';
+import { KwArgs, native } from './native.js';
+import { wrap, type PyObject } from './proxy.js';
+
+function checkName(name: unknown, what: string): asserts name is string {
+  if (typeof name !== 'string' || name.length === 0) throw new TypeError(`${what} needs a module name (a non-empty string)`);
+}
+
+export class PyModule {
+  private constructor() {}
+
+  /** `import name` */
+  static import(name: string): PyObject {
+    checkName(name, 'PyModule.import()');
+    ensureRunning();
+    return wrap(native.importModule(name));
+  }
+
+  /** Creates module `name` from source; Python code can `import name` afterwards. */
+  static fromString(name: string, code: string): PyObject {
+    checkName(name, 'PyModule.fromString()');
+    if (typeof code !== 'string') throw new TypeError('PyModule.fromString() needs Python source code (a string)');
+    ensureRunning();
+    return wrap(native.moduleFromString(name, code));
+  }
+
+  /**
+   * Registers a Python module `name` whose attributes are the given JS values and functions, so
+   * Python code on any thread can `import name` and call them.
+   */
+  static expose(name: string, exports: Record<string, unknown>): PyObject {
+    checkName(name, 'PyModule.expose()');
+    if (typeof exports !== 'object' || exports === null) throw new TypeError('PyModule.expose() needs an object of exports');
+    ensureRunning();
+    return wrap(native.expose(name, exports));
+  }
+}
+
+export const Py = {
+  /** Holds the GIL until disposed: `using gil = Py.GIL();` (cheaper for many operations in a row). */
+  GIL(): GILScope {
+    ensureRunning();
+    return new GILScope();
+  },
+  /** `import name` */
+  import(name: string): PyObject {
+    return PyModule.import(name);
+  },
+  /** Keyword arguments, as the last argument of a call: `f(1, Py.kw({ sep: ',' }))`. */
+  kw(kwargs: Record<string, unknown>): KwArgs {
+    if (typeof kwargs !== 'object' || kwargs === null) throw new TypeError('Py.kw() needs an object of keyword arguments');
+    return new KwArgs(kwargs);
+  },
+  /** Converts a JS value to a Python object (a list for an array, a dict for an object, ...). */
+  toPython(value: unknown): PyObject {
+    ensureRunning();
+    return wrap(native.toPython(value));
+  },
+};

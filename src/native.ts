@@ -1,0 +1,86 @@
+// Loads the addon (one instance per JS thread) and describes its functions. Everything here is
+// internal: the public API is built on it in engine.ts, gil.ts, proxy.ts and module.ts.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+/** A native handle: owns one reference to a Python object (opaque to TypeScript). */
+export interface Handle {
+  readonly __pyembedHandle: unique symbol;
+}
+
+/** Keyword arguments for a call (made by Py.kw). */
+export class KwArgs {
+  constructor(readonly kwargs: Readonly<Record<string, unknown>>) {}
+}
+
+/** What native functions return: a JS value, or a handle for a Python object. */
+export type NativeResult = Handle | string | number | bigint | boolean | undefined | ((...args: unknown[]) => unknown);
+
+export interface NativeBinding {
+  configure(options: {
+    handleKey: symbol;
+    done: symbol;
+    errorFactory: (type: string, message: string, traceback: string, exc: Handle | undefined) => Error;
+    wrapFactory: (handle: Handle) => unknown;
+    kwargsPrototype: object;
+  }): void;
+  start(library: string, executable: string, helperSource: string): string;
+  stop(): void;
+  isRunning(): boolean;
+  info(): [version: string, executable: string, library: string] | undefined;
+  setAsyncThreads(n: number): void;
+
+  gilEnter(): void;
+  gilExit(): void;
+  gilSuspend(): number;
+  gilResume(depth: number): void;
+  threadState(): [attached: boolean, scopeDepth: number, callDepth: number];
+
+  importModule(name: string): Handle;
+  run(code: string, globals: unknown, mode: 'exec' | 'eval', filename: string): NativeResult;
+  moduleFromString(name: string, code: string): Handle;
+  expose(name: string, exports: Record<string, unknown>): Handle;
+  getattr(h: Handle, name: string, strict: boolean): NativeResult;
+  setattr(h: Handle, name: string, value: unknown, remove: boolean): void;
+  hasattr(h: Handle, name: string): boolean;
+  item(h: Handle, key: unknown, op: 0 | 1 | 2 | 3, value?: unknown): NativeResult;
+  len(h: Handle): number;
+  text(h: Handle, kind: 0 | 1 | 2): string;
+  handleFlags(h: Handle): number;
+  dir(h: Handle): string[];
+  call(h: Handle, ...args: unknown[]): NativeResult;
+  callKw(h: Handle, kwargs: Readonly<Record<string, unknown>>, ...args: unknown[]): NativeResult;
+  callAsync(h: Handle, kwargs: Readonly<Record<string, unknown>> | undefined, ...args: unknown[]): Promise<any>;
+  awaitAsync(h: Handle): Promise<any>;
+  iter(h: Handle): Handle;
+  next(h: Handle): NativeResult | symbol;
+  toJS(h: Handle, dictAsMap: boolean): unknown;
+  toPython(value: unknown): Handle;
+  dispose(h: Handle): void;
+  isDisposed(h: Handle): boolean;
+  isInstance(h: Handle, cls: Handle): boolean;
+  compare(h: Handle, other: unknown, op: number): boolean;
+  stats(): { exposure: number; handles: number; generation: number };
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** The package root (dist/.. or src/..). */
+export const packageRoot = path.resolve(here, '..');
+
+function load(): NativeBinding {
+  const require = createRequire(import.meta.url);
+  const addon = path.join(packageRoot, 'build', 'Release', 'pyembed.node');
+  try {
+    return require(addon) as NativeBinding;
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(
+      `pyembed: cannot load its native addon (${addon}): ${reason}\n` +
+        'It is built by `npm install` (node-gyp). Rebuild it with `npm rebuild pyembed` ' +
+        '(in the pyembed folder: `npx node-gyp rebuild`).',
+    );
+  }
+}
+
+export const native: NativeBinding = load();

@@ -1,0 +1,293 @@
+// The JS face of Python objects.
+//
+// A Python object reaches JS as a PyObject: an ordinary JS object (or, for callables, a real JS
+// function) that owns one native handle. Its prototype chain is
+//     object -> PyObject methods (toJS, repr, dispose, ...) -> attribute fallback (a Proxy)
+// so the methods below are found at JS speed, and any other property name falls through to the
+// Proxy, which reads or writes the Python attribute. Callables being real functions (not Proxies)
+// is what makes `f(1, 2)` cost one native call and no trap.
+import { inspect } from 'node:util';
+
+import { PythonError } from './errors.js';
+import { KwArgs, native, type Handle, type NativeResult } from './native.js';
+
+export const HANDLE: unique symbol = Symbol('pyembed.handle');
+export const DONE: unique symbol = Symbol('pyembed.done');
+
+const CALLABLE = 1;
+const AWAITABLE = 2;
+
+export interface ToJSOptions {
+  /** How Python dicts become JS values: plain objects (default) or Maps (any key type). */
+  dict?: 'object' | 'map';
+}
+
+/** What every Python object proxy offers; any other property is the Python attribute. */
+export interface PyObjectMethods {
+  /** The Python class name, e.g. `list`. */
+  readonly typeName: string;
+  /** `len(obj)`, or undefined when the object has no length. */
+  readonly length: number | undefined;
+  /** True once dispose() ran, or after the interpreter it belongs to was shut down. */
+  readonly isDisposed: boolean;
+  /** `str(obj)`. */
+  toString(): string;
+  /** `repr(obj)`. */
+  repr(): string;
+  /** Deep conversion: lists/tuples to arrays, dicts to objects (or Maps), sets to Sets, ... */
+  toJS(options?: ToJSOptions): unknown;
+  /** `obj[key]` */
+  get(key: unknown): any;
+  /** `obj[key] = value` */
+  set(key: unknown, value: unknown): void;
+  /** `key in obj` */
+  has(key: unknown): boolean;
+  /** `del obj[key]` */
+  delete(key: unknown): void;
+  /** `getattr(obj, name)`: unlike `obj.name`, a missing attribute raises AttributeError. */
+  getAttr(name: string): any;
+  setAttr(name: string, value: unknown): void;
+  hasAttr(name: string): boolean;
+  delAttr(name: string): void;
+  /** `dir(obj)` */
+  dir(): string[];
+  /** `isinstance(obj, cls)` */
+  isInstance(cls: PyObject): boolean;
+  /** `obj == other` in Python. */
+  equals(other: unknown): boolean;
+  /** Drops the reference now (JS garbage collection would do it later). Idempotent. */
+  dispose(): void;
+  [Symbol.dispose](): void;
+  [Symbol.iterator](): Iterator<any>;
+}
+
+/** A Python object. Property access reads and writes Python attributes. */
+export type PyObject = PyObjectMethods & { [attribute: string]: any };
+
+/** A callable Python object (function, class, method, ...): call it like a JS function. */
+export interface PyCallable extends PyObjectMethods {
+  (...args: any[]): any;
+  new (...args: any[]): any;
+  /** Runs the call on pyembed's thread pool; the event loop keeps running meanwhile. */
+  callAsync(...args: unknown[]): Promise<any>;
+  [attribute: string]: any;
+}
+
+export function handleOf(value: unknown): Handle {
+  const h = (value as { [HANDLE]?: Handle } | null | undefined)?.[HANDLE];
+  if (h === undefined) throw new TypeError('expected a Python object (a pyembed PyObject)');
+  return h;
+}
+
+export function isPyObject(value: unknown): value is PyObject {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null &&
+    Object.prototype.hasOwnProperty.call(value, HANDLE);
+}
+
+/** A native result as a JS value: handles become PyObjects. */
+export function fromNative(r: NativeResult | symbol): any {
+  return typeof r === 'object' ? wrap(r) : r;
+}
+
+function splitKwargs(args: unknown[]): KwArgs | undefined {
+  const last = args.length !== 0 ? args[args.length - 1] : undefined;
+  if (last instanceof KwArgs) {
+    args.pop();
+    return last;
+  }
+  return undefined;
+}
+
+// --- attribute fallback --------------------------------------------------------------------
+
+const attributeFallback: object = new Proxy(Object.create(null) as object, {
+  get(_target, key, receiver: Record<PropertyKey, unknown>) {
+    if (typeof key === 'symbol') return undefined;
+    const h = receiver?.[HANDLE] as Handle | undefined;
+    if (h === undefined) return undefined;
+    return fromNative(native.getattr(h, key, false));
+  },
+  set(_target, key, value, receiver: Record<PropertyKey, unknown>) {
+    const h = typeof key === 'string' ? (receiver?.[HANDLE] as Handle | undefined) : undefined;
+    if (h === undefined) {
+      // Symbols (and the prototype itself) keep ordinary JS semantics.
+      return Reflect.defineProperty(receiver, key, { value, writable: true, configurable: true, enumerable: true });
+    }
+    native.setattr(h, key as string, value, false);
+    return true;
+  },
+});
+
+// --- methods -------------------------------------------------------------------------------
+
+class PyObjectImpl implements PyObjectMethods {
+  declare readonly [HANDLE]: Handle;
+
+  get typeName(): string {
+    return native.text(handleOf(this), 2);
+  }
+
+  get length(): number | undefined {
+    const h = handleOf(this);
+    return native.hasattr(h, '__len__') ? native.len(h) : undefined;
+  }
+
+  get isDisposed(): boolean {
+    return native.isDisposed(handleOf(this));
+  }
+
+  toString(): string {
+    return native.text(handleOf(this), 0);
+  }
+
+  repr(): string {
+    return native.text(handleOf(this), 1);
+  }
+
+  valueOf(): this {
+    return this; // no Python lookup for JS's ToPrimitive; toString gives str()
+  }
+
+  toJSON(): unknown {
+    return this.toJS();
+  }
+
+  toJS(options: ToJSOptions = {}): unknown {
+    return native.toJS(handleOf(this), options.dict === 'map');
+  }
+
+  get(key: unknown): any {
+    return fromNative(native.item(handleOf(this), key, 0));
+  }
+
+  set(key: unknown, value: unknown): void {
+    native.item(handleOf(this), key, 1, value);
+  }
+
+  has(key: unknown): boolean {
+    return native.item(handleOf(this), key, 3) as boolean;
+  }
+
+  delete(key: unknown): void {
+    native.item(handleOf(this), key, 2);
+  }
+
+  getAttr(name: string): any {
+    return fromNative(native.getattr(handleOf(this), name, true));
+  }
+
+  setAttr(name: string, value: unknown): void {
+    native.setattr(handleOf(this), name, value, false);
+  }
+
+  hasAttr(name: string): boolean {
+    return native.hasattr(handleOf(this), name);
+  }
+
+  delAttr(name: string): void {
+    native.setattr(handleOf(this), name, undefined, true);
+  }
+
+  dir(): string[] {
+    return native.dir(handleOf(this));
+  }
+
+  isInstance(cls: PyObject): boolean {
+    return native.isInstance(handleOf(this), handleOf(cls));
+  }
+
+  equals(other: unknown): boolean {
+    return native.compare(handleOf(this), other, 2);
+  }
+
+  dispose(): void {
+    native.dispose(handleOf(this));
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  *[Symbol.iterator](): Iterator<any> {
+    const it = native.iter(handleOf(this));
+    try {
+      for (;;) {
+        const r = native.next(it);
+        if (r === DONE) return;
+        yield fromNative(r);
+      }
+    } finally {
+      native.dispose(it);
+    }
+  }
+
+  [inspect.custom](): string {
+    const h = this[HANDLE];
+    if (native.isDisposed(h)) return '[PyObject (disposed)]';
+    try {
+      return `[PyObject ${native.text(h, 1)}]`;
+    } catch (error) {
+      return `[PyObject (repr failed: ${error instanceof Error ? error.message : String(error)})]`;
+    }
+  }
+
+  /** Thenable only for awaitables (coroutines): `await coro` runs it on pyembed's asyncio loop. */
+  get then(): ((onFulfilled?: (v: any) => unknown, onRejected?: (e: unknown) => unknown) => Promise<unknown>) | undefined {
+    const h = this[HANDLE];
+    if (h === undefined || (native.handleFlags(h) & AWAITABLE) === 0) return undefined;
+    return (onFulfilled, onRejected) => native.awaitAsync(h).then(onFulfilled, onRejected);
+  }
+}
+
+class PyCallableImpl extends PyObjectImpl {
+  callAsync(...args: unknown[]): Promise<any> {
+    const kw = splitKwargs(args);
+    return native.callAsync(handleOf(this), kw?.kwargs, ...args);
+  }
+}
+
+Object.setPrototypeOf(PyObjectImpl.prototype, attributeFallback);
+// Callables keep the JS function protocol too.
+for (const name of ['apply', 'call', 'bind'] as const) {
+  Object.defineProperty(PyCallableImpl.prototype, name, {
+    value: Function.prototype[name],
+    writable: true,
+    configurable: true,
+  });
+}
+
+function makeObject(h: Handle): PyObject {
+  const obj = Object.create(PyObjectImpl.prototype) as PyObjectImpl;
+  Object.defineProperty(obj, HANDLE, { value: h });
+  return obj as unknown as PyObject;
+}
+
+function makeCallable(h: Handle): PyCallable {
+  const f = function (this: unknown, ...args: unknown[]): unknown {
+    const n = args.length;
+    const r = n !== 0 && args[n - 1] instanceof KwArgs
+      ? native.callKw(h, (args.pop() as KwArgs).kwargs, ...args)
+      : native.call(h, ...args);
+    return typeof r === 'object' ? wrap(r) : r;
+  };
+  // `length` and `name` would shadow PyObject.length and the Python attribute `name`.
+  delete (f as { length?: number }).length;
+  delete (f as { name?: string }).name;
+  Object.setPrototypeOf(f, PyCallableImpl.prototype);
+  Object.defineProperty(f, HANDLE, { value: h });
+  return f as unknown as PyCallable;
+}
+
+/** A PyObject for a native handle. */
+export function wrap(h: Handle): any {
+  return (native.handleFlags(h) & CALLABLE) !== 0 ? makeCallable(h) : makeObject(h);
+}
+
+native.configure({
+  handleKey: HANDLE,
+  done: DONE,
+  errorFactory: (type, message, traceback, exc) =>
+    new PythonError(type, message, traceback, exc === undefined ? undefined : wrap(exc)),
+  wrapFactory: wrap,
+  kwargsPrototype: KwArgs.prototype,
+});
