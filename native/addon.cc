@@ -714,7 +714,7 @@ void Stats(const FunctionCallbackInfo<JsValue>& info) {
   info.GetReturnValue().Set(out);
 }
 
-// configure({ handleKey, done, errorFactory, wrapFactory, kwargsPrototype })
+// configure({ handleKey, done, errorFactory, wrapFactory, kwargsPrototype, threadName })
 void Configure(const FunctionCallbackInfo<JsValue>& info) {
   JsThread* t = ThreadOf(info);
   v8::Isolate* isolate = info.GetIsolate();
@@ -728,6 +728,9 @@ void Configure(const FunctionCallbackInfo<JsValue>& info) {
   t->errorFactory.Reset(isolate, get("errorFactory").As<v8::Function>());
   t->wrapFactory.Reset(isolate, get("wrapFactory").As<v8::Function>());
   t->kwargsPrototype.Reset(isolate, get("kwargsPrototype").As<v8::Object>());
+  t->threadName = Utf8(isolate, get("threadName"));
+  tls.pythonName = t->threadName.c_str();
+  tls.pythonDaemon = false;  // a JS thread is a "main" thread: threads it starts are joined at exit
 }
 
 // --- per-JS-thread lifecycle -----------------------------------------------------------------

@@ -5,7 +5,8 @@
 #include "handles.h"
 #include "v8_util.h"
 
-AsyncPool asyncPool;
+// Never destroyed: its threads may still run when the process exits.
+AsyncPool& asyncPool = *new AsyncPool();
 
 namespace {
 
@@ -192,6 +193,8 @@ void AsyncPool::Submit(AsyncJob* job) {
 }
 
 void AsyncPool::Worker() {
+  tls.pythonName = "pyembed-async";
+  tls.pythonDaemon = true;
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     idle_++;

@@ -71,7 +71,7 @@ class AsyncPool {
   bool stopping_ = false;
 };
 
-extern AsyncPool asyncPool;
+extern AsyncPool& asyncPool;
 
 // The Python callable (made in C) that the asyncio helper calls when a coroutine finishes.
 PyObject* MakeCoroutineDoneCallback(AsyncJob* job);

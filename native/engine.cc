@@ -3,7 +3,8 @@
 #include "gil.h"
 #include "python_helpers.h"
 
-Engine engine;
+// Never destroyed: process exit must not join (or std::terminate on) the interpreter thread.
+Engine& engine = *new Engine();
 
 namespace {
 

@@ -59,4 +59,4 @@ class Engine {
   int finalizeResult_ = 0;
 };
 
-extern Engine engine;
+extern Engine& engine;

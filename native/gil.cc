@@ -1,9 +1,10 @@
 #include "gil.h"
 
 #include "engine.h"
+#include "python_helpers.h"
 
 thread_local ThreadContext tls;
-PendingDecrefs pendingDecrefs;
+PendingDecrefs& pendingDecrefs = *new PendingDecrefs();  // outlives every thread
 
 void Attach() {
   uint64_t gen = engine.generation();
@@ -18,6 +19,12 @@ void Attach() {
     tls.tstate = py.PyThreadState_Get();
     tls.generation = gen;
     tls.ownsTstate = true;
+    if (tls.pythonName && helpers.adoptThread) {
+      PyRefOwned name(py.PyUnicode_FromString(tls.pythonName));
+      PyObject* args[] = {name.get(), tls.pythonDaemon ? py.True : py.False};
+      PyRefOwned ok(name ? CallVector(helpers.adoptThread, args, 2, nullptr) : nullptr);
+      if (!ok) py.PyErr_Clear();
+    }
   }
   tls.attached = true;
   if (pendingDecrefs.NonEmpty()) pendingDecrefs.Drain();

@@ -16,6 +16,9 @@
 struct JsThread;
 
 struct ThreadContext {
+  // What Python calls this thread and whether its threads are daemons (set before first attach).
+  const char* pythonName = nullptr;
+  bool pythonDaemon = true;
   PyThreadState* tstate = nullptr;
   uint64_t generation = 0;   // interpreter run the tstate belongs to
   bool ownsTstate = false;   // made by pyembed (JS and pool threads), not by Python's threading
@@ -60,7 +63,7 @@ class PendingDecrefs {
   std::vector<std::pair<PyObject*, uint64_t>> items_;
   std::atomic<bool> nonEmpty_{false};
 };
-extern PendingDecrefs pendingDecrefs;
+extern PendingDecrefs& pendingDecrefs;
 
 // Releases a reference now when the thread holds the GIL, else queues it.
 void ReleaseRef(PyObject* o, uint64_t generation);

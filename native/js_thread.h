@@ -25,6 +25,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <unordered_set>
 
 #include "gil.h"
@@ -80,6 +81,7 @@ struct JsThread {
   v8::Global<v8::ObjectTemplate> handleTemplate;
   v8::Global<v8::FunctionTemplate> handleClass;
   v8::Global<v8::Object> kwargsPrototype;
+  std::string threadName;  // the name Python gives this JS thread
 
   bool Alive();
   // Queues a task for whichever thread holds the isolate next. False if the JS thread is gone

@@ -4,7 +4,7 @@
 #include "callbacks.h"
 #include "errors.h"
 
-PythonHelpers helpers;
+PythonHelpers& helpers = *new PythonHelpers();  // read by threads that may outlive exit()
 
 namespace {
 
@@ -44,6 +44,7 @@ bool LoadPythonHelpers(const std::string& source, std::string* error) {
   helpers.moduleFromString = get("module_from_string");
   helpers.exposeModule = get("expose_module");
   helpers.stopLoop = get("stop_loop");
+  helpers.adoptThread = get("adopt_thread");
   PyRefOwned describe(get("describe_exception"));
   PyRefOwned jsError(get("JSError"));
   PyRefOwned submit(get("submit_coroutine"));
@@ -65,7 +66,7 @@ bool LoadPythonHelpers(const std::string& source, std::string* error) {
 
 void UnloadPythonHelpers() {
   for (PyObject** slot : {&helpers.run, &helpers.moduleFromString, &helpers.exposeModule,
-                          &helpers.stopLoop}) {
+                          &helpers.stopLoop, &helpers.adoptThread}) {
     if (*slot) py.Py_DecRef(*slot);
     *slot = nullptr;
   }

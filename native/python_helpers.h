@@ -11,10 +11,11 @@ struct PythonHelpers {
   PyObject* moduleFromString = nullptr;  // module_from_string(name, code)
   PyObject* exposeModule = nullptr;      // expose_module(name, attributes)
   PyObject* stopLoop = nullptr;          // stop_loop()
+  PyObject* adoptThread = nullptr;       // adopt_thread(name, daemon)
   std::string version;                   // sys.version
 };
 
-extern PythonHelpers helpers;
+extern PythonHelpers& helpers;
 
 // Interpreter thread, attached, right after initialization.
 bool LoadPythonHelpers(const std::string& source, std::string* error);

@@ -177,3 +177,15 @@ def stop_loop():
 
 def version():
     return sys.version
+
+
+def adopt_thread(name, daemon):
+    """Called once when a JS thread (or pyembed's own) first enters Python.
+
+    Python sees such a thread as a "dummy" thread, and dummy threads are daemonic, so threads
+    they start would be daemons too and be killed at exit. A JS thread plays the part of a main
+    thread, so it becomes non-daemonic: threads it starts are joined at exit, as in Python.
+    """
+    thread = threading.current_thread()
+    thread._daemonic = daemon
+    thread.name = name

@@ -24,6 +24,7 @@ export interface NativeBinding {
     errorFactory: (type: string, message: string, traceback: string, exc: Handle | undefined) => Error;
     wrapFactory: (handle: Handle) => unknown;
     kwargsPrototype: object;
+    threadName: string;
   }): void;
   start(library: string, executable: string, helperSource: string): string;
   stop(): void;

@@ -7,6 +7,7 @@
 // Proxy, which reads or writes the Python attribute. Callables being real functions (not Proxies)
 // is what makes `f(1, 2)` cost one native call and no trap.
 import { inspect } from 'node:util';
+import { isMainThread, threadId } from 'node:worker_threads';
 
 import { PythonError } from './errors.js';
 import { KwArgs, native, type Handle, type NativeResult } from './native.js';
@@ -290,4 +291,5 @@ native.configure({
     new PythonError(type, message, traceback, exc === undefined ? undefined : wrap(exc)),
   wrapFactory: wrap,
   kwargsPrototype: KwArgs.prototype,
+  threadName: isMainThread ? 'JS-main' : `JS-worker-${threadId}`,
 });

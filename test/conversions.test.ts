@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { PythonEngine, Py, isPyObject } from 'pyembed';
+
+PythonEngine.initialize();
+const echo = PythonEngine.eval('lambda x: x');
+const pyType = PythonEngine.eval('lambda x: type(x).__name__');
+const pyRepr = PythonEngine.eval('repr');
+
+test('JS -> Python primitive rules', () => {
+  assert.equal(pyType(undefined), 'NoneType');
+  assert.equal(pyType(null), 'NoneType');
+  assert.equal(pyType(true), 'bool');
+  assert.equal(pyType(7), 'int');
+  assert.equal(pyType(7.5), 'float');
+  assert.equal(pyType(2 ** 53 - 1), 'int');
+  assert.equal(pyType(2 ** 60), 'float'); // not a safe integer: stays a float, so it round-trips
+  assert.equal(pyType(-0), 'float');
+  assert.equal(pyType(NaN), 'float');
+  assert.equal(pyType(Infinity), 'float');
+  assert.equal(pyType(5n), 'int');
+  assert.equal(pyType(2n ** 100n), 'int');
+  assert.equal(pyType('s'), 'str');
+  assert.equal(pyType(Buffer.from('ab')), 'bytes');
+  assert.equal(pyType(new Uint8Array([1])), 'bytes');
+  assert.equal(pyType([1]), 'list');
+  assert.equal(pyType({ a: 1 }), 'dict');
+  assert.equal(pyType(Object.create(null)), 'dict');
+  assert.equal(pyType(new Map([[1, 2]])), 'dict');
+  assert.equal(pyType(new Set([1])), 'set');
+  assert.equal(pyType(() => 1), 'builtin_function_or_method');
+});
+
+test('Python -> JS primitive rules', () => {
+  assert.equal(PythonEngine.eval('None'), undefined);
+  assert.equal(PythonEngine.eval('True'), true);
+  assert.equal(PythonEngine.eval('2**53 - 1'), Number.MAX_SAFE_INTEGER);
+  assert.equal(PythonEngine.eval('2**53'), 2n ** 53n);
+  assert.equal(PythonEngine.eval('-(2**80)'), -(2n ** 80n));
+  assert.equal(PythonEngine.eval('1.5'), 1.5);
+  assert.ok(Object.is(PythonEngine.eval('-0.0'), -0));
+  assert.ok(Number.isNaN(PythonEngine.eval('float("nan")')));
+  assert.equal(PythonEngine.eval('"héllo 🐍"'), 'héllo 🐍');
+  assert.ok(isPyObject(PythonEngine.eval('b"x"')));
+  assert.ok(isPyObject(PythonEngine.eval('[1]')));
+  // int and str subclasses convert as their base type
+  assert.equal(PythonEngine.eval('__import__("enum").IntEnum("E", "A B").B'), 2);
+});
+
+test('round trips are exact for numbers, bigints, strings', () => {
+  const values: unknown[] = [0, 1, -1, 0.1, -0, 1e300, -1e-300, Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER,
+    2 ** 60, Infinity, -Infinity, 'plain', '', 'ünïcødé', '🐍🐍', 'a\u0000b', true, false, undefined];
+  for (const v of values) assert.ok(Object.is(echo(v), v), `round trip of ${String(v)}`);
+  assert.ok(Number.isNaN(echo(NaN)));
+  for (const big of [2n ** 64n, -(2n ** 64n) - 1n, 2n ** 200n + 12345n]) assert.equal(echo(big), big);
+  assert.equal(echo(12n), 12); // Python has one int type: small ints come back as numbers
+  assert.equal(echo(null), undefined); // and one None
+});
+
+test('lone surrogates survive both ways (UTF-16 is kept, not replaced)', () => {
+  const lone = 'a\ud800b';
+  assert.equal(echo(lone), lone);
+  assert.equal(pyRepr(lone), "'a\\ud800b'");
+  assert.equal(PythonEngine.eval('"x\\udc00"'), 'x\udc00');
+  assert.equal(PythonEngine.eval('len(s)', { s: '🐍' }), 1); // a pair is one code point
+});
+
+test('containers convert deeply both ways', () => {
+  const data = { list: [1, 'two', [3.5, null]], nested: { deep: { deeper: [true] } }, big: 2n ** 70n };
+  assert.equal(pyRepr(data), "{'list': [1, 'two', [3.5, None]], 'nested': {'deep': {'deeper': [True]}}, 'big': 1180591620717411303424}");
+  assert.deepEqual(Py.toPython(data).toJS(), { ...data, list: [1, 'two', [3.5, undefined]] });
+  assert.deepEqual(Py.toPython(new Map<unknown, unknown>([['k', 1], [2, 'v']])).toJS({ dict: 'map' }),
+    new Map<unknown, unknown>([['k', 1], [2, 'v']]));
+  assert.deepEqual(PythonEngine.eval('(1, [2, {"a": (3,)}])').toJS(), [1, [2, { a: [3] }]]);
+  assert.deepEqual(Py.toPython(new Set([1, 'a'])).toJS(), new Set([1, 'a']));
+});
+
+test('bytes both ways', () => {
+  const bytes = Py.toPython(Buffer.from([0, 255, 10]));
+  assert.equal(bytes.repr(), "b'\\x00\\xff\\n'");
+  assert.deepEqual(bytes.toJS(), new Uint8Array([0, 255, 10]));
+  assert.deepEqual(PythonEngine.eval('bytearray(b"ab")').toJS(), new Uint8Array([97, 98]));
+});
+
+test('cycles are a clear error in both directions', () => {
+  const a: unknown[] = [1];
+  a.push(a);
+  assert.throws(() => echo(a), { name: 'TypeError', message: /cyclic/ });
+  assert.throws(() => PythonEngine.eval('(lambda l: (l.append(l), l)[1])([])').toJS(), { type: 'ValueError', message: /cyclic/ });
+  // shared (acyclic) references are fine
+  const shared = [1];
+  assert.deepEqual(Py.toPython([shared, shared]).toJS(), [[1], [1]]);
+});
+
+test('values Python cannot take are TypeErrors', () => {
+  assert.throws(() => echo(Symbol('x')), TypeError);
+  assert.throws(() => echo(new Proxy({}, {})), TypeError);
+  assert.throws(() => echo(new (class Widget {})()), /Widget/);
+  assert.throws(() => echo({ nested: [Symbol('deep')] }), TypeError);
+});

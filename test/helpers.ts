@@ -1,0 +1,73 @@
+// Shared by the tests: run a script in a child process (crashes show up as a signal, deadlocks as
+// a timeout, never as a dead or hung test runner).
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+// build/test -> the package root, where `import 'pyembed'` resolves (package self-reference).
+export const packageRoot = path.resolve(here, '..', '..');
+const scratch = path.join(packageRoot, 'build', 'test-scripts');
+
+export interface ChildResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+export interface ChildOptions {
+  env?: Record<string, string | undefined>;
+  nodeArgs?: string[];
+  timeoutMs?: number;
+  /** Send this signal after `signalAfterMs` (for Ctrl-C tests). */
+  signal?: NodeJS.Signals;
+  signalAfterMs?: number;
+  stdinText?: string;
+}
+
+let counter = 0;
+
+/** Runs an ES module (source text) with node; it can `import ... from 'pyembed'`. */
+export function runScript(source: string, options: ChildOptions = {}): Promise<ChildResult> {
+  fs.mkdirSync(scratch, { recursive: true });
+  const file = path.join(scratch, `script-${process.pid}-${counter++}.mjs`);
+  fs.writeFileSync(file, source);
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), file], {
+      cwd: packageRoot,
+      env: { ...process.env, ...options.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdin.end(options.stdinText ?? '');
+    const watchdog = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    if (options.signal) setTimeout(() => child.kill(options.signal), options.signalAfterMs ?? 500);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(watchdog);
+      fs.rmSync(file, { force: true });
+      resolve({ code, signal, stdout, stderr, timedOut });
+    });
+  });
+}
+
+/** Describes a child's end for assertion messages. */
+export function explain(r: ChildResult): string {
+  return `exit ${r.code} signal ${r.signal}${r.timedOut ? ' (timed out: deadlock?)' : ''}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+}
+
+export function tmpDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
