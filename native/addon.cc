@@ -6,6 +6,7 @@
 #include <v8.h>
 
 #include <optional>
+#include <unordered_map>
 
 #include "async_pool.h"
 #include "callbacks.h"
@@ -116,6 +117,8 @@ PyObject* NewStr(const std::string& s) {
   return py.PyUnicode_FromStringAndSize(s.data(), static_cast<Py_ssize_t>(s.size()));
 }
 
+void DropSharedObjects();
+
 // --- engine ------------------------------------------------------------------------------
 
 // start(library, executable, helperSource) -> version string
@@ -153,6 +156,7 @@ void Stop(const FunctionCallbackInfo<JsValue>& info) {
   static std::mutex stopMu;  // one shutdown at a time; a second caller waits for the first
   ParkedIsolate park(t, /*force=*/true);
   std::lock_guard<std::mutex> stopLock(stopMu);
+  engine.WaitForStart();  // a start in progress on another thread completes first
   if (engine.state() != EngineState::kRunning) return;
   // 1. Refuse new work: attach, then flip the state under the GIL, so every thread that attaches
   //    after us sees it (PythonCall re-checks after attaching).
@@ -171,6 +175,9 @@ void Stop(const FunctionCallbackInfo<JsValue>& info) {
     std::unique_lock<std::mutex> lock(engine.waitMu);
     engine.waitCv.wait_for(lock, std::chrono::milliseconds(20));
   }
+  Attach();
+  DropSharedObjects();
+  Detach();
   // 4. Finalize on the interpreter thread (atexit handlers, thread joins, flushing).
   engine.Stop();
   tls.ForgetInterpreter();
@@ -189,6 +196,13 @@ void Info(const FunctionCallbackInfo<JsValue>& info) {
 
 void IsRunning(const FunctionCallbackInfo<JsValue>& info) {
   info.GetReturnValue().Set(engine.running());
+}
+
+// wasShutDown(): shut down (or shutting down) by PythonEngine.shutdown(), not yet started again
+void WasShutDown(const FunctionCallbackInfo<JsValue>& info) {
+  EngineState s = engine.state();
+  info.GetReturnValue().Set(s == EngineState::kStopping ||
+                            (s == EngineState::kStopped && engine.wasStopped()));
 }
 
 void SetAsyncThreads(const FunctionCallbackInfo<JsValue>& info) {
@@ -584,7 +598,8 @@ void SubmitAsync(const FunctionCallbackInfo<JsValue>& info, bool awaitOnly) {
   for (auto& v : job->args) PinValues(job, t, v);
   if (!ok) {
     // Settle now, through the normal path, so pins and references are released in one place.
-    job->Fail(error.message.empty() ? "cannot convert an argument to Python" : error.message.c_str());
+    job->Fail(error.message.empty() ? "cannot convert an argument to Python" : error.message.c_str(),
+              error.isTypeError);
     return;
   }
   asyncPool.Submit(job);
@@ -696,6 +711,56 @@ void Compare(const FunctionCallbackInfo<JsValue>& info) {
   op.ReturnBool(r);
 }
 
+// Python objects in transit between JS threads: share() takes a reference and returns an id that
+// can cross postMessage; unshare(id) on any JS thread turns it into a PyObject (once).
+std::mutex sharedMu;
+std::unordered_map<uint64_t, std::pair<PyObject*, uint64_t>> sharedObjects;
+uint64_t nextSharedId = 1;
+
+// Attached, before finalization: drop what was shared but never claimed.
+void DropSharedObjects() {
+  std::unordered_map<uint64_t, std::pair<PyObject*, uint64_t>> drop;
+  {
+    std::lock_guard<std::mutex> lock(sharedMu);
+    drop.swap(sharedObjects);
+  }
+  for (auto& [id, entry] : drop) ReleaseRef(entry.first, entry.second);
+}
+
+void Share(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  PyObject* o = op.Target(0);
+  if (!o) return;
+  uint64_t id;
+  {
+    std::lock_guard<std::mutex> lock(sharedMu);
+    id = nextSharedId++;
+    sharedObjects[id] = {NewRef(o), engine.generation()};
+  }
+  info.GetReturnValue().Set(static_cast<double>(id));
+}
+
+void Unshare(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  uint64_t id = static_cast<uint64_t>(info[0]->NumberValue(op.isolate->GetCurrentContext()).FromMaybe(0));
+  std::pair<PyObject*, uint64_t> entry{nullptr, 0};
+  {
+    std::lock_guard<std::mutex> lock(sharedMu);
+    auto it = sharedObjects.find(id);
+    if (it != sharedObjects.end()) {
+      entry = it->second;
+      sharedObjects.erase(it);
+    }
+  }
+  if (!entry.first || entry.second != engine.generation()) {
+    ThrowError(op.isolate, "this shared Python object was already claimed, or its interpreter was shut down");
+    return;
+  }
+  info.GetReturnValue().Set(NewHandle(op.t, entry.first, HandleFlagsOf(entry.first)));
+}
+
 // stats() -> { exposure, handles } (tests)
 void Stats(const FunctionCallbackInfo<JsValue>& info) {
   JsThread* t = ThreadOf(info);
@@ -711,6 +776,8 @@ void Stats(const FunctionCallbackInfo<JsValue>& info) {
   set("exposure", t->exposure.load());
   set("handles", handles);
   set("generation", static_cast<double>(engine.generation()));
+  set("threadStatesMade", static_cast<double>(threadStatesMade.load()));
+  set("threadStatesReleased", static_cast<double>(threadStatesReleased.load()));
   info.GetReturnValue().Set(out);
 }
 
@@ -831,7 +898,7 @@ NODE_MODULE_INIT(/* exports, module, context */) {
   static const Entry entries[] = {
       {"start", Start},          {"stop", Stop},
       {"isRunning", IsRunning},  {"setAsyncThreads", SetAsyncThreads},
-      {"info", Info},
+      {"info", Info},            {"wasShutDown", WasShutDown},
       {"gilEnter", GilEnter},    {"gilExit", GilExit},
       {"gilSuspend", GilSuspend}, {"gilResume", GilResume},
       {"threadState", ThreadState}, {"importModule", Import},
@@ -848,6 +915,7 @@ NODE_MODULE_INIT(/* exports, module, context */) {
       {"dispose", Dispose},      {"isDisposed", IsDisposed},
       {"isInstance", IsInstance}, {"compare", Compare},
       {"stats", Stats},          {"configure", Configure},
+      {"share", Share},          {"unshare", Unshare},
   };
   for (const Entry& e : entries) SetMethod(isolate, exports, t, e.name, e.fn);
 }

@@ -138,10 +138,11 @@ void AsyncJob::Complete(PyObject* result) {
   thread->Post(this);
 }
 
-void AsyncJob::Fail(const char* message) {
+void AsyncJob::Fail(const char* message, bool typeError) {
   failed_ = true;
   error_.present = false;
   error_.message = message;
+  error_.type = typeError ? "TypeError" : "Error";
   thread->Post(this);
 }
 

@@ -35,7 +35,8 @@ class AsyncJob : public Task, public JsHeld {
   void Execute();                  // pool thread, attached
   void RunResult(PyObject* result);  // attached; a coroutine goes to the asyncio loop
   void Complete(PyObject* result); // attached; null = the current Python exception
-  void Fail(const char* message);  // without Python (engine stopped); posts the job
+  // Without Python (engine stopped, bad argument): rejects with a JS Error (or TypeError).
+  void Fail(const char* message, bool typeError = false);
   void Run(JsThread* thread) override;  // JS thread: settle the promise
   void Cancel() override;               // JS thread gone
   void DropJsReferences() override;

@@ -94,6 +94,7 @@ bool Engine::Start(const EngineConfig& config, std::string* error) {
   }
   config_ = config;
   config_.helperSource.clear();
+  wasStopped_.store(false, std::memory_order_release);
   set_state(EngineState::kRunning);
   return true;
 }
@@ -152,5 +153,6 @@ void Engine::Stop() {
   lock.unlock();
   thread_.join();
   lock.lock();
+  wasStopped_.store(true, std::memory_order_release);
   set_state(EngineState::kStopped);
 }

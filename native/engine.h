@@ -26,6 +26,8 @@ class Engine {
  public:
   // Blocks until Python runs (or failed to start). Idempotent.
   bool Start(const EngineConfig& config, std::string* error);
+  // Returns once no Start() is in progress (Start holds the engine's lock throughout).
+  void WaitForStart() { std::lock_guard<std::mutex> lock(mu_); }
   // Finalizes Python on the interpreter thread and waits. Callers have made sure that no JS thread
   // is inside Python any more (see shutdown in addon.cc).
   void Stop();
@@ -35,6 +37,8 @@ class Engine {
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
   void set_state(EngineState s) { state_.store(s, std::memory_order_release); }
   int finalizeResult() const { return finalizeResult_; }
+  // True after a shutdown, until the next Start: entry points then refuse instead of restarting.
+  bool wasStopped() const { return wasStopped_.load(std::memory_order_acquire); }
   const EngineConfig& config() const { return config_; }
 
   // JS and pool threads inside a pyembed operation. Changed only by attached threads, so in GIL
@@ -50,6 +54,7 @@ class Engine {
   std::condition_variable cv_;
   std::atomic<EngineState> state_{EngineState::kStopped};
   std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> wasStopped_{false};
   std::thread thread_;
   bool startDone_ = false;
   bool stopRequested_ = false;

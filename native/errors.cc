@@ -84,7 +84,8 @@ v8::Local<v8::Value> MakeJsError(JsThread* thread, PythonErrorInfo& info) {
   v8::Isolate* isolate = thread->isolate;
   if (info.original) return JsValueOf(info.original, isolate);
   if (!info.present) {  // a pyembed error that never was a Python exception
-    return v8::Exception::Error(NewJsString(isolate, info.message.data(), info.message.size()));
+    v8::Local<v8::String> text = NewJsString(isolate, info.message.data(), info.message.size());
+    return info.type == "TypeError" ? v8::Exception::TypeError(text) : v8::Exception::Error(text);
   }
   v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
   v8::Local<v8::Value> excHandle = v8::Undefined(isolate);

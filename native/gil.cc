@@ -4,6 +4,8 @@
 #include "python_helpers.h"
 
 thread_local ThreadContext tls;
+std::atomic<int64_t> threadStatesMade{0};
+std::atomic<int64_t> threadStatesReleased{0};
 PendingDecrefs& pendingDecrefs = *new PendingDecrefs();  // outlives every thread
 
 void Attach() {
@@ -19,6 +21,7 @@ void Attach() {
     tls.tstate = py.PyThreadState_Get();
     tls.generation = gen;
     tls.ownsTstate = true;
+    threadStatesMade++;
     if (tls.pythonName && helpers.adoptThread) {
       PyRefOwned name(py.PyUnicode_FromString(tls.pythonName));
       PyObject* args[] = {name.get(), tls.pythonDaemon ? py.True : py.False};
@@ -56,6 +59,7 @@ void ReleaseThreadState() {
   // The matching release of the PyGILState_Ensure in Attach(): the counter drops to zero, so
   // Python clears and deletes the thread state and releases the GIL.
   py.PyGILState_Release(0 /* PyGILState_UNLOCKED */);
+  threadStatesReleased++;
   tls.ForgetInterpreter();
 }
 

@@ -39,6 +39,10 @@ struct ThreadContext {
 
 extern thread_local ThreadContext tls;
 
+// Thread states pyembed made and released (for tests: a worker's exit must release its own).
+extern std::atomic<int64_t> threadStatesMade;
+extern std::atomic<int64_t> threadStatesReleased;
+
 // Attaches the calling thread (takes the GIL), creating its thread state on first use.
 // Precondition: the engine is running and the thread is not attached.
 void Attach();

@@ -21,9 +21,16 @@ function helperSource(): string {
   return fs.readFileSync(path.join(packageRoot, 'python', '_pyembed.py'), 'utf8');
 }
 
-/** Starts Python with defaults unless it runs; every entry point but a proxy's calls this. */
+/**
+ * Every entry point but a proxy's calls this: the first use starts Python with defaults. After
+ * an explicit shutdown() it does not restart it behind the user's back: initialize() does.
+ */
 export function ensureRunning(): void {
-  if (!native.isRunning()) PythonEngine.initialize();
+  if (native.isRunning()) return;
+  if (native.wasShutDown()) {
+    throw new Error('Python was shut down (PythonEngine.shutdown()); call PythonEngine.initialize() to start it again');
+  }
+  PythonEngine.initialize();
 }
 
 export class PythonEngine {

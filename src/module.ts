@@ -2,7 +2,12 @@
 import { ensureRunning } from './engine.js';
 import { GILScope } from './gil.js';
 import { KwArgs, native } from './native.js';
-import { wrap, type PyObject } from './proxy.js';
+import { handleOf, wrap, type PyObject } from './proxy.js';
+
+/** A Python object in transit to another JS thread (see Py.share). Survives postMessage. */
+export interface SharedPyObject {
+  readonly pyembedShared: number;
+}
 
 function checkName(name: unknown, what: string): asserts name is string {
   if (typeof name !== 'string' || name.length === 0) throw new TypeError(`${what} needs a module name (a non-empty string)`);
@@ -52,6 +57,21 @@ export const Py = {
   kw(kwargs: Record<string, unknown>): KwArgs {
     if (typeof kwargs !== 'object' || kwargs === null) throw new TypeError('Py.kw() needs an object of keyword arguments');
     return new KwArgs(kwargs);
+  },
+  /**
+   * Prepares a Python object for another worker: send the result with postMessage and call
+   * Py.unshare() there to get the same object (not a copy). Each token can be claimed once.
+   */
+  share(obj: PyObject): SharedPyObject {
+    return { pyembedShared: native.share(handleOf(obj)) };
+  },
+  /** The Python object behind a Py.share() token, on this JS thread. */
+  unshare(token: SharedPyObject): PyObject {
+    if (typeof token !== 'object' || token === null || typeof token.pyembedShared !== 'number') {
+      throw new TypeError('Py.unshare() needs the value returned by Py.share()');
+    }
+    ensureRunning();
+    return wrap(native.unshare(token.pyembedShared));
   },
   /** Converts a JS value to a Python object (a list for an array, a dict for an object, ...). */
   toPython(value: unknown): PyObject {

@@ -29,6 +29,7 @@ export interface NativeBinding {
   start(library: string, executable: string, helperSource: string): string;
   stop(): void;
   isRunning(): boolean;
+  wasShutDown(): boolean;
   info(): [version: string, executable: string, library: string] | undefined;
   setAsyncThreads(n: number): void;
 
@@ -62,7 +63,15 @@ export interface NativeBinding {
   isDisposed(h: Handle): boolean;
   isInstance(h: Handle, cls: Handle): boolean;
   compare(h: Handle, other: unknown, op: number): boolean;
-  stats(): { exposure: number; handles: number; generation: number };
+  stats(): {
+    exposure: number;
+    handles: number;
+    generation: number;
+    threadStatesMade: number;
+    threadStatesReleased: number;
+  };
+  share(h: Handle): number;
+  unshare(id: number): Handle;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -58,6 +58,7 @@ test('shutdown, old proxies throw a clear error, initialize starts a fresh inter
     assert.equal(PythonEngine.isInitialized, false);
     assert.throws(() => math.sqrt, /shut down/);
     assert.throws(() => math.pi, /shut down/);
+    assert.throws(() => Py.import('os'), /was shut down.*initialize/); // calls after shutdown
     PythonEngine.initialize();
     assert.equal(PythonEngine.eval('hasattr(__import__("sys"), "marker")'), false);
     assert.throws(() => math.sqrt(4), /shut down/);

@@ -44,12 +44,17 @@ test('scopes disposed out of order still release the GIL once all are closed', (
 
 test('using a scope across an await does not keep the GIL while the event loop idles', async () => {
   const scope = Py.GIL();
-  assert.equal(native.threadState()[0], true);
-  await new Promise((r) => setTimeout(r, 10));
-  assert.equal(native.threadState()[0], false); // released at the loop turn
-  assert.equal(Py.import('math').floor(2.5), 2); // and taken again on the next operation
-  assert.equal(native.threadState()[0], true);
-  scope.dispose();
+  try {
+    assert.equal(native.threadState()[0], true);
+    // Two immediates: the second runs in the next loop iteration, after its prepare phase.
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(native.threadState()[0], false); // released at the loop turn
+    assert.equal(Py.import('math').floor(2.5), 2); // and taken again on the next operation
+    assert.equal(native.threadState()[0], true);
+  } finally {
+    scope.dispose();
+  }
   assert.equal(native.threadState()[0], false);
 });
 
