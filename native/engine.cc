@@ -75,6 +75,13 @@ bool Engine::Start(const EngineConfig& config, std::string* error) {
     *error = "libpython is already initialized by someone else in this process";
     return false;
   }
+  if (threadsLeft_ > 0) {
+    *error = "cannot start Python again in this process: " + std::to_string(threadsLeft_) +
+             " Python thread(s) (daemon threads) of the previous interpreter were still running "
+             "when it was shut down, and CPython cannot be initialized again under them. Stop "
+             "those threads before PythonEngine.shutdown(), or keep Python running.";
+    return false;
+  }
   if (thread_.joinable()) thread_.join();  // the previous run's interpreter thread has ended
   set_state(EngineState::kStarting);
   startDone_ = false;
@@ -131,15 +138,26 @@ void Engine::InterpreterThread(EngineConfig config) {
   cv_.wait(lock, [this] { return stopRequested_; });
   lock.unlock();
   py.PyEval_RestoreThread(mainState);
+  int overflowIgnored = 0;
   if (helpers.stopLoop) {
     PyObject* r = CallVector(helpers.stopLoop, nullptr, 0, nullptr);
     if (r) py.Py_DecRef(r);
     else py.PyErr_Clear();
   }
+  long left = 0;
+  if (helpers.threadsLeftRunning) {
+    PyObject* n = CallVector(helpers.threadsLeftRunning, nullptr, 0, nullptr);
+    if (n) {
+      left = static_cast<long>(py.PyLong_AsLongLongAndOverflow(n, &overflowIgnored));
+      py.Py_DecRef(n);
+    }
+    py.PyErr_Clear();
+  }
   UnloadPythonHelpers();
   int rc = py.Py_FinalizeEx();
   lock.lock();
   finalizeResult_ = rc;
+  threadsLeft_ = left;
   stopped_ = true;
   cv_.notify_all();
 }

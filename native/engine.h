@@ -62,6 +62,7 @@ class Engine {
   std::string startError_;
   EngineConfig config_;
   int finalizeResult_ = 0;
+  long threadsLeft_ = 0;  // Python threads the last finalization left running
 };
 
 extern Engine& engine;

@@ -93,7 +93,8 @@ void ReleaseRef(PyObject* o, uint64_t generation) {
 
 PythonCall::PythonCall() {
   if (!engine.running()) {
-    error_ = "Python is not running (it was shut down, or is shutting down)";
+    error_ = "Python is not running: it was shut down (objects of that interpreter cannot be used; "
+             "PythonEngine.initialize() starts a new one)";
     return;
   }
   if (!tls.attached) {

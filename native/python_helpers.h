@@ -12,6 +12,7 @@ struct PythonHelpers {
   PyObject* exposeModule = nullptr;      // expose_module(name, attributes)
   PyObject* stopLoop = nullptr;          // stop_loop()
   PyObject* adoptThread = nullptr;       // adopt_thread(name, daemon)
+  PyObject* threadsLeftRunning = nullptr;  // threads_left_running()
   std::string version;                   // sys.version
 };
 

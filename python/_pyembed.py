@@ -179,6 +179,23 @@ def version():
     return sys.version
 
 
+def threads_left_running():
+    """Just before finalization: threads that will outlive it (daemons, raw _thread threads).
+
+    CPython cannot be initialized again under such threads: when they wake up they would use
+    thread states of the finalized interpreter. pyembed refuses a restart while any were left.
+    """
+    import _thread
+
+    joined_at_exit = sum(
+        1
+        for t in threading.enumerate()
+        if not t.daemon and t.is_alive() and t is not threading.main_thread()
+        and not isinstance(t, threading._DummyThread)
+    )
+    return max(0, _thread._count() - joined_at_exit)
+
+
 def adopt_thread(name, daemon):
     """Called once when a JS thread (or pyembed's own) first enters Python.
 

@@ -121,3 +121,14 @@ test('C extension modules load (libpython symbols are global)', () => {
   assert.equal(PythonEngine.eval('str(__import__("decimal").Decimal("1.10") + 1)'), '2.10');
   assert.equal(PythonEngine.eval('__import__("sqlite3").connect(":memory:").execute("select 40+2").fetchone()[0]'), 42);
 });
+
+test('restarting under daemon threads of the old interpreter is refused (it would crash CPython)', async () => {
+  const r = await runScript(`
+    import { PythonEngine } from 'pyembed';
+    PythonEngine.exec('import threading, time\\nthreading.Thread(target=lambda: time.sleep(30), daemon=True).start()');
+    PythonEngine.shutdown();
+    try { PythonEngine.initialize(); } catch (e) { console.log(e.message); }
+  `);
+  assert.equal(r.code, 0, explain(r));
+  assert.match(r.stdout, /cannot start Python again in this process: 1 Python thread/);
+});
