@@ -222,10 +222,13 @@ test('a Python thread calling JS waits its turn while the JS thread is busy, and
   const out = await run(`
     const order = [];
     const m = PyModule.fromString('turns', \`
-import threading
+import threading, time
 results = []
 def start(f):
-    threading.Thread(target=lambda: results.append(f("from python thread"))).start()
+    def run():
+        time.sleep(0.05)   # by now the synchronous start() has returned and JS is busy
+        results.append(f("from python thread"))
+    threading.Thread(target=run).start()
 \`);
     m.start((s) => { order.push('callback'); return s.toUpperCase(); });
     busy(300);
