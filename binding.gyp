@@ -13,6 +13,7 @@
         "native/gil.cc",
         "native/handles.cc",
         "native/js_thread.cc",
+        "native/names.cc",
         "native/python_helpers.cc",
         "native/stack.cc"
       ],

@@ -5,6 +5,7 @@
 #include <uv.h>
 #include <v8.h>
 
+#include <memory>
 #include <optional>
 #include <unordered_map>
 
@@ -39,16 +40,16 @@ std::string Utf8(v8::Isolate* isolate, Local<JsValue> v) {
 class Op {
  public:
   explicit Op(const FunctionCallbackInfo<JsValue>& info)
-      : info(info), t(ThreadOf(info)), isolate(info.GetIsolate()) {}
+      : info(info), t(ThreadOf(info)), isolate(info.GetIsolate()), ctx(tls) {}
 
   // Attaches (takes the GIL if this thread does not hold it). False: a JS exception is pending.
   bool Enter() {
-    if (StackNearlyExhausted()) {
+    if (StackNearlyExhausted(ctx)) {
       isolate->ThrowException(v8::Exception::RangeError(v8::String::NewFromUtf8Literal(
           isolate, "Maximum call stack size exceeded (nested JS <-> Python calls)")));
       return false;
     }
-    call_.emplace();
+    call_.emplace(ctx);
     if (!call_->ok()) {
       ThrowError(isolate, call_->error());
       return false;
@@ -70,15 +71,36 @@ class Op {
     return o;
   }
 
+  // The interned Python name for a JS string argument, or null (JS exception pending).
+  PyObject* Name(int index) {
+    if (!info[index]->IsString()) {
+      ThrowTypeError(isolate, "an attribute name must be a string");
+      return nullptr;
+    }
+    PyObject* name = t->names.Get(isolate, info[index].As<v8::String>());
+    if (!name) ThrowPythonError(t);
+    return name;
+  }
+
   // A new reference for a JS value, or null (JS exception pending).
   PyObject* ToPython(Local<JsValue> v) {
+    PyObject* o = nullptr;
+    switch (PrimitiveToPython(isolate, v, &o)) {
+      case Fast::kDone:
+        return o;
+      case Fast::kPythonError:
+        ThrowPythonError(t);
+        return nullptr;
+      case Fast::kNotHandled:
+        break;
+    }
     Snapshot value;
     ConvertError error;
     if (!JsToValue(t, v, &value, &error)) {
       ThrowConvertError(isolate, error);
       return nullptr;
     }
-    PyObject* o = ValueToPython(t, value);
+    o = ValueToPython(t, value);
     if (!o) ThrowPythonError(t);
     return o;
   }
@@ -89,6 +111,12 @@ class Op {
       ThrowPythonError(t);
       return;
     }
+    Local<JsValue> js;
+    if (PrimitiveToJs(isolate, result, &js) == Fast::kDone) {
+      py.Py_DecRef(result);
+      info.GetReturnValue().Set(js);
+      return;
+    }
     Snapshot v;
     bool ok = PythonToValue(result, options, &v);
     py.Py_DecRef(result);
@@ -96,7 +124,6 @@ class Op {
       ThrowPythonError(t);
       return;
     }
-    Local<JsValue> js;
     if (ValueToJs(t, v, options.wrapTopLevel).ToLocal(&js)) info.GetReturnValue().Set(js);
   }
 
@@ -108,6 +135,7 @@ class Op {
   const FunctionCallbackInfo<JsValue>& info;
   JsThread* const t;
   v8::Isolate* const isolate;
+  ThreadContext& ctx;
 
  private:
   std::optional<PythonCall> call_;
@@ -331,7 +359,8 @@ void GetAttr(const FunctionCallbackInfo<JsValue>& info) {
   if (!op.Enter()) return;
   PyObject* o = op.Target(0);
   if (!o) return;
-  PyRefOwned name(NewStr(Utf8(op.isolate, info[1])));
+  PyRefOwned name(op.Name(1));
+  if (!name) return;
   PyObject* result;
   {
     ParkedIsolate park(op.t);
@@ -350,7 +379,8 @@ void SetAttr(const FunctionCallbackInfo<JsValue>& info) {
   if (!op.Enter()) return;
   PyObject* o = op.Target(0);
   if (!o) return;
-  PyRefOwned name(NewStr(Utf8(op.isolate, info[1])));
+  PyRefOwned name(op.Name(1));
+  if (!name) return;
   bool remove = info[3]->IsTrue();
   PyRefOwned value;
   if (!remove) {
@@ -370,7 +400,8 @@ void HasAttr(const FunctionCallbackInfo<JsValue>& info) {
   if (!op.Enter()) return;
   PyObject* o = op.Target(0);
   if (!o) return;
-  PyRefOwned name(NewStr(Utf8(op.isolate, info[1])));
+  PyRefOwned name(op.Name(1));
+  if (!name) return;
   PyObject* result;
   {
     ParkedIsolate park(op.t);
@@ -470,14 +501,11 @@ void DoCall(const FunctionCallbackInfo<JsValue>& info, int first, Local<JsValue>
   PyObject* callable = op.Target(0);
   if (!callable) return;
   int nargs = info.Length() - first;
-  constexpr int kInline = 8;
-  PyObject* inlineArgs[kInline + 1];
-  std::vector<PyObject*> heapArgs;
-  PyObject** argv = inlineArgs;
   int nkw = 0;
+  Local<v8::Context> ctx;
   Local<v8::Array> keys;
-  Local<v8::Context> ctx = op.isolate->GetCurrentContext();
   if (!keywords.IsEmpty()) {
+    ctx = op.isolate->GetCurrentContext();
     if (!keywords.As<v8::Object>()
              ->GetOwnPropertyNames(ctx, v8::ONLY_ENUMERABLE, v8::KeyConversionMode::kConvertToString)
              .ToLocal(&keys)) {
@@ -485,50 +513,44 @@ void DoCall(const FunctionCallbackInfo<JsValue>& info, int first, Local<JsValue>
     }
     nkw = static_cast<int>(keys->Length());
   }
-  int total = nargs + nkw;
-  if (total > kInline) {
-    heapArgs.resize(static_cast<size_t>(total) + 1);
-    argv = heapArgs.data();
+  // argv[0] stays free: vectorcall may borrow it (PY_VECTORCALL_ARGUMENTS_OFFSET).
+  constexpr int kInline = 8;
+  PyObject* inlineArgs[kInline + 1];
+  std::unique_ptr<PyObject*[]> heapArgs;
+  PyObject** argv = inlineArgs;
+  if (nargs + nkw > kInline) {
+    heapArgs.reset(new PyObject*[nargs + nkw + 1]);
+    argv = heapArgs.get();
   }
-  argv[0] = nullptr;  // vectorcall may use this slot (PY_VECTORCALL_ARGUMENTS_OFFSET)
   int made = 0;
-  auto cleanup = [&] {
-    for (int i = 1; i <= made; i++) py.Py_DecRef(argv[i]);
-  };
-  for (int i = 0; i < nargs; i++) {
-    PyObject* arg = op.ToPython(info[first + i]);
-    if (!arg) return cleanup();
-    argv[++made] = arg;
-  }
   PyRefOwned kwnames;
-  if (nkw) {
+  bool ok = true;
+  for (int i = 0; i < nargs && ok; i++) {
+    PyObject* arg = op.ToPython(info[first + i]);
+    if ((ok = arg != nullptr)) argv[++made] = arg;
+  }
+  if (ok && nkw) {
     kwnames.reset(py.PyTuple_New(nkw));
-    if (!kwnames) {
-      ThrowPythonError(op.t);
-      return cleanup();
-    }
-    for (int k = 0; k < nkw; k++) {
+    if (!(ok = static_cast<bool>(kwnames))) ThrowPythonError(op.t);
+    for (int k = 0; k < nkw && ok; k++) {
       Local<JsValue> key, value;
-      if (!keys->Get(ctx, k).ToLocal(&key) ||
-          !keywords.As<v8::Object>()->Get(ctx, key).ToLocal(&value)) {
-        return cleanup();
-      }
-      PyObject* name = op.ToPython(key);
-      if (!name) return cleanup();
+      ok = keys->Get(ctx, k).ToLocal(&key) &&
+           keywords.As<v8::Object>()->Get(ctx, key).ToLocal(&value);
+      PyObject* name = ok ? op.ToPython(key) : nullptr;
+      if (!(ok = name != nullptr)) break;
       py.PyTuple_SetItem(kwnames.get(), k, name);
       PyObject* arg = op.ToPython(value);
-      if (!arg) return cleanup();
-      argv[++made] = arg;
+      if ((ok = arg != nullptr)) argv[++made] = arg;
     }
   }
-  PyObject* result;
-  {
+  PyObject* result = nullptr;
+  if (ok) {
     ParkedIsolate park(op.t);
     size_t nargsf = static_cast<size_t>(nargs) | (static_cast<size_t>(1) << (sizeof(size_t) * 8 - 1));
     result = CallVector(callable, argv + 1, nargsf, kwnames.get());
   }
-  cleanup();
-  op.Return(result);
+  for (int i = 1; i <= made; i++) py.Py_DecRef(argv[i]);
+  if (ok) op.Return(result);
 }
 
 // call(handle, ...args)
@@ -874,7 +896,7 @@ NODE_MODULE_INIT(/* exports, module, context */) {
 
   Local<v8::FunctionTemplate> handleClass = v8::FunctionTemplate::New(isolate);
   handleClass->SetClassName(v8::String::NewFromUtf8Literal(isolate, "PyHandle"));
-  handleClass->InstanceTemplate()->SetInternalFieldCount(1);
+  handleClass->InstanceTemplate()->SetInternalFieldCount(2);  // tag, PyHandle (handles.cc)
   t->handleClass.Reset(isolate, handleClass);
   t->handleTemplate.Reset(isolate, handleClass->InstanceTemplate());
 

@@ -147,6 +147,7 @@ struct PyStatus {
   REQ(PyObject*, PyUnicode_FromStringAndSize, (const char*, Py_ssize_t))                          \
   REQ(PyObject*, PyUnicode_FromString, (const char*))                                             \
   REQ(PyObject*, PyUnicode_InternFromString, (const char*))                                       \
+  REQ(void, PyUnicode_InternInPlace, (PyObject**))                                                \
   REQ(const char*, PyUnicode_AsUTF8AndSize, (PyObject*, Py_ssize_t*))                             \
   REQ(PyObject*, PyUnicode_FromKindAndData, (int, const void*, Py_ssize_t))                       \
   REQ(PyObject*, PyUnicode_DecodeUTF16, (const char*, Py_ssize_t, const char*, int*))             \

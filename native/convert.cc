@@ -44,7 +44,7 @@ bool EnterContainer(JsWalk& w, v8::Local<v8::Object> obj) {
       return Fail(w.error, "cannot convert a cyclic structure to Python (an object contains itself)");
     }
   }
-  if (StackNearlyExhausted()) return Fail(w.error, "structure nested too deeply to convert");
+  if (StackNearlyExhausted(tls)) return Fail(w.error, "structure nested too deeply to convert");
   w.path.push_back(obj);
   return true;
 }
@@ -177,7 +177,7 @@ bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out) {
   }
   if (v->IsNumber()) {
     double d = v.As<v8::Number>()->Value();
-    if (std::trunc(d) == d && std::fabs(d) <= kMaxSafeInteger && !(d == 0 && std::signbit(d))) {
+    if (NumberIsPythonInt(d)) {
       out->kind = Snapshot::Kind::kInt;
       out->i = static_cast<int64_t>(d);
     } else {
@@ -474,9 +474,7 @@ v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested) {
     case Snapshot::Kind::kBool:
       return v8::Boolean::New(isolate, v.b);
     case Snapshot::Kind::kInt:
-      if (v.i >= -9007199254740991LL && v.i <= 9007199254740991LL) {
-        return v8::Number::New(isolate, static_cast<double>(v.i));
-      }
+      if (IsSafeInteger(v.i)) return v8::Number::New(isolate, static_cast<double>(v.i));
       return v8::BigInt::New(isolate, v.i);
     case Snapshot::Kind::kFloat:
       return v8::Number::New(isolate, v.d);
@@ -556,6 +554,64 @@ v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested) {
 }
 
 }  // namespace
+
+bool NumberIsPythonInt(double d) {
+  return std::trunc(d) == d && std::fabs(d) <= kMaxSafeInteger && !(d == 0 && std::signbit(d));
+}
+
+Fast PrimitiveToPython(v8::Isolate* isolate, v8::Local<v8::Value> v, PyObject** out) {
+  PyObject* o;
+  if (v->IsInt32()) {
+    o = py.PyLong_FromLongLong(v.As<v8::Int32>()->Value());
+  } else if (v->IsNumber()) {
+    double d = v.As<v8::Number>()->Value();
+    o = NumberIsPythonInt(d) ? py.PyLong_FromLongLong(static_cast<long long>(d))
+                             : py.PyFloat_FromDouble(d);
+  } else if (v->IsString()) {
+    v8::Local<v8::String> s = v.As<v8::String>();
+    constexpr int kShort = 128;
+    int length = s->Length();
+    if (length > kShort || !s->IsOneByte()) return Fast::kNotHandled;
+    uint8_t buffer[kShort];
+    s->WriteOneByte(isolate, buffer, 0, length, v8::String::NO_NULL_TERMINATION);
+    o = py.PyUnicode_FromKindAndData(1, buffer, length);
+  } else if (v->IsBoolean()) {
+    o = NewRef(v->IsTrue() ? py.True : py.False);
+  } else if (v->IsNullOrUndefined()) {
+    o = NewRef(py.None);
+  } else {
+    return Fast::kNotHandled;
+  }
+  *out = o;
+  return o ? Fast::kDone : Fast::kPythonError;
+}
+
+Fast PrimitiveToJs(v8::Isolate* isolate, PyObject* o, v8::Local<v8::Value>* out) {
+  PyObject* type = TypeOf(o);
+  if (o == py.None) {
+    *out = v8::Undefined(isolate);
+  } else if (type == py.PyLong_Type) {
+    int overflow = 0;
+    long long i = py.PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow != 0 || !IsSafeInteger(i)) return Fast::kNotHandled;
+    *out = v8::Number::New(isolate, static_cast<double>(i));
+  } else if (type == py.PyUnicode_Type) {
+    Py_ssize_t n = 0;
+    const char* utf8 = py.PyUnicode_AsUTF8AndSize(o, &n);
+    if (!utf8) {  // lone surrogates: the general path keeps them
+      py.PyErr_Clear();
+      return Fast::kNotHandled;
+    }
+    *out = NewJsString(isolate, utf8, static_cast<size_t>(n));
+  } else if (type == py.PyFloat_Type) {
+    *out = v8::Number::New(isolate, py.PyFloat_AsDouble(o));
+  } else if (type == py.PyBool_Type) {
+    *out = v8::Boolean::New(isolate, o == py.True);
+  } else {
+    return Fast::kNotHandled;
+  }
+  return Fast::kDone;
+}
 
 Snapshot::Snapshot(Snapshot&& other) noexcept
     : kind(other.kind),

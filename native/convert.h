@@ -99,6 +99,18 @@ bool PythonToValue(PyObject* o, const ToJsOptions& options, Snapshot* out);
 // a top-level one becomes a proxy too with `wrap`, else a bare handle (src/proxy.ts wraps it).
 v8::MaybeLocal<v8::Value> ValueToJs(JsThread* thread, Snapshot& v, bool wrap = false);
 
+// Fast paths for synchronous calls, which hold both the GIL and the isolate: primitives go
+// straight across without a Snapshot. They apply exactly the rules above; anything they do not
+// handle goes through the Snapshot path.
+enum class Fast { kNotHandled, kDone, kPythonError };
+Fast PrimitiveToPython(v8::Isolate* isolate, v8::Local<v8::Value> v, PyObject** out);
+Fast PrimitiveToJs(v8::Isolate* isolate, PyObject* o, v8::Local<v8::Value>* out);
+
+// The number rule: a JS number becomes a Python int only when it is a safe integer and not -0.
+bool NumberIsPythonInt(double d);
+// The int rule: a Python int becomes a JS number only within the safe range.
+inline bool IsSafeInteger(int64_t i) { return i >= -9007199254740991LL && i <= 9007199254740991LL; }
+
 // Convenience for synchronous paths that hold both the GIL and the isolate.
 v8::MaybeLocal<v8::Value> PythonToJs(JsThread* thread, PyObject* o, const ToJsOptions& options);
 

@@ -8,7 +8,7 @@ std::atomic<int64_t> threadStatesMade{0};
 std::atomic<int64_t> threadStatesReleased{0};
 PendingDecrefs& pendingDecrefs = *new PendingDecrefs();  // outlives every thread
 
-void Attach() {
+void Attach(ThreadContext& tls) {
   uint64_t gen = engine.generation();
   if (tls.tstate && tls.generation == gen) {
     py.PyEval_RestoreThread(tls.tstate);
@@ -33,7 +33,7 @@ void Attach() {
   if (pendingDecrefs.NonEmpty()) pendingDecrefs.Drain();
 }
 
-void Detach() {
+void Detach(ThreadContext& tls) {
   tls.attached = false;
   PyThreadState* ts = py.PyEval_SaveThread();
   (void)ts;  // the same as tls.tstate
@@ -89,40 +89,6 @@ void ReleaseRef(PyObject* o, uint64_t generation) {
   } else if (generation == engine.generation() && engine.running()) {
     pendingDecrefs.Push(o, generation);
   }
-}
-
-PythonCall::PythonCall() {
-  if (!engine.running()) {
-    error_ = "Python is not running: it was shut down (objects of that interpreter cannot be used; "
-             "PythonEngine.initialize() starts a new one)";
-    return;
-  }
-  if (!tls.attached) {
-    Attach();
-    attachedHere_ = true;
-    // Shutdown may have begun while we waited for the GIL: it sets the state under the GIL, so
-    // reading it now that we hold the GIL is decisive.
-    if (!engine.running()) {
-      Detach();
-      attachedHere_ = false;
-      error_ = "Python is shutting down";
-      return;
-    }
-  }
-  if (tls.callDepth++ == 0) engine.busyThreads++;
-  ok_ = true;
-}
-
-PythonCall::~PythonCall() {
-  if (!ok_) return;
-  if (--tls.callDepth == 0) {
-    engine.busyThreads--;
-    if (engine.state() == EngineState::kStopping) {
-      std::lock_guard<std::mutex> lock(engine.waitMu);
-      engine.waitCv.notify_all();
-    }
-  }
-  if (attachedHere_ && tls.scopeDepth == 0 && tls.attached) Detach();
 }
 
 GilRelease::GilRelease() {

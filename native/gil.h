@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "capi.h"
+#include "engine.h"
 
 struct JsThread;
 
@@ -26,6 +27,7 @@ struct ThreadContext {
   int scopeDepth = 0;        // open Py.GIL() scopes (keep the GIL between operations)
   int callDepth = 0;         // pyembed operations in progress on this thread, nested included
   int trampolineDepth = 0;   // Python -> JS callbacks in progress on this thread
+  uintptr_t stackLow = 0;    // lowest usable stack address (0: not known yet), see stack.cc
 
   // After this thread's Python thread state is gone (worker exit, or finalization).
   void ForgetInterpreter() {
@@ -44,10 +46,11 @@ extern std::atomic<int64_t> threadStatesMade;
 extern std::atomic<int64_t> threadStatesReleased;
 
 // Attaches the calling thread (takes the GIL), creating its thread state on first use.
-// Precondition: the engine is running and the thread is not attached.
-void Attach();
+// Precondition: the engine is running and the thread is not attached. `ctx` is the calling
+// thread's own context (passing it saves thread-local lookups on hot paths).
+void Attach(ThreadContext& ctx = tls);
 // Detaches the calling thread (releases the GIL). Precondition: attached.
-void Detach();
+void Detach(ThreadContext& ctx = tls);
 // For threads Python made (a callback arriving on a threading.Thread): adopt its current state.
 void AdoptCurrentPythonThread();
 // Drops the calling JS thread's thread state for good (worker exit). Takes the GIL if needed.
@@ -76,7 +79,7 @@ void ReleaseRef(PyObject* o, uint64_t generation);
 // counts the thread as busy in Python so shutdown waits for it. Throws nothing: check ok().
 class PythonCall {
  public:
-  PythonCall();
+  explicit PythonCall(ThreadContext& ctx = tls);
   ~PythonCall();
   PythonCall(const PythonCall&) = delete;
   PythonCall& operator=(const PythonCall&) = delete;
@@ -84,10 +87,45 @@ class PythonCall {
   const char* error() const { return error_; }
 
  private:
+  ThreadContext& ctx_;
   bool ok_ = false;
   bool attachedHere_ = false;
   const char* error_ = nullptr;
 };
+
+inline PythonCall::PythonCall(ThreadContext& ctx) : ctx_(ctx) {
+  if (!engine.running()) {
+    error_ = "Python is not running: it was shut down (objects of that interpreter cannot be used; "
+             "PythonEngine.initialize() starts a new one)";
+    return;
+  }
+  if (!ctx_.attached) {
+    Attach(ctx_);
+    attachedHere_ = true;
+    // Shutdown may have begun while we waited for the GIL: it sets the state under the GIL, so
+    // reading it now that we hold the GIL is decisive.
+    if (!engine.running()) {
+      Detach(ctx_);
+      attachedHere_ = false;
+      error_ = "Python is shutting down";
+      return;
+    }
+  }
+  if (ctx_.callDepth++ == 0) engine.busyThreads++;
+  ok_ = true;
+}
+
+inline PythonCall::~PythonCall() {
+  if (!ok_) return;
+  if (--ctx_.callDepth == 0) {
+    engine.busyThreads--;
+    if (engine.state() == EngineState::kStopping) {
+      std::lock_guard<std::mutex> lock(engine.waitMu);
+      engine.waitCv.notify_all();
+    }
+  }
+  if (attachedHere_ && ctx_.scopeDepth == 0 && ctx_.attached) Detach(ctx_);
+}
 
 // Temporarily releases the GIL held by this thread (around JS code or blocking waits) and takes
 // it back in the destructor. A no-op when the thread is not attached.

@@ -81,13 +81,11 @@ void JsThread::Shutdown() {
   for (JsHeld* h : holding) h->DropJsReferences();
   for (Task* task : pending) task->Cancel();
   ReleaseAllHandles(this);
+  names.Clear();
 }
 
-ParkedIsolate::ParkedIsolate(JsThread* thread, bool force) : thread_(thread) {
-  if (!force && thread->exposure.load(std::memory_order_relaxed) == 0) {
-    thread_ = nullptr;
-    return;
-  }
+void ParkedIsolate::Park(JsThread* thread) {
+  thread_ = thread;
   unlocker_.emplace(thread->isolate);
   {
     std::lock_guard<std::mutex> lock(thread->mu);
@@ -122,5 +120,3 @@ void ParkedIsolate::Reclaim() {
     tls.attached = true;
   }
 }
-
-ParkedIsolate::~ParkedIsolate() { Reclaim(); }

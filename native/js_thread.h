@@ -29,6 +29,7 @@
 #include <unordered_set>
 
 #include "gil.h"
+#include "names.h"
 
 struct JsThread;
 struct PyHandle;
@@ -82,6 +83,7 @@ struct JsThread {
   v8::Global<v8::FunctionTemplate> handleClass;
   v8::Global<v8::Object> kwargsPrototype;
   std::string threadName;  // the name Python gives this JS thread
+  NameCache names;         // attribute names (JS thread only)
 
   bool Alive();
   // Queues a task for whichever thread holds the isolate next. False if the JS thread is gone
@@ -123,14 +125,19 @@ struct JsThread {
 // call's duration (when something could need it), and takes it back at the end.
 class ParkedIsolate {
  public:
-  ParkedIsolate(JsThread* thread, bool force = false);
-  ~ParkedIsolate();
+  explicit ParkedIsolate(JsThread* thread, bool force = false) : thread_(nullptr) {
+    if (force || thread->exposure.load(std::memory_order_relaxed) != 0) Park(thread);
+  }
+  ~ParkedIsolate() {
+    if (thread_) Reclaim();
+  }
   // Take the isolate back now. Waits (detached) if another thread is running JS on it.
   void Reclaim();
   ParkedIsolate(const ParkedIsolate&) = delete;
   ParkedIsolate& operator=(const ParkedIsolate&) = delete;
 
  private:
+  void Park(JsThread* thread);
   JsThread* thread_;
   std::optional<v8::Unlocker> unlocker_;
 };
