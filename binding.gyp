@@ -5,6 +5,7 @@
       "sources": [
         "native/addon.cc",
         "native/async_pool.cc",
+        "native/buffers.cc",
         "native/callbacks.cc",
         "native/capi.cc",
         "native/convert.cc",

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "async_pool.h"
+#include "buffers.h"
 #include "callbacks.h"
 #include "convert.h"
 #include "engine.h"
@@ -674,6 +675,49 @@ void ToJS(const FunctionCallbackInfo<JsValue>& info) {
   op.Return(NewRef(o), options);
 }
 
+// buffer(handle) -> [typedArray, shape, strides (elements), offset, format, itemsize, readonly]
+void Buffer(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  PyObject* o = op.Target(0);
+  if (!o) return;
+  PyBufferCapture capture;
+  if (!CapturePyBuffer(o, &capture)) {
+    ThrowPythonError(op.t);
+    return;
+  }
+  v8::Isolate* isolate = op.isolate;
+  auto numbers = [isolate](const std::vector<int64_t>& values) {
+    std::vector<Local<JsValue>> items;
+    for (int64_t v : values) items.push_back(v8::Number::New(isolate, static_cast<double>(v)));
+    return v8::Array::New(isolate, items.data(), items.size());
+  };
+  Local<JsValue> result[] = {
+      BuildTypedArray(isolate, &capture),
+      numbers(capture.shape),
+      numbers(capture.strides),
+      v8::Number::New(isolate, static_cast<double>(capture.offset)),
+      NewJsString(isolate, capture.format.data(), capture.format.size()),
+      v8::Integer::New(isolate, capture.itemsize),
+      v8::Boolean::New(isolate, capture.readonly),
+  };
+  info.GetReturnValue().Set(v8::Array::New(isolate, result, 7));
+}
+
+// toBytes(value) -> handle of a Python bytes copy of JS binary data (or of any buffer)
+void ToBytes(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  if (!op.Enter()) return;
+  PyRefOwned source(op.ToPython(info[0]));
+  if (!source) return;
+  PyObject* bytes = py.PyBytes_FromObject(source.get());
+  if (!bytes) {
+    ThrowPythonError(op.t);
+    return;
+  }
+  info.GetReturnValue().Set(NewHandle(op.t, bytes, 0));
+}
+
 // toPython(value) -> handle of the converted value
 void ToPythonObject(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
@@ -938,6 +982,7 @@ NODE_MODULE_INIT(/* exports, module, context */) {
       {"isInstance", IsInstance}, {"compare", Compare},
       {"stats", Stats},          {"configure", Configure},
       {"share", Share},          {"unshare", Unshare},
+      {"buffer", Buffer},        {"toBytes", ToBytes},
   };
   for (const Entry& e : entries) SetMethod(isolate, exports, t, e.name, e.fn);
 }

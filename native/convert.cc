@@ -221,17 +221,25 @@ bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out) {
     return true;
   }
   if (v->IsArray()) return ConvertArray(w, v.As<v8::Array>(), out);
-  if (v->IsArrayBufferView()) {
-    auto view = v.As<v8::ArrayBufferView>();
+  if (v->IsArrayBufferView() || v->IsArrayBuffer() || v->IsSharedArrayBuffer()) {
+    std::string why;
+    if (CaptureJsBytes(v, &out->jsBytes, &why)) {
+      out->kind = Snapshot::Kind::kJsBytes;
+      return true;
+    }
+    // Memory that may move (a resizable ArrayBuffer) is copied into bytes instead.
     out->kind = Snapshot::Kind::kBytes;
-    out->text.resize(view->ByteLength());
-    if (!out->text.empty()) view->CopyContents(out->text.data(), out->text.size());
-    return true;
-  }
-  if (v->IsArrayBuffer()) {
-    auto buffer = v.As<v8::ArrayBuffer>();
-    out->kind = Snapshot::Kind::kBytes;
-    out->text.assign(static_cast<const char*>(buffer->Data()), buffer->ByteLength());
+    if (v->IsArrayBufferView()) {
+      auto view = v.As<v8::ArrayBufferView>();
+      out->text.resize(view->ByteLength());
+      if (!out->text.empty()) view->CopyContents(out->text.data(), out->text.size());
+    } else if (v->IsArrayBuffer()) {
+      auto buffer = v.As<v8::ArrayBuffer>();
+      out->text.assign(static_cast<const char*>(buffer->Data()), buffer->ByteLength());
+    } else {
+      auto buffer = v.As<v8::SharedArrayBuffer>();
+      out->text.assign(static_cast<const char*>(buffer->Data()), buffer->ByteLength());
+    }
     return true;
   }
   if (v->IsMap()) return ConvertMapOrSet(w, obj, true, out);
@@ -419,6 +427,13 @@ bool FromPython(PyWalk& w, PyObject* o, Snapshot* out) {
         py.PyType_IsSubtype(type, py.PyFrozenSet_Type)) {
       return SetItems(w, o, out);
     }
+    if (type == py.PyMemoryView_Type) {
+      auto capture = std::make_unique<PyBufferCapture>();
+      if (!CapturePyBuffer(o, capture.get())) return false;
+      out->kind = Snapshot::Kind::kPyBuffer;
+      out->pyBuffer = std::move(capture);
+      return true;
+    }
     if ((flags & kTpFlagsBytesSubclass) || type == py.PyByteArray_Type) {
       Py_buffer view;
       if (py.PyObject_GetBuffer(o, &view, kPyBufSimple) < 0) return false;
@@ -536,6 +551,10 @@ v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested) {
       }
       return set;
     }
+    case Snapshot::Kind::kPyBuffer:
+      return BuildTypedArray(isolate, v.pyBuffer.get());
+    case Snapshot::Kind::kJsBytes:
+      return v8::Undefined(isolate);  // only made from JS, never converted back
     case Snapshot::Kind::kJsFunction:
       // The JS function itself when it belongs to this JS thread; a function of another JS
       // thread stays a Python callable here.
@@ -626,7 +645,9 @@ Snapshot::Snapshot(Snapshot&& other) noexcept
       text(std::move(other.text)),
       view(other.view),
       viewLength(other.viewLength),
-      items(std::move(other.items)) {
+      items(std::move(other.items)),
+      jsBytes(std::move(other.jsBytes)),
+      pyBuffer(std::move(other.pyBuffer)) {
   other.ownsRef = false;
   other.kind = Kind::kUndefined;
   other.obj = nullptr;
@@ -650,6 +671,8 @@ Snapshot& Snapshot::operator=(Snapshot&& other) noexcept {
     view = other.view;
     viewLength = other.viewLength;
     items = std::move(other.items);
+    jsBytes = std::move(other.jsBytes);
+    pyBuffer = std::move(other.pyBuffer);
     other.ownsRef = false;
     other.kind = Kind::kUndefined;
     other.obj = nullptr;
@@ -668,6 +691,8 @@ void Snapshot::Reset() {
   kind = Kind::kUndefined;
   view = nullptr;
   items.clear();
+  jsBytes.store.reset();
+  pyBuffer.reset();
 }
 
 Snapshot::~Snapshot() { Reset(); }
@@ -718,6 +743,10 @@ PyObject* ValueToPython(JsThread* thread, Snapshot& v) {
     }
     case Snapshot::Kind::kBytes:
       return py.PyBytes_FromStringAndSize(v.text.data(), static_cast<Py_ssize_t>(v.text.size()));
+    case Snapshot::Kind::kJsBytes:
+      return MemoryViewOfJsBytes(v.jsBytes);
+    case Snapshot::Kind::kPyBuffer:
+      return NewRef(py.None);  // only made from Python, never converted back
     case Snapshot::Kind::kList:
     case Snapshot::Kind::kTuple: {
       bool tuple = v.kind == Snapshot::Kind::kTuple;

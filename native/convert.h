@@ -8,11 +8,13 @@
 // The rules (documented in the README):
 //   JS -> Python: undefined/null -> None, boolean -> bool, safe integer -> int, other number ->
 //   float (so -0, NaN, 1e300 round-trip), bigint -> int, string -> str (lone surrogates kept),
-//   Buffer/Uint8Array -> bytes, Array -> list, plain object -> dict, Map -> dict, Set -> set,
-//   function -> Python callable, PyObject proxy -> the same object. Cycles are an error.
+//   ArrayBuffer/TypedArray/Buffer -> memoryview over the same memory, Array -> list, plain
+//   object -> dict, Map -> dict, Set -> set, function -> Python callable, PyObject proxy -> the
+//   same object. Cycles are an error.
 //   Python -> JS (shallow, call results): None -> undefined, bool -> boolean, int -> number when
 //   safe else bigint, float -> number, str -> string, a pyembed JS function -> that function,
-//   anything else -> PyObject proxy. toJS() converts containers deeply.
+//   anything else -> PyObject proxy. toJS() converts containers deeply (and a memoryview to a
+//   TypedArray over its memory).
 #pragma once
 
 #include <v8.h>
@@ -22,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "buffers.h"
 #include "capi.h"
 
 struct JsThread;
@@ -45,6 +48,8 @@ struct Snapshot {
     kMap,        // Python dict -> JS Map (toJS with dict: 'map')
     kPyObject,   // obj (owned if ownsRef, else borrowed from a live handle)
     kJsFunction, // fn, and obj when it came from Python
+    kJsBytes,    // jsBytes: JS binary data, to become a memoryview over the same memory
+    kPyBuffer,   // pyBuffer: a Python buffer, to become a TypedArray
     kNaN         // never produced: placeholder to keep switch statements exhaustive
   };
   enum class Encoding : uint8_t { kLatin1, kUtf16, kUtf8 };
@@ -67,6 +72,8 @@ struct Snapshot {
   const char* view = nullptr;  // UTF-8 viewed inside `obj` (a Python str kept alive by it)
   size_t viewLength = 0;
   std::vector<Snapshot> items;
+  JsBytes jsBytes;
+  std::unique_ptr<PyBufferCapture> pyBuffer;
 
   Snapshot() : i(0) {}
   Snapshot(Snapshot&& other) noexcept;

@@ -1,5 +1,6 @@
 #include "engine.h"
 
+#include "buffers.h"
 #include "gil.h"
 #include "python_helpers.h"
 
@@ -109,7 +110,7 @@ bool Engine::Start(const EngineConfig& config, std::string* error) {
 void Engine::InterpreterThread(EngineConfig config) {
   std::string error;
   bool ok = InitializeInterpreter(config, &error) && FinishCApiAfterInit(&error) &&
-            LoadPythonHelpers(config.helperSource, &error);
+            LoadPythonHelpers(config.helperSource, &error) && InitBufferType(&error);
   PyThreadState* mainState = nullptr;
   if (ok) {
     // Importing threading here makes this thread Python's main thread for the threading module,
@@ -154,6 +155,7 @@ void Engine::InterpreterThread(EngineConfig config) {
     py.PyErr_Clear();
   }
   UnloadPythonHelpers();
+  ClearBufferType();
   int rc = py.Py_FinalizeEx();
   lock.lock();
   finalizeResult_ = rc;

@@ -65,20 +65,31 @@ void ReleaseThreadState() {
 
 void PendingDecrefs::Push(PyObject* o, uint64_t generation) {
   std::lock_guard<std::mutex> lock(mu_);
-  items_.emplace_back(o, generation);
+  items_.push_back({o, nullptr, nullptr, generation});
+  nonEmpty_.store(true, std::memory_order_relaxed);
+}
+
+void PendingDecrefs::PushRelease(void (*release)(void*, bool), void* arg, uint64_t generation) {
+  std::lock_guard<std::mutex> lock(mu_);
+  items_.push_back({nullptr, release, arg, generation});
   nonEmpty_.store(true, std::memory_order_relaxed);
 }
 
 void PendingDecrefs::Drain() {
-  std::vector<std::pair<PyObject*, uint64_t>> batch;
+  std::vector<Item> batch;
   {
     std::lock_guard<std::mutex> lock(mu_);
     batch.swap(items_);
     nonEmpty_.store(false, std::memory_order_relaxed);
   }
   uint64_t gen = engine.generation();
-  for (auto& [obj, g] : batch) {
-    if (g == gen) py.Py_DecRef(obj);
+  for (Item& item : batch) {
+    // Entries of a finalized interpreter are dropped: their objects went with it (or leak).
+    if (item.release) {
+      item.release(item.arg, item.generation == gen);
+    } else if (item.generation == gen) {
+      py.Py_DecRef(item.obj);
+    }
   }
 }
 

@@ -62,12 +62,21 @@ void ReleaseThreadState();
 class PendingDecrefs {
  public:
   void Push(PyObject* o, uint64_t generation);
+  // Any other release that needs the GIL: `release(arg, live)` runs in Drain, with live false
+  // when the interpreter it belonged to was finalized (then it must only free its own memory).
+  void PushRelease(void (*release)(void* arg, bool live), void* arg, uint64_t generation);
   bool NonEmpty() const { return nonEmpty_.load(std::memory_order_relaxed); }
   void Drain();  // caller attached
 
  private:
+  struct Item {
+    PyObject* obj;
+    void (*release)(void*, bool);
+    void* arg;
+    uint64_t generation;
+  };
   std::mutex mu_;
-  std::vector<std::pair<PyObject*, uint64_t>> items_;
+  std::vector<Item> items_;
   std::atomic<bool> nonEmpty_{false};
 };
 extern PendingDecrefs& pendingDecrefs;

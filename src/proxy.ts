@@ -10,13 +10,33 @@ import { inspect } from 'node:util';
 import { isMainThread, threadId } from 'node:worker_threads';
 
 import { PythonError } from './errors.js';
-import { KwArgs, native, type Handle, type NativeResult } from './native.js';
+import { KwArgs, native, type Handle, type NativeResult, type TypedArray } from './native.js';
 
 export const HANDLE: unique symbol = Symbol('pyembed.handle');
 export const DONE: unique symbol = Symbol('pyembed.done');
 
 const CALLABLE = 1;
 const AWAITABLE = 2;
+
+/** A Python buffer (numpy array, memoryview, bytes, ...) seen from JS: see PyObject.getBuffer(). */
+export interface PyBuffer {
+  /** The memory: shared with Python for writable buffers, a copy for read-only ones. */
+  data: TypedArray;
+  /** Shape of the Python array ([] for a scalar). */
+  shape: number[];
+  /** Step between neighbours along each axis, in elements of `data` (negative when reversed). */
+  strides: number[];
+  /** Index in `data` of the element at index (0, 0, ...). */
+  offset: number;
+  /** struct-module format of one Python element, e.g. 'd', '<i8', 'B'. */
+  format: string;
+  /** Bytes per Python element. */
+  itemsize: number;
+  /** The Python buffer is read-only, so `data` is a copy (JS cannot make memory read-only). */
+  readonly: boolean;
+  /** C-contiguous: `data` holds the elements in order with nothing in between. */
+  contiguous: boolean;
+}
 
 export interface ToJSOptions {
   /** How Python dicts become JS values: plain objects (default) or Maps (any key type). */
@@ -56,6 +76,16 @@ export interface PyObjectMethods {
   isInstance(cls: PyObject): boolean;
   /** `obj == other` in Python. */
   equals(other: unknown): boolean;
+  /**
+   * The object's memory (buffer protocol: numpy arrays, memoryview, bytearray, bytes, array.array)
+   * as a TypedArray of the matching element type, without a copy when the buffer is writable:
+   * writes on either side are seen on the other, and the Python object stays alive while the
+   * TypedArray does. Read-only buffers come as a copy. Needs a C-contiguous buffer; for any
+   * layout use getBuffer().
+   */
+  toTypedArray(): TypedArray;
+  /** The object's memory with its shape and strides (buffer protocol). */
+  getBuffer(): PyBuffer;
   /** Drops the reference now (JS garbage collection would do it later). Idempotent. */
   dispose(): void;
   [Symbol.dispose](): void;
@@ -199,6 +229,28 @@ class PyObjectImpl implements PyObjectMethods {
 
   equals(other: unknown): boolean {
     return native.compare(handleOf(this), other, 2);
+  }
+
+  toTypedArray(): TypedArray {
+    const buffer = this.getBuffer();
+    if (!buffer.contiguous) {
+      throw new TypeError(
+        `this ${this.typeName} is not C-contiguous (strides ${JSON.stringify(buffer.strides)}); ` +
+          'use getBuffer(), or numpy.ascontiguousarray() in Python',
+      );
+    }
+    return buffer.data;
+  }
+
+  getBuffer(): PyBuffer {
+    const [data, shape, strides, offset, format, itemsize, readonly] = native.buffer(handleOf(this));
+    let expected = 1;
+    let contiguous = offset === 0;
+    for (let d = shape.length - 1; d >= 0; d--) {
+      if (shape[d]! > 1 && strides[d] !== expected) contiguous = false;
+      expected *= shape[d]!;
+    }
+    return { data, shape, strides, offset, format, itemsize, readonly, contiguous };
   }
 
   dispose(): void {
