@@ -16,6 +16,7 @@
         "native/js_thread.cc",
         "native/names.cc",
         "native/python_helpers.cc",
+        "native/signals.cc",
         "native/stack.cc"
       ],
       "cflags_cc": ["-std=c++20", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-cast-function-type"],

@@ -864,6 +864,7 @@ void Configure(const FunctionCallbackInfo<JsValue>& info) {
   t->threadName = Utf8(isolate, get("threadName"));
   tls.pythonName = t->threadName.c_str();
   tls.pythonDaemon = false;  // a JS thread is a "main" thread: threads it starts are joined at exit
+  tls.isMainJsThread = get("isMainThread")->IsTrue();
 }
 
 // --- per-JS-thread lifecycle -----------------------------------------------------------------

@@ -22,6 +22,7 @@ void Attach(ThreadContext& tls) {
     tls.generation = gen;
     tls.ownsTstate = true;
     threadStatesMade++;
+    if (tls.isMainJsThread) StartInterruptWatcher();
     if (tls.pythonName && helpers.adoptThread) {
       PyRefOwned name(py.PyUnicode_FromString(tls.pythonName));
       PyObject* args[] = {name.get(), tls.pythonDaemon ? py.True : py.False};

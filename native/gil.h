@@ -13,6 +13,7 @@
 
 #include "capi.h"
 #include "engine.h"
+#include "signals.h"
 
 struct JsThread;
 
@@ -20,6 +21,7 @@ struct ThreadContext {
   // What Python calls this thread and whether its threads are daemons (set before first attach).
   const char* pythonName = nullptr;
   bool pythonDaemon = true;
+  bool isMainJsThread = false;  // Node's main thread (Ctrl-C reaches its Python calls)
   PyThreadState* tstate = nullptr;
   uint64_t generation = 0;   // interpreter run the tstate belongs to
   bool ownsTstate = false;   // made by pyembed (JS and pool threads), not by Python's threading
@@ -120,13 +122,17 @@ inline PythonCall::PythonCall(ThreadContext& ctx) : ctx_(ctx) {
       return;
     }
   }
-  if (ctx_.callDepth++ == 0) engine.busyThreads++;
+  if (ctx_.callDepth++ == 0) {
+    engine.busyThreads++;
+    if (ctx_.isMainJsThread) MainThreadCallStarted();
+  }
   ok_ = true;
 }
 
 inline PythonCall::~PythonCall() {
   if (!ok_) return;
   if (--ctx_.callDepth == 0) {
+    if (ctx_.isMainJsThread) MainThreadCallEnded();
     engine.busyThreads--;
     if (engine.state() == EngineState::kStopping) {
       std::lock_guard<std::mutex> lock(engine.waitMu);

@@ -29,6 +29,7 @@ export interface NativeBinding {
     wrapFactory: (handle: Handle) => unknown;
     kwargsPrototype: object;
     threadName: string;
+    isMainThread: boolean;
   }): void;
   start(library: string, executable: string, helperSource: string): string;
   stop(): void;

@@ -344,4 +344,5 @@ native.configure({
   wrapFactory: wrap,
   kwargsPrototype: KwArgs.prototype,
   threadName: isMainThread ? 'JS-main' : `JS-worker-${threadId}`,
+  isMainThread,
 });

@@ -23,9 +23,10 @@ export interface ChildOptions {
   env?: Record<string, string | undefined>;
   nodeArgs?: string[];
   timeoutMs?: number;
-  /** Send this signal after `signalAfterMs` (for Ctrl-C tests). */
+  /** Send this signal `signalAfterMs` after the start, or after stdout first shows `signalWhen`. */
   signal?: NodeJS.Signals;
   signalAfterMs?: number;
+  signalWhen?: string;
   stdinText?: string;
 }
 
@@ -46,14 +47,21 @@ export function runScript(source: string, options: ChildOptions = {}): Promise<C
     let stdout = '';
     let stderr = '';
     let timedOut = false;
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    let signalled = false;
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (options.signal && options.signalWhen && !signalled && stdout.includes(options.signalWhen)) {
+        signalled = true;
+        setTimeout(() => child.kill(options.signal), options.signalAfterMs ?? 500);
+      }
+    });
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.stdin.end(options.stdinText ?? '');
     const watchdog = setTimeout(() => {
       timedOut = true;
       child.kill('SIGKILL');
     }, timeoutMs);
-    if (options.signal) setTimeout(() => child.kill(options.signal), options.signalAfterMs ?? 500);
+    if (options.signal && !options.signalWhen) setTimeout(() => child.kill(options.signal), options.signalAfterMs ?? 500);
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(watchdog);
