@@ -81,6 +81,7 @@ void PendingDecrefs::Drain() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     batch.swap(items_);
+    items_.swap(spare_);
     nonEmpty_.store(false, std::memory_order_relaxed);
   }
   uint64_t gen = engine.generation();
@@ -89,9 +90,12 @@ void PendingDecrefs::Drain() {
     if (item.release) {
       item.release(item.arg, item.generation == gen);
     } else if (item.generation == gen) {
-      py.Py_DecRef(item.obj);
+      py.Py_DecRef(item.obj);  // may run __del__, even re-enter pyembed: batch is ours alone
     }
   }
+  batch.clear();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (spare_.capacity() < batch.capacity()) spare_.swap(batch);
 }
 
 void ReleaseRef(PyObject* o, uint64_t generation) {

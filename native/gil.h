@@ -79,6 +79,7 @@ class PendingDecrefs {
   };
   std::mutex mu_;
   std::vector<Item> items_;
+  std::vector<Item> spare_;  // an empty buffer with capacity, so a busy queue does not reallocate
   std::atomic<bool> nonEmpty_{false};
 };
 extern PendingDecrefs& pendingDecrefs;
@@ -121,6 +122,11 @@ inline PythonCall::PythonCall(ThreadContext& ctx) : ctx_(ctx) {
       error_ = "Python is shutting down";
       return;
     }
+  }
+  // Releases queued by JS garbage collection wait for the next attach; a thread that stays
+  // attached (a long Py.GIL() scope) drains them here instead.
+  else if (pendingDecrefs.NonEmpty()) {
+    pendingDecrefs.Drain();
   }
   if (ctx_.callDepth++ == 0) {
     engine.busyThreads++;

@@ -152,7 +152,12 @@ const attributeFallback: object = new Proxy(Object.create(null) as object, {
 // --- methods -------------------------------------------------------------------------------
 
 class PyObjectImpl implements PyObjectMethods {
-  declare readonly [HANDLE]: Handle;
+  // A class field is defined on the instance directly (no walk up to the attribute Proxy).
+  readonly [HANDLE]: Handle;
+
+  constructor(handle: Handle) {
+    this[HANDLE] = handle;
+  }
 
   get typeName(): string {
     return native.text(handleOf(this), 2);
@@ -310,9 +315,7 @@ for (const name of ['apply', 'call', 'bind'] as const) {
 }
 
 function makeObject(h: Handle): PyObject {
-  const obj = Object.create(PyObjectImpl.prototype) as PyObjectImpl;
-  Object.defineProperty(obj, HANDLE, { value: h });
-  return obj as unknown as PyObject;
+  return new PyObjectImpl(h) as unknown as PyObject;
 }
 
 function makeCallable(h: Handle): PyCallable {
@@ -323,11 +326,12 @@ function makeCallable(h: Handle): PyCallable {
       : native.call(h, ...args);
     return typeof r === 'object' ? wrap(r) : r;
   };
+  // Before the prototype changes, so the assignment does not reach the attribute Proxy.
+  (f as unknown as { [HANDLE]: Handle })[HANDLE] = h;
   // `length` and `name` would shadow PyObject.length and the Python attribute `name`.
   delete (f as { length?: number }).length;
   delete (f as { name?: string }).name;
   Object.setPrototypeOf(f, PyCallableImpl.prototype);
-  Object.defineProperty(f, HANDLE, { value: h });
   return f as unknown as PyCallable;
 }
 
