@@ -103,6 +103,19 @@ echo '{"executable": "${fake}", "version": "3.11.0", "versionInfo": [3, 11, 0], 
   assert.match(r.stdout, /--enable-shared/);
 });
 
+test('a free-threaded build is refused with the reason', async () => {
+  const dir = tmpDir('pyembed-nogil-');
+  const fake = path.join(dir, 'python3');
+  fs.writeFileSync(fake, `#!/bin/sh
+echo '{"executable": "${fake}", "version": "3.13.0", "versionInfo": [3, 13, 0], "shared": true, "library": "/lib/x.so", "prefix": "/x", "basePrefix": "/x", "freeThreaded": true}'
+`, { mode: 0o755 });
+  const r = await runScript(`
+    import { PythonEngine } from 'pyembed';
+    try { PythonEngine.initialize(); } catch (e) { console.log(e.message); }
+  `, { env: { PYEMBED_PYTHON: fake } });
+  assert.match(r.stdout, /free-threaded \(no-GIL\) build/, explain(r));
+});
+
 test('too old a Python is refused with the reason', async () => {
   const dir = tmpDir('pyembed-old-');
   const fake = path.join(dir, 'python3');
