@@ -58,6 +58,9 @@ class Op {
     return true;
   }
 
+  // Enter() and Target(0): the common start of an operation on one object.
+  PyObject* EnterWithTarget() { return Enter() ? Target(0) : nullptr; }
+
   // The live Python object of the handle in argument `index`, or null (JS exception pending).
   PyObject* Target(int index, PyHandle** handleOut = nullptr) {
     PyHandle* h = HandleFromValue(t, info[index]);
@@ -357,8 +360,7 @@ void Expose(const FunctionCallbackInfo<JsValue>& info) {
 // getattr(handle, name, strict): a missing attribute is undefined unless strict
 void GetAttr(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
   PyRefOwned name(op.Name(1));
   if (!name) return;
@@ -377,8 +379,7 @@ void GetAttr(const FunctionCallbackInfo<JsValue>& info) {
 // setattr(handle, name, value); value === deleteMarker (4th arg true) deletes
 void SetAttr(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
   PyRefOwned name(op.Name(1));
   if (!name) return;
@@ -398,8 +399,7 @@ void SetAttr(const FunctionCallbackInfo<JsValue>& info) {
 
 void HasAttr(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
   PyRefOwned name(op.Name(1));
   if (!name) return;
@@ -422,8 +422,7 @@ void HasAttr(const FunctionCallbackInfo<JsValue>& info) {
 // item(handle, key, op, value): op 0 get, 1 set, 2 delete, 3 contains
 void Item(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
   PyRefOwned key(op.ToPython(info[1]));
   if (!key) return;
@@ -451,8 +450,7 @@ void Item(const FunctionCallbackInfo<JsValue>& info) {
 
 void Len(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
   Py_ssize_t n;
   {
@@ -466,8 +464,7 @@ void Len(const FunctionCallbackInfo<JsValue>& info) {
 // text(handle, kind): 0 str, 1 repr, 2 type name
 void Text(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
   int kind = info[1]->Int32Value(op.isolate->GetCurrentContext()).FromMaybe(0);
   PyObject* result;
@@ -482,8 +479,7 @@ void Text(const FunctionCallbackInfo<JsValue>& info) {
 
 void Dir(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
   PyObject* names;
   {
@@ -633,8 +629,7 @@ void AwaitAsync(const FunctionCallbackInfo<JsValue>& info) { SubmitAsync(info, t
 
 void Iter(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
   PyObject* it;
   {
@@ -665,8 +660,7 @@ void Next(const FunctionCallbackInfo<JsValue>& info) {
 // toJS(handle, dictAsMap) -> deep conversion
 void ToJS(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
   ToJsOptions options;
   options.deep = true;
@@ -678,8 +672,7 @@ void ToJS(const FunctionCallbackInfo<JsValue>& info) {
 // buffer(handle) -> [typedArray, shape, strides (elements), offset, format, itemsize, readonly]
 void Buffer(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
   PyBufferCapture capture;
   if (!CapturePyBuffer(o, &capture)) {
@@ -752,8 +745,7 @@ void IsDisposed(const FunctionCallbackInfo<JsValue>& info) {
 // isInstance(handle, classHandle)
 void IsInstance(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
   PyObject* cls = op.Target(1);
   if (!cls) return;
@@ -763,8 +755,7 @@ void IsInstance(const FunctionCallbackInfo<JsValue>& info) {
 // compare(handle, other, op): rich comparison (0 <, 1 <=, 2 ==, 3 !=, 4 >, 5 >=)
 void Compare(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
   PyRefOwned other(op.ToPython(info[1]));
   if (!other) return;
@@ -795,8 +786,7 @@ void DropSharedObjects() {
 
 void Share(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
   uint64_t id;
   {
