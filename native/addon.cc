@@ -89,17 +89,22 @@ class Op {
   // A new reference for a JS value, or null (JS exception pending).
   PyObject* ToPython(Local<JsValue> v) {
     PyObject* o = nullptr;
-    switch (PrimitiveToPython(isolate, v, &o)) {
+    ConvertError error;
+    Fast f = PrimitiveToPython(isolate, v, &o);
+    if (f == Fast::kNotHandled && v->IsArray()) f = ArrayToPython(t, v.As<v8::Array>(), &o, &error);
+    switch (f) {
       case Fast::kDone:
         return o;
       case Fast::kPythonError:
         ThrowPythonError(t);
         return nullptr;
+      case Fast::kConvertError:
+        ThrowConvertError(isolate, error);
+        return nullptr;
       case Fast::kNotHandled:
         break;
     }
     Snapshot value;
-    ConvertError error;
     if (!JsToValue(t, v, &value, &error)) {
       ThrowConvertError(isolate, error);
       return nullptr;
@@ -116,9 +121,15 @@ class Op {
       return;
     }
     Local<JsValue> js;
-    if (PrimitiveToJs(isolate, result, &js) == Fast::kDone) {
+    Fast f = PrimitiveToJs(isolate, result, &js);
+    if (f == Fast::kNotHandled && options.deep && TypeOf(result) == py.PyList_Type) {
+      f = ListToJs(t, result, options, &js);
+    }
+    if (f != Fast::kNotHandled) {
       py.Py_DecRef(result);
-      info.GetReturnValue().Set(js);
+      if (f == Fast::kDone) info.GetReturnValue().Set(js);
+      else if (f == Fast::kPythonError) ThrowPythonError(t);
+      // kConvertError: a JS exception is already pending
       return;
     }
     Snapshot v;

@@ -1,5 +1,6 @@
 #include "buffers.h"
 
+#include <cstdlib>
 #include <cstring>
 
 #include "engine.h"
@@ -251,6 +252,7 @@ PyObject* MemoryViewOfJsBytes(const JsBytes& bytes) {
 }
 
 PyBufferCapture::~PyBufferCapture() {
+  std::free(copy);
   if (exported) {
     auto* e = static_cast<ExportedView*>(exported);
     pendingDecrefs.PushRelease(ReleaseExportedViewNow, e, e->generation);
@@ -301,7 +303,16 @@ bool CapturePyBuffer(PyObject* o, PyBufferCapture* out) {
   out->span = view.len == 0 ? 0 : static_cast<size_t>(high - low + view.itemsize);
   out->start = static_cast<char*>(view.buf) + low;
   if (readonly || out->span == 0) {
-    out->copy.assign(out->start, out->span);
+    if (out->span) {
+      out->copy = static_cast<char*>(std::malloc(out->span));
+      if (!out->copy) {
+        py.PyBuffer_Release(&view);
+        delete exported;
+        py.PyErr_NoMemory();
+        return false;
+      }
+      std::memcpy(out->copy, out->start, out->span);
+    }
     py.PyBuffer_Release(&view);
     delete exported;
   } else {
@@ -318,9 +329,13 @@ v8::Local<v8::TypedArray> BuildTypedArray(v8::Isolate* isolate, PyBufferCapture*
         v8::ArrayBuffer::NewBackingStore(c->start, c->span, ReleaseExportedView, c->exported);
     c->exported = nullptr;
     ab = v8::ArrayBuffer::New(isolate, std::move(store));
+  } else if (c->copy) {
+    std::unique_ptr<v8::BackingStore> store = v8::ArrayBuffer::NewBackingStore(
+        c->copy, c->span, [](void* data, size_t, void*) { std::free(data); }, nullptr);
+    c->copy = nullptr;
+    ab = v8::ArrayBuffer::New(isolate, std::move(store));
   } else {
-    ab = v8::ArrayBuffer::New(isolate, c->copy.size());
-    if (!c->copy.empty()) std::memcpy(ab->Data(), c->copy.data(), c->copy.size());
+    ab = v8::ArrayBuffer::New(isolate, 0);
   }
   return NewTypedArray(static_cast<Element>(c->element), ab, c->span / c->elementSize);
 }

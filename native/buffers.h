@@ -51,7 +51,7 @@ struct PyBufferCapture {
   std::string format;
   int itemsize = 1;
   bool readonly = false;  // then `copy` holds the bytes: the TypedArray is a copy
-  std::string copy;
+  char* copy = nullptr;   // malloc'ed; handed over to V8 by BuildTypedArray (no second copy)
 
   void* exported = nullptr;  // the Py_buffer, shared with JS (writable buffers)
   char* start = nullptr;

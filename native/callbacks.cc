@@ -204,6 +204,15 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
     // run the function here, with the GIL released while JS runs.
     Detach();
     RunJsFunction(t, ref, values, &direct);
+  } else if (t->TryBorrow()) {
+    // The JS thread is parked in a synchronous call (often this very thread, Python calling
+    // back during that call): borrow its isolate and run the function here, no queue.
+    Detach();
+    {
+      Borrowed scopes(t);
+      RunJsFunction(t, ref, values, &direct);
+    }
+    t->EndBorrow();
   } else {
     if (!t->Post(&request)) {
       tls.trampolineDepth--;

@@ -89,29 +89,36 @@ struct ConvertError {
   bool isTypeError = true;  // else RangeError / Python ValueError
 };
 
-// JS -> Value. On failure returns false with `error` set (no JS exception pending).
-bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertError* error);
-// Snapshot -> Python: a new reference, or null with a Python exception set. Caller attached.
-PyObject* ValueToPython(JsThread* thread, Snapshot& v);
-
 struct ToJsOptions {
   bool deep = false;
   bool dictAsMap = false;
   bool wrapTopLevel = false;  // a top-level Python object becomes a proxy, not a bare handle
 };
-// Python -> Value. Caller attached. Returns false with a Python exception set.
+
+// JS -> Snapshot. On failure returns false with `error` set (no JS exception pending).
+bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertError* error);
+// Snapshot -> Python: a new reference, or null with a Python exception set. Caller attached.
+PyObject* ValueToPython(JsThread* thread, Snapshot& v);
+
+
+// Python -> Snapshot. Caller attached. Returns false with a Python exception set.
 bool PythonToValue(PyObject* o, const ToJsOptions& options, Snapshot* out);
 // Snapshot -> JS. Takes the Python references it needs into handles. Never touches Python, except
 // that it may queue decrefs. Python objects nested in containers always become PyObject proxies;
 // a top-level one becomes a proxy too with `wrap`, else a bare handle (src/proxy.ts wraps it).
 v8::MaybeLocal<v8::Value> ValueToJs(JsThread* thread, Snapshot& v, bool wrap = false);
 
+
 // Fast paths for synchronous calls, which hold both the GIL and the isolate: primitives go
 // straight across without a Snapshot. They apply exactly the rules above; anything they do not
 // handle goes through the Snapshot path.
-enum class Fast { kNotHandled, kDone, kPythonError };
+enum class Fast { kNotHandled, kDone, kPythonError, kConvertError };
 Fast PrimitiveToPython(v8::Isolate* isolate, v8::Local<v8::Value> v, PyObject** out);
 Fast PrimitiveToJs(v8::Isolate* isolate, PyObject* o, v8::Local<v8::Value>* out);
+// Big arrays of primitives are common: a JS Array to a Python list, and (deep) a Python list to a
+// JS Array, element by element on the fast paths; other elements take the Snapshot path.
+Fast ArrayToPython(JsThread* thread, v8::Local<v8::Array> array, PyObject** out, ConvertError* error);
+Fast ListToJs(JsThread* thread, PyObject* list, const ToJsOptions& options, v8::Local<v8::Value>* out);
 
 // The number rule: a JS number becomes a Python int only when it is a safe integer and not -0.
 bool NumberIsPythonInt(double d);

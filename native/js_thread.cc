@@ -40,21 +40,40 @@ void JsThread::DrainTasks() {
   }
 }
 
+Borrowed::Borrowed(JsThread* t)
+    : locker_(t->isolate),
+      isolateScope_(t->isolate),
+      handleScope_(t->isolate),
+      contextScope_(t->context.Get(t->isolate)) {
+  // V8 sizes a new thread's stack by its own default; a Python thread may have less. (The JS
+  // thread itself gets its own limits back from V8 when it re-locks.)
+  if (t->owner != &tls) SetV8StackLimitForThisThread(t->isolate);
+}
+
 void JsThread::BorrowAndDrain(std::unique_lock<std::mutex>& lock) {
   holder.store(&tls, std::memory_order_relaxed);
   lock.unlock();
   {
-    v8::Locker locker(isolate);
-    v8::Isolate::Scope isolateScope(isolate);
-    // V8 sizes a new thread's stack by its own default; a Python thread may have less.
-    SetV8StackLimitForThisThread(isolate);
-    v8::HandleScope handleScope(isolate);
-    v8::Local<v8::Context> ctx = context.Get(isolate);
-    v8::Context::Scope contextScope(ctx);
+    Borrowed scopes(this);
     DrainTasks();
   }
   lock.lock();
   holder.store(nullptr, std::memory_order_relaxed);
+  cv.notify_all();
+}
+
+bool JsThread::TryBorrow() {
+  std::lock_guard<std::mutex> lock(mu);
+  if (!alive || holder.load(std::memory_order_relaxed) != nullptr) return false;
+  holder.store(&tls, std::memory_order_relaxed);
+  return true;
+}
+
+void JsThread::EndBorrow() {
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    holder.store(nullptr, std::memory_order_relaxed);
+  }
   cv.notify_all();
 }
 

@@ -118,6 +118,10 @@ struct JsThread {
   PyHandle* handles = nullptr;
 
   void BorrowAndDrain(std::unique_lock<std::mutex>& lock);  // lock held, holder == nullptr
+  // Takes the isolate if it is parked and free right now (never waits). Release with
+  // EndBorrow() after the Borrowed scope below has ended.
+  bool TryBorrow();
+  void EndBorrow();
   void Shutdown();  // environment teardown, on the JS thread
 };
 
@@ -140,6 +144,18 @@ class ParkedIsolate {
   void Park(JsThread* thread);
   JsThread* thread_;
   std::optional<v8::Unlocker> unlocker_;
+};
+
+// The V8 scopes of a thread that borrowed an isolate (or re-locks its own after parking).
+class Borrowed {
+ public:
+  explicit Borrowed(JsThread* t);
+
+ private:
+  v8::Locker locker_;
+  v8::Isolate::Scope isolateScope_;
+  v8::HandleScope handleScope_;
+  v8::Context::Scope contextScope_;
 };
 
 template <typename Pred>
