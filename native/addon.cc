@@ -911,7 +911,8 @@ void OnEnvironmentExit(void* arg, void (*done)(void*), void* doneArg) {
   t->Shutdown();
   // This JS thread's Python thread state goes with it (worker exit). At process exit Python is
   // already finalized (PythonEngine registers shutdown on 'exit'), and this is a no-op.
-  if (tls.ownsTstate && engine.running()) ReleaseThreadState();
+  // (Not while this thread is still inside a Python call: process.exit() in a callback.)
+  if (tls.ownsTstate && engine.running() && tls.callDepth == 0) ReleaseThreadState();
   auto* state = new CloseState{t, done, doneArg};
   t->wake->data = state;
   t->prepare->data = state;
