@@ -27,14 +27,16 @@ export interface ChildOptions {
   signal?: NodeJS.Signals;
   signalAfterMs?: number;
   stdinText?: string;
+  /** The script's file extension: '.mjs' (default, an ES module) or '.cjs' (CommonJS). */
+  extension?: '.mjs' | '.cjs';
 }
 
 let counter = 0;
 
-/** Runs an ES module (source text) with node; it can `import ... from 'pyembed'`. */
+/** Runs an ES module (or CommonJS, see `extension`) with node; it can `import ... from 'pyembed'`. */
 export function runScript(source: string, options: ChildOptions = {}): Promise<ChildResult> {
   fs.mkdirSync(scratch, { recursive: true });
-  const file = path.join(scratch, `script-${process.pid}-${counter++}.mjs`);
+  const file = path.join(scratch, `script-${process.pid}-${counter++}${options.extension ?? '.mjs'}`);
   fs.writeFileSync(file, source);
   const timeoutMs = options.timeoutMs ?? 60_000;
   return new Promise((resolve, reject) => {
