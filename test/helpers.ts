@@ -1,6 +1,6 @@
 // Shared by the tests: run a script in a child process (crashes show up as a signal, deadlocks as
 // a timeout, never as a dead or hung test runner).
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -72,4 +72,15 @@ export function explain(r: ChildResult): string {
 
 export function tmpDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Type-checks with the package's TypeScript: `tsc --noEmit <args>` (e.g. `-p dir`); never throws. */
+export function typeCheck(args: string[]): { code: number | null; output: string } {
+  const tsc = path.join(packageRoot, 'node_modules', 'typescript', 'bin', 'tsc');
+  const r = spawnSync(process.execPath, [tsc, '--noEmit', '--pretty', 'false', ...args], {
+    cwd: packageRoot,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  return { code: r.status, output: `${r.stdout}${r.stderr}` };
 }
