@@ -76,8 +76,13 @@ export function tmpDir(prefix: string): string {
 
 /** Type-checks with the package's TypeScript: `tsc --noEmit <args>` (e.g. `-p dir`); never throws. */
 export function typeCheck(args: string[]): { code: number | null; output: string } {
-  const tsc = path.join(packageRoot, 'node_modules', 'typescript', 'bin', 'tsc');
-  const r = spawnSync(process.execPath, [tsc, '--noEmit', '--pretty', 'false', ...args], {
+  return tsc(['--noEmit', ...args]);
+}
+
+/** Runs the package's TypeScript compiler: `tsc <args>`; never throws. */
+export function tsc(args: string[]): { code: number | null; output: string } {
+  const compiler = path.join(packageRoot, 'node_modules', 'typescript', 'bin', 'tsc');
+  const r = spawnSync(process.execPath, [compiler, '--pretty', 'false', ...args], {
     cwd: packageRoot,
     encoding: 'utf8',
     timeout: 120_000,
