@@ -10,7 +10,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { before, test } from 'node:test';
+import { after, before, test } from 'node:test';
 
 import { explain, runScript, tmpDir } from './helpers.js';
 
@@ -81,6 +81,11 @@ function canImport(python: string, module: string): boolean {
 let venv = '';
 let venvPython = '';
 let setupSkip = '';
+const scratchDirs: string[] = [];
+
+after(() => {
+  for (const d of scratchDirs) fs.rmSync(d, { recursive: true, force: true });
+});
 
 before(() => {
   if (!fs.existsSync(SYSTEM_PYTHON)) {
@@ -88,6 +93,7 @@ before(() => {
     return;
   }
   const root = tmpDir('pyembed-venv-');
+  scratchDirs.push(root);
   venv = path.join(root, 'venv');
   const made = spawnSync(SYSTEM_PYTHON, ['-m', 'venv', venv], { encoding: 'utf8', env: pipEnv() });
   if (made.status !== 0) {
@@ -167,7 +173,9 @@ test('a virtualenv chosen with initialize({ python }), which wins over PYEMBED_P
 test('a virtualenv with --system-site-packages sees the system packages too', async (t) => {
   if (setupSkip) return t.skip(setupSkip);
   if (!canImport(SYSTEM_PYTHON, 'numpy')) return t.skip(`numpy is not installed for ${SYSTEM_PYTHON}`);
-  const shared = path.join(tmpDir('pyembed-venv-shared-'), 'venv');
+  const sharedRoot = tmpDir('pyembed-venv-shared-');
+  scratchDirs.push(sharedRoot);
+  const shared = path.join(sharedRoot, 'venv');
   execFileSync(SYSTEM_PYTHON, ['-m', 'venv', '--system-site-packages', '--without-pip', shared]);
   const r = await runScript(`
     import { Py } from 'pyembed';

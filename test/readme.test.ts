@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 
 import { explain, packageRoot, runScript, tsc } from './helpers.js';
 
@@ -53,6 +53,7 @@ test('the README has runnable examples', () => {
 // Type-check and compile the TypeScript blocks once, together.
 const project = path.join(packageRoot, 'build', 'test-readme', String(process.pid));
 let compiled: { code: number | null; output: string } | undefined;
+after(() => fs.rmSync(project, { recursive: true, force: true }));
 function compileAll(): { code: number | null; output: string } {
   if (compiled) return compiled;
   fs.rmSync(project, { recursive: true, force: true });

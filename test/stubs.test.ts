@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { before, test } from 'node:test';
+import { after, before, test } from 'node:test';
 
 import { explain, packageRoot, runScript, tsc, typeCheck } from './helpers.js';
 
@@ -141,6 +141,8 @@ function writeProject(name: string, files: Record<string, string>, outDir?: stri
 }
 
 let stubs = '';
+
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 before(() => {
   fs.rmSync(dir, { recursive: true, force: true });
