@@ -63,7 +63,7 @@ class Engine {
   std::string startError_;
   EngineConfig config_;
   int finalizeResult_ = 0;
-  long threadsLeft_ = 0;  // Python threads the last finalization left running
+  std::string restartRefusal_;  // why the last finalization makes a restart unsafe, if it does
 };
 
 extern Engine& engine;

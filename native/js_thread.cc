@@ -101,6 +101,16 @@ void JsThread::Shutdown() {
   for (Task* task : pending) task->Cancel();
   ReleaseAllHandles(this);
   names.Clear();
+  // The JsThread itself may outlive the isolate (Python can still hold a function of this thread
+  // and drop it later, from any thread): its own V8 references must go now, on this thread.
+  context.Reset();
+  handleKey.Reset();
+  doneSentinel.Reset();
+  errorFactory.Reset();
+  wrapFactory.Reset();
+  handleTemplate.Reset();
+  handleClass.Reset();
+  kwargsPrototype.Reset();
 }
 
 void ParkedIsolate::Park(JsThread* thread) {

@@ -179,11 +179,13 @@ def version():
     return sys.version
 
 
-def threads_left_running():
-    """Just before finalization: threads that will outlive it (daemons, raw _thread threads).
+def restart_hazards():
+    """Just before finalization: why CPython could not be initialized again, or "".
 
-    CPython cannot be initialized again under such threads: when they wake up they would use
-    thread states of the finalized interpreter. pyembed refuses a restart while any were left.
+    - Threads that outlive finalization (daemons, raw _thread threads): when they wake up they
+      would use thread states of the finalized interpreter.
+    - CPython 3.12 crashes when some extension modules are imported again after a
+      re-initialization (python/cpython#118608, #116467; fixed in 3.13).
     """
     import _thread
 
@@ -193,7 +195,21 @@ def threads_left_running():
         if not t.daemon and t.is_alive() and t is not threading.main_thread()
         and not isinstance(t, threading._DummyThread)
     )
-    return max(0, _thread._count() - joined_at_exit)
+    left = max(0, _thread._count() - joined_at_exit)
+    if left:
+        return (
+            f"{left} Python thread(s) (daemon threads) of the previous interpreter were still "
+            "running when it was shut down, and CPython cannot be initialized again under them. "
+            "Stop those threads before PythonEngine.shutdown(), or keep Python running."
+        )
+    if sys.version_info[:2] == (3, 12):
+        fragile = sorted(m for m in ("_asyncio", "_datetime", "_decimal", "_ctypes") if m in sys.modules)
+        if fragile:
+            return (
+                f"CPython 3.12 crashes when {', '.join(fragile)} is imported again after a "
+                "restart (python/cpython#118608); keep Python running, or use 3.11 or 3.13+."
+            )
+    return ""
 
 
 def adopt_thread(name, daemon):

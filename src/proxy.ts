@@ -9,6 +9,7 @@
 import { inspect } from 'node:util';
 import { isMainThread, threadId } from 'node:worker_threads';
 
+import { asyncIterate, datesToJS } from './conventions.js';
 import { PythonError } from './errors.js';
 import { KwArgs, native, type Handle, type NativeResult, type TypedArray } from './native.js';
 
@@ -41,6 +42,8 @@ export interface PyBuffer {
 export interface ToJSOptions {
   /** How Python dicts become JS values: plain objects (default) or Maps (any key type). */
   dict?: 'object' | 'map';
+  /** Python dates and datetimes: left as PyObjects (default) or converted to JS Dates. */
+  datetime?: 'object' | 'date';
 }
 
 /** What every Python object proxy offers; any other property is the Python attribute. */
@@ -90,10 +93,51 @@ export interface PyObjectMethods {
   dispose(): void;
   [Symbol.dispose](): void;
   [Symbol.iterator](): Iterator<any>;
+  /** `for await`: Python async iterables (async generators, ...); other objects iterate synchronously. */
+  [Symbol.asyncIterator](): AsyncIterator<any>;
 }
 
 /** A Python object. Property access reads and writes Python attributes. */
 export type PyObject = PyObjectMethods & { [attribute: string]: any };
+
+// --- typed views (type declarations only; `pyembed stubs` writes them for Python modules) ------
+
+/**
+ * A Python object whose `toJS()` result is known: `PyObjectOf<number[]>` for a `list[int]`.
+ * Other attributes stay untyped (`any`), as on every PyObject.
+ */
+export interface PyObjectOf<J> extends PyObjectMethods {
+  /** Deep conversion with the default options gives a `J`. */
+  toJS(): J;
+  toJS(options: ToJSOptions): unknown;
+  [attribute: string]: any;
+}
+
+/**
+ * A Python callable with a known signature, e.g. `PyFunction<(a: number, kw?: KwArgs) => string>`:
+ * calls and `callAsync` are typed.
+ */
+export type PyFunction<F extends (...args: any[]) => any> = F & PyObjectMethods & {
+  /** Runs the call on pyembed's thread pool; the event loop keeps running meanwhile. */
+  callAsync(...args: Parameters<F>): Promise<Awaited<ReturnType<F>>>;
+};
+
+/** An awaitable Python object (a coroutine): `await` gives its result. */
+export interface PyAwaitable<T> extends PyObjectMethods, PromiseLike<T> {
+  [attribute: string]: any;
+}
+
+/** An iterable Python object (list, generator, ...) whose items are `T` in JS. */
+export interface PyIterable<T> extends PyObjectMethods {
+  [Symbol.iterator](): Iterator<T>;
+  [attribute: string]: any;
+}
+
+/** A Python async iterable (an async generator, ...): `for await` gives `T`s. */
+export interface PyAsyncIterable<T> extends PyObjectMethods {
+  [Symbol.asyncIterator](): AsyncIterator<T>;
+  [attribute: string]: any;
+}
 
 /** A callable Python object (function, class, method, ...): call it like a JS function. */
 export interface PyCallable extends PyObjectMethods {
@@ -189,7 +233,8 @@ class PyObjectImpl implements PyObjectMethods {
   }
 
   toJS(options: ToJSOptions = {}): unknown {
-    return native.toJS(handleOf(this), options.dict === 'map');
+    const value = native.toJS(handleOf(this), options.dict === 'map');
+    return options.datetime === 'date' ? datesToJS(value) : value;
   }
 
   get(key: unknown): any {
@@ -277,6 +322,10 @@ class PyObjectImpl implements PyObjectMethods {
     } finally {
       native.dispose(it);
     }
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<any> {
+    return asyncIterate(this as unknown as PyObject);
   }
 
   [inspect.custom](): string {
