@@ -367,12 +367,18 @@ function makeObject(h: Handle): PyObject {
   return new PyObjectImpl(h) as unknown as PyObject;
 }
 
+// The hot path reads these once: the addon's exports object has many properties, and a
+// property load per call would cost more than the rest of the JS side of a call.
+const nativeCall = native.call;
+const nativeCallKw = native.callKw;
+const nativeHandleFlags = native.handleFlags;
+
 function makeCallable(h: Handle): PyCallable {
   const f = function (this: unknown, ...args: unknown[]): unknown {
     const n = args.length;
     const r = n !== 0 && args[n - 1] instanceof KwArgs
-      ? native.callKw(h, (args.pop() as KwArgs).kwargs, ...args)
-      : native.call(h, ...args);
+      ? nativeCallKw(h, (args.pop() as KwArgs).kwargs, ...args)
+      : nativeCall(h, ...args);
     return typeof r === 'object' ? wrap(r) : r;
   };
   // Before the prototype changes, so the assignment does not reach the attribute Proxy.
@@ -386,7 +392,7 @@ function makeCallable(h: Handle): PyCallable {
 
 /** A PyObject for a native handle. */
 export function wrap(h: Handle): any {
-  return (native.handleFlags(h) & CALLABLE) !== 0 ? makeCallable(h) : makeObject(h);
+  return (nativeHandleFlags(h) & CALLABLE) !== 0 ? makeCallable(h) : makeObject(h);
 }
 
 native.configure({
