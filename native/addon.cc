@@ -86,30 +86,47 @@ class Op {
     return name;
   }
 
-  // A new reference for a JS value, or null (JS exception pending).
-  PyObject* ToPython(Local<JsValue> v) {
-    PyObject* o = nullptr;
+  // Arguments are captured before the operation attaches: converting a primitive runs no JS, so
+  // it waits for the fast path; anything else may run JS (getters) and becomes a Snapshot now,
+  // while this thread does not hold the GIL. False: a JS exception is pending.
+  struct Arg {
+    Local<JsValue> primitive;
+    std::optional<Snapshot> snapshot;
+  };
+  bool Capture(Local<JsValue> v, Arg* out) {
+    if (IsFastPrimitive(v)) {
+      out->primitive = v;
+      return true;
+    }
+    out->snapshot.emplace();
     ConvertError error;
-    Fast f = PrimitiveToPython(isolate, v, &o);
-    if (f == Fast::kNotHandled && v->IsArray()) f = ArrayToPython(t, v.As<v8::Array>(), &o, &error);
-    switch (f) {
-      case Fast::kDone:
-        return o;
-      case Fast::kPythonError:
+    if (!JsToValue(t, v, &*out->snapshot, &error, &pins_)) {
+      ThrowConvertError(isolate, error);
+      return false;
+    }
+    return true;
+  }
+
+  // After Enter(): a new reference for a captured argument, or null (JS exception pending).
+  PyObject* ToPython(Arg& a) {
+    PyObject* o = nullptr;
+    if (!a.snapshot) {
+      Fast f = PrimitiveToPython(isolate, a.primitive, &o);
+      if (f == Fast::kDone) return o;
+      if (f == Fast::kPythonError) {
         ThrowPythonError(t);
         return nullptr;
-      case Fast::kConvertError:
+      }
+      // A primitive the fast path leaves alone (a long or two-byte string): the Snapshot path,
+      // which runs no JS for a primitive, so it may run now.
+      a.snapshot.emplace();
+      ConvertError error;
+      if (!JsToValue(t, a.primitive, &*a.snapshot, &error, &pins_)) {
         ThrowConvertError(isolate, error);
         return nullptr;
-      case Fast::kNotHandled:
-        break;
+      }
     }
-    Snapshot value;
-    if (!JsToValue(t, v, &value, &error)) {
-      ThrowConvertError(isolate, error);
-      return nullptr;
-    }
-    o = ValueToPython(t, value);
+    o = ValueToPython(t, *a.snapshot);
     if (!o) ThrowPythonError(t);
     return o;
   }
@@ -153,6 +170,7 @@ class Op {
   ThreadContext& ctx;
 
  private:
+  PinnedHandles pins_;  // destroyed after call_: unpinned while still attached
   std::optional<PythonCall> call_;
 };
 
@@ -276,8 +294,13 @@ void GilEnter(const FunctionCallbackInfo<JsValue>& info) {
 // gilExit(): close one scope; the last one releases the GIL. JS never runs in the middle of an
 // operation of its own level (callbacks detach first), so this is always the right moment.
 void GilExit(const FunctionCallbackInfo<JsValue>&) {
-  if (tls.scopeDepth > 0) tls.scopeDepth--;
-  if (tls.scopeDepth == 0 && tls.attached) Detach();
+  ThreadContext& ctx = tls;
+  if (ctx.scopeDepth > 0) {
+    ctx.scopeDepth--;
+  } else if (ctx.trampolineDepth > 0) {
+    ctx.outerScopesClosed++;  // a scope opened outside this callback: counted when it returns
+  }
+  if (ctx.scopeDepth == 0 && ctx.attached) Detach(ctx);
 }
 
 // handleFlags(handle) -> bit 0 callable, bit 1 awaitable; no GIL needed
@@ -295,11 +318,13 @@ void GilSuspend(const FunctionCallbackInfo<JsValue>& info) {
   info.GetReturnValue().Set(depth);
 }
 
+// gilResume(n): the n scopes of beginAllowThreads() still open (src/gil.ts counts them) hold the
+// GIL again, on top of any opened since.
 void GilResume(const FunctionCallbackInfo<JsValue>& info) {
   v8::Isolate* isolate = info.GetIsolate();
   int depth = info[0]->Int32Value(isolate->GetCurrentContext()).FromMaybe(0);
   if (depth > 0 && engine.running() && !tls.attached) Attach();
-  tls.scopeDepth = depth;
+  tls.scopeDepth += depth > 0 && engine.running() ? depth : 0;
 }
 
 // threadState() -> [attached, scopeDepth, callDepth] (tests and diagnostics)
@@ -328,9 +353,10 @@ void Import(const FunctionCallbackInfo<JsValue>& info) {
 // run(code, globals | undefined, mode 'exec' | 'eval', filename)
 void Run(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
+  Op::Arg globalsArg;
+  if (!op.Capture(info[1], &globalsArg) || !op.Enter()) return;
   PyRefOwned code(NewStr(Utf8(op.isolate, info[0])));
-  PyRefOwned globals(info[1]->IsUndefined() ? NewRef(py.None) : op.ToPython(info[1]));
+  PyRefOwned globals(op.ToPython(globalsArg));  // undefined: None, __main__'s globals
   if (!globals) return;
   PyRefOwned mode(NewStr(Utf8(op.isolate, info[2])));
   PyRefOwned filename(NewStr(Utf8(op.isolate, info[3])));
@@ -360,9 +386,10 @@ void ModuleFromString(const FunctionCallbackInfo<JsValue>& info) {
 // expose(name, exports)
 void Expose(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
+  Op::Arg exports;
+  if (!op.Capture(info[1], &exports) || !op.Enter()) return;
   PyRefOwned name(NewStr(Utf8(op.isolate, info[0])));
-  PyRefOwned attributes(op.ToPython(info[1]));
+  PyRefOwned attributes(op.ToPython(exports));
   if (!attributes) return;
   PyObject* args[] = {name.get(), attributes.get()};
   op.Return(CallVector(helpers.exposeModule, args, 2, nullptr));
@@ -390,14 +417,16 @@ void GetAttr(const FunctionCallbackInfo<JsValue>& info) {
 // setattr(handle, name, value); value === deleteMarker (4th arg true) deletes
 void SetAttr(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
+  bool remove = info[3]->IsTrue();
+  Op::Arg valueArg;
+  if (!remove && !op.Capture(info[2], &valueArg)) return;
   PyObject* o = op.EnterWithTarget();
   if (!o) return;
   PyRefOwned name(op.Name(1));
   if (!name) return;
-  bool remove = info[3]->IsTrue();
   PyRefOwned value;
   if (!remove) {
-    value.reset(op.ToPython(info[2]));
+    value.reset(op.ToPython(valueArg));
     if (!value) return;
   }
   int r;
@@ -433,14 +462,16 @@ void HasAttr(const FunctionCallbackInfo<JsValue>& info) {
 // item(handle, key, op, value): op 0 get, 1 set, 2 delete, 3 contains
 void Item(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
+  int which = info[2]->Int32Value(op.isolate->GetCurrentContext()).FromMaybe(0);
+  Op::Arg keyArg, valueArg;
+  if (!op.Capture(info[1], &keyArg) || (which == 1 && !op.Capture(info[3], &valueArg))) return;
   PyObject* o = op.EnterWithTarget();
   if (!o) return;
-  PyRefOwned key(op.ToPython(info[1]));
+  PyRefOwned key(op.ToPython(keyArg));
   if (!key) return;
-  int which = info[2]->Int32Value(op.isolate->GetCurrentContext()).FromMaybe(0);
   PyRefOwned value;
   if (which == 1) {
-    value.reset(op.ToPython(info[3]));
+    value.reset(op.ToPython(valueArg));
     if (!value) return;
   }
   PyObject* result = nullptr;
@@ -505,9 +536,6 @@ void Dir(const FunctionCallbackInfo<JsValue>& info) {
 // Shared by call and callKw: args from info[first..], keywords from a plain object or undefined.
 void DoCall(const FunctionCallbackInfo<JsValue>& info, int first, Local<JsValue> keywords) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* callable = op.Target(0);
-  if (!callable) return;
   int nargs = info.Length() - first;
   int nkw = 0;
   Local<v8::Context> ctx;
@@ -521,8 +549,29 @@ void DoCall(const FunctionCallbackInfo<JsValue>& info, int first, Local<JsValue>
     }
     nkw = static_cast<int>(keys->Length());
   }
-  // argv[0] stays free: vectorcall may borrow it (PY_VECTORCALL_ARGUMENTS_OFFSET).
+  int total = nargs + 2 * nkw;  // positional values, then (name, value) per keyword
   constexpr int kInline = 8;
+  Op::Arg inlineCaptured[kInline];
+  std::unique_ptr<Op::Arg[]> heapCaptured;
+  Op::Arg* captured = inlineCaptured;
+  if (total > kInline) {
+    heapCaptured.reset(new Op::Arg[total]);
+    captured = heapCaptured.get();
+  }
+  // Capture everything (getters included) before taking the GIL.
+  for (int i = 0; i < nargs; i++) {
+    if (!op.Capture(info[first + i], &captured[i])) return;
+  }
+  for (int k = 0; k < nkw; k++) {
+    Local<JsValue> key, value;
+    if (!keys->Get(ctx, k).ToLocal(&key) || !keywords.As<v8::Object>()->Get(ctx, key).ToLocal(&value) ||
+        !op.Capture(key, &captured[nargs + 2 * k]) || !op.Capture(value, &captured[nargs + 2 * k + 1])) {
+      return;
+    }
+  }
+  PyObject* callable = op.EnterWithTarget();
+  if (!callable) return;
+  // argv[0] stays free: vectorcall may borrow it (PY_VECTORCALL_ARGUMENTS_OFFSET).
   PyObject* inlineArgs[kInline + 1];
   std::unique_ptr<PyObject*[]> heapArgs;
   PyObject** argv = inlineArgs;
@@ -534,20 +583,21 @@ void DoCall(const FunctionCallbackInfo<JsValue>& info, int first, Local<JsValue>
   PyRefOwned kwnames;
   bool ok = true;
   for (int i = 0; i < nargs && ok; i++) {
-    PyObject* arg = op.ToPython(info[first + i]);
+    PyObject* arg = op.ToPython(captured[i]);
     if ((ok = arg != nullptr)) argv[++made] = arg;
   }
   if (ok && nkw) {
     kwnames.reset(py.PyTuple_New(nkw));
     if (!(ok = static_cast<bool>(kwnames))) ThrowPythonError(op.t);
     for (int k = 0; k < nkw && ok; k++) {
-      Local<JsValue> key, value;
-      ok = keys->Get(ctx, k).ToLocal(&key) &&
-           keywords.As<v8::Object>()->Get(ctx, key).ToLocal(&value);
-      PyObject* name = ok ? op.ToPython(key) : nullptr;
+      PyObject* name = op.ToPython(captured[nargs + 2 * k]);
       if (!(ok = name != nullptr)) break;
-      py.PyTuple_SetItem(kwnames.get(), k, name);
-      PyObject* arg = op.ToPython(value);
+      if (py.PyTuple_SetItem(kwnames.get(), k, name) < 0) {  // steals name
+        ThrowPythonError(op.t);
+        ok = false;
+        break;
+      }
+      PyObject* arg = op.ToPython(captured[nargs + 2 * k + 1]);
       if ((ok = arg != nullptr)) argv[++made] = arg;
     }
   }
@@ -573,14 +623,6 @@ void CallKw(const FunctionCallbackInfo<JsValue>& info) {
   DoCall(info, 2, info[1]);
 }
 
-// Pins every Python object a job's values borrow from JS handles.
-void PinValues(AsyncJob* job, JsThread* t, Snapshot& v) {
-  if (v.kind == Snapshot::Kind::kPyObject && v.pinned) {
-    job->Pin(v.pinned, v.pinned->self.Get(t->isolate));
-  }
-  for (auto& item : v.items) PinValues(job, t, item);
-}
-
 // callAsync(handle, keywords | undefined, ...args) -> Promise; awaitAsync(handle) -> Promise
 void SubmitAsync(const FunctionCallbackInfo<JsValue>& info, bool awaitOnly) {
   JsThread* t = ThreadOf(info);
@@ -591,7 +633,7 @@ void SubmitAsync(const FunctionCallbackInfo<JsValue>& info, bool awaitOnly) {
   info.GetReturnValue().Set(resolver->GetPromise());
   auto reject = [&](Local<JsValue> error) { IgnoreResult(resolver->Reject(ctx, error)); };
   auto rejectMessage = [&](const std::string& message, bool typeError) {
-    Local<v8::String> text = NewJsString(isolate, message.data(), message.size());
+    Local<v8::String> text = JsText(isolate, message);
     reject(typeError ? v8::Exception::TypeError(text) : v8::Exception::Error(text));
   };
   PyHandle* h = HandleFromValue(t, info[0]);
@@ -605,10 +647,11 @@ void SubmitAsync(const FunctionCallbackInfo<JsValue>& info, bool awaitOnly) {
   job->callable.obj = callable;
   job->Pin(h, info[0].As<v8::Object>());
   ConvertError error;
+  PinnedHandles pins;
   bool ok = true;
   for (int i = 2; i < info.Length() && ok; i++) {
     job->args.emplace_back();
-    ok = JsToValue(t, info[i], &job->args.back(), &error);
+    ok = JsToValue(t, info[i], &job->args.back(), &error, &pins);
   }
   if (ok && info[1]->IsObject()) {
     Local<v8::Object> keywords = info[1].As<v8::Object>();
@@ -621,11 +664,11 @@ void SubmitAsync(const FunctionCallbackInfo<JsValue>& info, bool awaitOnly) {
       if (!ok) break;
       job->kwnames.emplace_back();
       job->args.emplace_back();
-      ok = JsToValue(t, key, &job->kwnames.back(), &error) &&
-           JsToValue(t, value, &job->args.back(), &error);
+      ok = JsToValue(t, key, &job->kwnames.back(), &error, &pins) &&
+           JsToValue(t, value, &job->args.back(), &error, &pins);
     }
   }
-  for (auto& v : job->args) PinValues(job, t, v);
+  job->AdoptPins(pins.Take());  // until the job settles, on this JS thread
   if (!ok) {
     // Settle now, through the normal path, so pins and references are released in one place.
     job->Fail(error.message.empty() ? "cannot convert an argument to Python" : error.message.c_str(),
@@ -701,7 +744,7 @@ void Buffer(const FunctionCallbackInfo<JsValue>& info) {
       numbers(capture.shape),
       numbers(capture.strides),
       v8::Number::New(isolate, static_cast<double>(capture.offset)),
-      NewJsString(isolate, capture.format.data(), capture.format.size()),
+      JsText(isolate, capture.format),
       v8::Integer::New(isolate, capture.itemsize),
       v8::Boolean::New(isolate, capture.readonly),
   };
@@ -711,25 +754,30 @@ void Buffer(const FunctionCallbackInfo<JsValue>& info) {
 // toBytes(value) -> handle of a Python bytes copy of JS binary data (or of any buffer)
 void ToBytes(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyRefOwned source(op.ToPython(info[0]));
+  Op::Arg arg;
+  if (!op.Capture(info[0], &arg) || !op.Enter()) return;
+  PyRefOwned source(op.ToPython(arg));
   if (!source) return;
   PyObject* bytes = py.PyBytes_FromObject(source.get());
   if (!bytes) {
     ThrowPythonError(op.t);
     return;
   }
-  info.GetReturnValue().Set(NewHandle(op.t, bytes, 0));
+  Local<v8::Object> handle;
+  if (NewHandle(op.t, bytes, 0).ToLocal(&handle)) info.GetReturnValue().Set(handle);
+  else py.Py_DecRef(bytes);
 }
 
 // toPython(value) -> handle of the converted value
 void ToPythonObject(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.ToPython(info[0]);
+  Op::Arg arg;
+  if (!op.Capture(info[0], &arg) || !op.Enter()) return;
+  PyObject* o = op.ToPython(arg);
   if (!o) return;
-  Local<JsValue> handle = NewHandle(op.t, o, HandleFlagsOf(o));
-  info.GetReturnValue().Set(handle);
+  Local<v8::Object> handle;
+  if (NewHandle(op.t, o, HandleFlagsOf(o)).ToLocal(&handle)) info.GetReturnValue().Set(handle);
+  else py.Py_DecRef(o);
 }
 
 void Dispose(const FunctionCallbackInfo<JsValue>& info) {
@@ -766,9 +814,11 @@ void IsInstance(const FunctionCallbackInfo<JsValue>& info) {
 // compare(handle, other, op): rich comparison (0 <, 1 <=, 2 ==, 3 !=, 4 >, 5 >=)
 void Compare(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
+  Op::Arg otherArg;
+  if (!op.Capture(info[1], &otherArg)) return;
   PyObject* o = op.EnterWithTarget();
   if (!o) return;
-  PyRefOwned other(op.ToPython(info[1]));
+  PyRefOwned other(op.ToPython(otherArg));
   if (!other) return;
   int which = info[2]->Int32Value(op.isolate->GetCurrentContext()).FromMaybe(2);
   int r;
@@ -825,7 +875,12 @@ void Unshare(const FunctionCallbackInfo<JsValue>& info) {
     ThrowError(op.isolate, "this shared Python object was already claimed, or its interpreter was shut down");
     return;
   }
-  info.GetReturnValue().Set(NewHandle(op.t, entry.first, HandleFlagsOf(entry.first)));
+  Local<v8::Object> handle;
+  if (NewHandle(op.t, entry.first, HandleFlagsOf(entry.first)).ToLocal(&handle)) {
+    info.GetReturnValue().Set(handle);
+  } else {
+    py.Py_DecRef(entry.first);
+  }
 }
 
 // stats() -> { exposure, handles } (tests)

@@ -1,5 +1,6 @@
 #include "convert.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -33,6 +34,7 @@ struct JsWalk {
   v8::Isolate* isolate;
   v8::Local<v8::Context> ctx;
   ConvertError* error;
+  PinnedHandles* pins;
   std::vector<v8::Local<v8::Object>> path;  // containers being converted (cycle detection)
 };
 
@@ -210,9 +212,9 @@ bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out) {
     PyObject* live = LiveObject(h, &why);
     if (!live) return Fail(w.error, why);
     out->kind = Snapshot::Kind::kPyObject;
-    out->obj = live;
+    out->obj = live;  // borrowed: the pin keeps it, even if a later getter disposes the proxy
     out->ownsRef = false;
-    out->pinned = h;
+    w.pins->Add(h);
     return true;
   }
   if (v->IsFunction()) {
@@ -497,8 +499,13 @@ v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested) {
       return AsValue(BigIntFromHex(ctx, v.text));
     case Snapshot::Kind::kString:
       if (v.encoding == Snapshot::Encoding::kUtf8) {
-        return NewJsString(isolate, v.view ? v.view : v.text.data(),
-                           v.view ? v.viewLength : v.text.size());
+        v8::Local<v8::String> s;
+        if (!NewJsString(isolate, v.view ? v.view : v.text.data(), v.view ? v.viewLength : v.text.size())
+                 .ToLocal(&s)) {
+          isolate->ThrowException(v8::Exception::RangeError(JsText(isolate, "string too long for JS")));
+          return {};
+        }
+        return s;
       }
       if (v.encoding == Snapshot::Encoding::kUtf16) {
         return AsValue(v8::String::NewFromTwoByte(
@@ -578,10 +585,11 @@ v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested) {
     case Snapshot::Kind::kPyObject: {
       // Only references taken from Python are converted to JS; borrowed ones came from JS.
       if (!v.ownsRef || !v.obj) return v8::Undefined(isolate);
-      PyObject* owned = v.obj;
+      v8::Local<v8::Object> handle;
+      if (!NewHandle(t, v.obj, v.handleFlags).ToLocal(&handle)) return {};  // v keeps its reference
       v.ownsRef = false;
       v.obj = nullptr;
-      return WrapHandle(t, NewHandle(t, owned, v.handleFlags), nested);
+      return WrapHandle(t, handle, nested);
     }
   }
   return v8::Undefined(isolate);
@@ -636,7 +644,9 @@ Fast PrimitiveToJs(v8::Isolate* isolate, PyObject* o, v8::Local<v8::Value>* out)
       py.PyErr_Clear();
       return Fast::kNotHandled;
     }
-    *out = NewJsString(isolate, utf8, static_cast<size_t>(n));
+    v8::Local<v8::String> s;
+    if (!NewJsString(isolate, utf8, static_cast<size_t>(n)).ToLocal(&s)) return Fast::kNotHandled;
+    *out = s;
   } else if (type == py.PyFloat_Type) {
     *out = v8::Number::New(isolate, py.PyFloat_AsDouble(o));
   } else if (type == py.PyBool_Type) {
@@ -644,33 +654,6 @@ Fast PrimitiveToJs(v8::Isolate* isolate, PyObject* o, v8::Local<v8::Value>* out)
   } else {
     return Fast::kNotHandled;
   }
-  return Fast::kDone;
-}
-
-Fast ArrayToPython(JsThread* thread, v8::Local<v8::Array> array, PyObject** out, ConvertError* error) {
-  v8::Isolate* isolate = thread->isolate;
-  v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
-  uint32_t n = array->Length();
-  PyRefOwned list(py.PyList_New(n));
-  if (!list) return Fast::kPythonError;
-  for (uint32_t i = 0; i < n; i++) {
-    v8::Local<v8::Value> element;
-    if (!array->Get(ctx, i).ToLocal(&element)) {
-      error->message = "cannot read an array element";
-      return Fast::kConvertError;
-    }
-    PyObject* item = nullptr;
-    Fast f = PrimitiveToPython(isolate, element, &item);
-    if (f == Fast::kPythonError) return f;
-    if (f == Fast::kNotHandled) {
-      Snapshot snapshot;
-      if (!JsToValue(thread, element, &snapshot, error)) return Fast::kConvertError;
-      item = ValueToPython(thread, snapshot);
-      if (!item) return Fast::kPythonError;
-    }
-    py.PyList_SetItem(list.get(), i, item);  // steals item; cannot fail for a valid index
-  }
-  *out = list.release();
   return Fast::kDone;
 }
 
@@ -704,7 +687,6 @@ Snapshot::Snapshot(Snapshot&& other) noexcept
       fn(other.fn),
       generation(other.generation),
       handleFlags(other.handleFlags),
-      pinned(other.pinned),
       text(std::move(other.text)),
       view(other.view),
       viewLength(other.viewLength),
@@ -715,7 +697,6 @@ Snapshot::Snapshot(Snapshot&& other) noexcept
   other.kind = Kind::kUndefined;
   other.obj = nullptr;
   other.fn = nullptr;
-  other.pinned = nullptr;
 }
 
 Snapshot& Snapshot::operator=(Snapshot&& other) noexcept {
@@ -729,7 +710,6 @@ Snapshot& Snapshot::operator=(Snapshot&& other) noexcept {
     fn = other.fn;
     generation = other.generation;
     handleFlags = other.handleFlags;
-    pinned = other.pinned;
     text = std::move(other.text);
     view = other.view;
     viewLength = other.viewLength;
@@ -740,7 +720,6 @@ Snapshot& Snapshot::operator=(Snapshot&& other) noexcept {
     other.kind = Kind::kUndefined;
     other.obj = nullptr;
     other.fn = nullptr;
-    other.pinned = nullptr;
   }
   return *this;
 }
@@ -760,10 +739,20 @@ void Snapshot::Reset() {
 
 Snapshot::~Snapshot() { Reset(); }
 
-bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertError* error) {
+bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertError* error,
+               PinnedHandles* pins) {
   v8::Isolate* isolate = thread->isolate;
-  JsWalk w{thread, isolate, isolate->GetCurrentContext(), error, {}};
+  JsWalk w{thread, isolate, isolate->GetCurrentContext(), error, pins, {}};
   return Convert(w, v, out);
+}
+
+void PinnedHandles::Add(PyHandle* handle) {
+  handle->pins++;
+  handles_.push_back(handle);
+}
+
+PinnedHandles::~PinnedHandles() {
+  for (PyHandle* h : handles_) UnpinHandle(h);
 }
 
 PyObject* ValueToPython(JsThread* thread, Snapshot& v) {
@@ -884,8 +873,15 @@ v8::MaybeLocal<v8::Value> PythonToJs(JsThread* thread, PyObject* o, const ToJsOp
   return ToJs(thread, v, false);
 }
 
-v8::Local<v8::String> NewJsString(v8::Isolate* isolate, const char* utf8, size_t length) {
+v8::MaybeLocal<v8::String> NewJsString(v8::Isolate* isolate, const char* utf8, size_t length) {
+  if (length > static_cast<size_t>(v8::String::kMaxLength)) return {};
   return v8::String::NewFromUtf8(isolate, utf8, v8::NewStringType::kNormal,
-                                 static_cast<int>(length))
-      .ToLocalChecked();
+                                 static_cast<int>(length));
+}
+
+v8::Local<v8::String> JsText(v8::Isolate* isolate, const std::string& text) {
+  size_t length = std::min(text.size(), static_cast<size_t>(1) << 20);
+  v8::Local<v8::String> s;
+  if (!NewJsString(isolate, text.data(), length).ToLocal(&s)) return v8::String::Empty(isolate);
+  return s;
 }

@@ -67,7 +67,6 @@ struct Snapshot {
   JsFunctionRef* fn = nullptr;    // kJsFunction (one count held)
   uint64_t generation = 0;     // of obj, when ownsRef
   uint8_t handleFlags = 0;     // kPyObject from Python: callable / awaitable (see handles.h)
-  PyHandle* pinned = nullptr;  // handle pinned for an async call (kPyObject borrowed)
   std::string text;            // string/bigint/bytes payload (owned copy)
   const char* view = nullptr;  // UTF-8 viewed inside `obj` (a Python str kept alive by it)
   size_t viewLength = 0;
@@ -95,8 +94,27 @@ struct ToJsOptions {
   bool wrapTopLevel = false;  // a top-level Python object becomes a proxy, not a bare handle
 };
 
-// JS -> Snapshot. On failure returns false with `error` set (no JS exception pending).
-bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertError* error);
+// The Python objects of PyObject proxies met while converting JS values, pinned: a getter that
+// runs later in the conversion cannot dispose them (DisposeHandle defers), so the borrowed
+// pointers in the Snapshot stay valid until the Snapshot became Python objects. On the JS thread.
+class PinnedHandles {
+ public:
+  PinnedHandles() = default;
+  PinnedHandles(const PinnedHandles&) = delete;
+  PinnedHandles& operator=(const PinnedHandles&) = delete;
+  ~PinnedHandles();
+  void Add(PyHandle* handle);
+  // The caller takes the pins over (and unpins them later, on this JS thread).
+  std::vector<PyHandle*> Take() { return std::move(handles_); }
+
+ private:
+  std::vector<PyHandle*> handles_;
+};
+
+// JS -> Snapshot. May run JS (getters): call it without the GIL. On failure returns false with
+// `error` set (no JS exception pending).
+bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertError* error,
+               PinnedHandles* pins);
 // Snapshot -> Python: a new reference, or null with a Python exception set. Caller attached.
 PyObject* ValueToPython(JsThread* thread, Snapshot& v);
 
@@ -110,14 +128,16 @@ v8::MaybeLocal<v8::Value> ValueToJs(JsThread* thread, Snapshot& v, bool wrap = f
 
 
 // Fast paths for synchronous calls, which hold both the GIL and the isolate: primitives go
-// straight across without a Snapshot. They apply exactly the rules above; anything they do not
-// handle goes through the Snapshot path.
+// straight across without a Snapshot (converting a primitive runs no JS code). They apply
+// exactly the rules above; anything they do not handle goes through the Snapshot path.
+inline bool IsFastPrimitive(v8::Local<v8::Value> v) {
+  return v->IsNumber() || v->IsString() || v->IsBoolean() || v->IsNullOrUndefined();
+}
 enum class Fast { kNotHandled, kDone, kPythonError, kConvertError };
 Fast PrimitiveToPython(v8::Isolate* isolate, v8::Local<v8::Value> v, PyObject** out);
 Fast PrimitiveToJs(v8::Isolate* isolate, PyObject* o, v8::Local<v8::Value>* out);
-// Big arrays of primitives are common: a JS Array to a Python list, and (deep) a Python list to a
-// JS Array, element by element on the fast paths; other elements take the Snapshot path.
-Fast ArrayToPython(JsThread* thread, v8::Local<v8::Array> array, PyObject** out, ConvertError* error);
+// Big lists are common: (deep) a Python list to a JS Array element by element on the fast path;
+// other elements take the Snapshot path.
 Fast ListToJs(JsThread* thread, PyObject* list, const ToJsOptions& options, v8::Local<v8::Value>* out);
 
 // The number rule: a JS number becomes a Python int only when it is a safe integer and not -0.
@@ -128,4 +148,7 @@ inline bool IsSafeInteger(int64_t i) { return i >= -9007199254740991LL && i <= 9
 // Convenience for synchronous paths that hold both the GIL and the isolate.
 v8::MaybeLocal<v8::Value> PythonToJs(JsThread* thread, PyObject* o, const ToJsOptions& options);
 
-v8::Local<v8::String> NewJsString(v8::Isolate* isolate, const char* utf8, size_t length);
+// A JS string from UTF-8; empty when it is longer than V8's maximum string length.
+v8::MaybeLocal<v8::String> NewJsString(v8::Isolate* isolate, const char* utf8, size_t length);
+// For messages: never fails (a message too long for V8 is cut).
+v8::Local<v8::String> JsText(v8::Isolate* isolate, const std::string& text);

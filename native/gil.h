@@ -29,6 +29,8 @@ struct ThreadContext {
   int scopeDepth = 0;        // open Py.GIL() scopes (keep the GIL between operations)
   int callDepth = 0;         // pyembed operations in progress on this thread, nested included
   int trampolineDepth = 0;   // Python -> JS callbacks in progress on this thread
+  int outerScopesClosed = 0; // Py.GIL() scopes of the JS code outside the current callback that
+                             // JS code inside it closed (callbacks.cc takes them off on return)
   uintptr_t stackLow = 0;    // lowest usable stack address (0: not known yet), see stack.cc
 
   // After this thread's Python thread state is gone (worker exit, or finalization).
@@ -145,7 +147,12 @@ inline PythonCall::~PythonCall() {
       engine.waitCv.notify_all();
     }
   }
-  if (attachedHere_ && ctx_.scopeDepth == 0 && ctx_.attached) Detach(ctx_);
+  // Detach unless a Py.GIL() scope keeps the thread attached, or an outer operation of this
+  // level does (callDepth). A thread a scope attached, whose scope was closed meanwhile (in a
+  // callback), is detached here too.
+  if ((attachedHere_ || ctx_.callDepth == 0) && ctx_.scopeDepth == 0 && ctx_.attached) {
+    Detach(ctx_);
+  }
 }
 
 // Temporarily releases the GIL held by this thread (around JS code or blocking waits) and takes

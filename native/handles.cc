@@ -40,11 +40,11 @@ uint8_t HandleFlagsOf(PyObject* o) {
                               (TypeOf(o) == py.PyCoro_Type ? kHandleAwaitable : 0));
 }
 
-v8::Local<v8::Object> NewHandle(JsThread* thread, PyObject* owned, uint8_t flags) {
+v8::MaybeLocal<v8::Object> NewHandle(JsThread* thread, PyObject* owned, uint8_t flags) {
   v8::Isolate* isolate = thread->isolate;
   v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
-  v8::Local<v8::Object> obj =
-      thread->handleTemplate.Get(isolate)->NewInstance(ctx).ToLocalChecked();
+  v8::Local<v8::Object> obj;
+  if (!thread->handleTemplate.Get(isolate)->NewInstance(ctx).ToLocal(&obj)) return {};
   auto* h = new PyHandle();
   h->thread = thread;
   h->next = thread->handles;
