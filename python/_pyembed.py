@@ -134,25 +134,23 @@ def _ensure_loop():
 
 
 def submit_coroutine(coro, done):
-    """Runs `coro` on pyembed's loop; calls done(True, result) or done(False, exc) once."""
-    import asyncio
-
+    """Runs `coro` on pyembed's loop; calls done(True, result) or done(False, exc) exactly once."""
     loop = _ensure_loop()
 
+    async def run():
+        # Everything is caught here, KeyboardInterrupt and SystemExit included: a BaseException
+        # escaping a task would stop the loop, and every later await would hang.
+        try:
+            result = await coro
+        except BaseException as exc:  # noqa: B902 - reported to JS, not swallowed
+            done(False, exc)
+        else:
+            done(True, result)
+
     def start():
-        task = loop.create_task(coro)
-        _pending.add((task, done))
-
-        def finished(t):
-            _pending.discard((t, done))
-            if t.cancelled():
-                done(False, asyncio.CancelledError("the coroutine was cancelled"))
-            elif t.exception() is not None:
-                done(False, t.exception())
-            else:
-                done(True, t.result())
-
-        task.add_done_callback(finished)
+        task = loop.create_task(run())
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
 
     loop.call_soon_threadsafe(start)
 
@@ -165,13 +163,17 @@ def stop_loop():
         _loop = _loop_thread = None
     if loop is None:
         return
+    import asyncio
 
-    def stop():
-        for task, _ in list(_pending):
+    async def finish():
+        tasks = list(_pending)
+        for task in tasks:
             task.cancel()
-        loop.call_soon(loop.stop)
+        # Let the cancelled tasks report (their run() catches CancelledError) before stopping.
+        await asyncio.gather(*tasks, return_exceptions=True)
+        loop.stop()
 
-    loop.call_soon_threadsafe(stop)
+    loop.call_soon_threadsafe(lambda: loop.create_task(finish()))
     thread.join(timeout=5)
 
 
@@ -210,6 +212,20 @@ def restart_hazards():
                 "restart (python/cpython#118608); keep Python running, or use 3.11 or 3.13+."
             )
     return ""
+
+
+def _interrupt_main_ignored(signum=None):
+    """Python's main thread is pyembed's interpreter thread, which runs no Python code: an
+    interrupt sent to it would only surface as an error at shutdown. Node owns signals."""
+
+
+def _install_overrides():
+    import _thread
+
+    _thread.interrupt_main = _interrupt_main_ignored
+
+
+_install_overrides()
 
 
 def adopt_thread(name, daemon):
