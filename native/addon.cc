@@ -543,7 +543,7 @@ void DoCall(const FunctionCallbackInfo<JsValue>& info, int first, Local<JsValue>
   if (!keywords.IsEmpty()) {
     ctx = op.isolate->GetCurrentContext();
     if (!keywords.As<v8::Object>()
-             ->GetOwnPropertyNames(ctx, v8::ONLY_ENUMERABLE, v8::KeyConversionMode::kConvertToString)
+             ->GetOwnPropertyNames(ctx, kStringKeys, v8::KeyConversionMode::kConvertToString)
              .ToLocal(&keys)) {
       return;
     }
@@ -656,7 +656,7 @@ void SubmitAsync(const FunctionCallbackInfo<JsValue>& info, bool awaitOnly) {
   if (ok && info[1]->IsObject()) {
     Local<v8::Object> keywords = info[1].As<v8::Object>();
     Local<v8::Array> keys;
-    ok = keywords->GetOwnPropertyNames(ctx, v8::ONLY_ENUMERABLE, v8::KeyConversionMode::kConvertToString)
+    ok = keywords->GetOwnPropertyNames(ctx, kStringKeys, v8::KeyConversionMode::kConvertToString)
              .ToLocal(&keys);
     for (uint32_t k = 0; ok && k < keys->Length(); k++) {
       Local<JsValue> key, value;

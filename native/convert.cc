@@ -112,7 +112,7 @@ bool ConvertArray(JsWalk& w, v8::Local<v8::Array> arr, Snapshot* out) {
 bool ConvertPlainObject(JsWalk& w, v8::Local<v8::Object> obj, Snapshot* out) {
   if (!EnterContainer(w, obj)) return false;
   v8::Local<v8::Array> keys;
-  if (!obj->GetOwnPropertyNames(w.ctx, v8::ONLY_ENUMERABLE,
+  if (!obj->GetOwnPropertyNames(w.ctx, kStringKeys,
                                 v8::KeyConversionMode::kConvertToString)
            .ToLocal(&keys)) {
     return Fail(w.error, "cannot list the object's keys");

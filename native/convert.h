@@ -83,6 +83,11 @@ struct Snapshot {
   void Reset();
 };
 
+// The keys of a plain object (or Py.kw) that become dict keys / keyword names: own, enumerable,
+// strings (Symbol keys are JS-only, as in JSON).
+constexpr v8::PropertyFilter kStringKeys =
+    static_cast<v8::PropertyFilter>(v8::ONLY_ENUMERABLE | v8::SKIP_SYMBOLS);
+
 struct ConvertError {
   std::string message;
   bool isTypeError = true;  // else RangeError / Python ValueError
