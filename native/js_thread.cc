@@ -52,6 +52,7 @@ Borrowed::Borrowed(JsThread* t)
 
 void JsThread::BorrowAndDrain(std::unique_lock<std::mutex>& lock) {
   holder.store(&tls, std::memory_order_relaxed);
+  borrows++;
   lock.unlock();
   {
     Borrowed scopes(this);
@@ -66,6 +67,7 @@ bool JsThread::TryBorrow() {
   std::lock_guard<std::mutex> lock(mu);
   if (!alive || holder.load(std::memory_order_relaxed) != nullptr) return false;
   holder.store(&tls, std::memory_order_relaxed);
+  borrows++;
   return true;
 }
 
@@ -119,9 +121,23 @@ void ParkedIsolate::Park(JsThread* thread) {
   {
     std::lock_guard<std::mutex> lock(thread->mu);
     thread->holder.store(nullptr, std::memory_order_relaxed);
+    borrowsAtPark_ = thread->borrows;
   }
   thread->cv.notify_all();
 }
+
+namespace {
+
+// A thread entering an isolate records its own stack as the one V8's garbage collector scans
+// (Isolate::Enter sets the heap's stack start). A borrower entered on its own stack; the thread
+// that takes the isolate back has not left it, so it must record its stack again itself, or a
+// later GC would scan a range that spans two threads' stacks. Entering again does that.
+void RestoreStackStart(v8::Isolate* isolate) {
+  isolate->Enter();
+  isolate->Exit();
+}
+
+}  // namespace
 
 void ParkedIsolate::Reclaim() {
   JsThread* t = thread_;
@@ -130,8 +146,10 @@ void ParkedIsolate::Reclaim() {
   std::unique_lock<std::mutex> lock(t->mu);
   if (t->holder.load(std::memory_order_relaxed) == nullptr) {
     t->holder.store(&tls, std::memory_order_relaxed);
+    bool borrowed = t->borrows != borrowsAtPark_;
     lock.unlock();
     unlocker_.reset();  // the V8 lock is free: this does not block
+    if (borrowed) RestoreStackStart(t->isolate);
     return;
   }
   // Another thread runs JS on this isolate: wait for it without the GIL (it may need the GIL to
@@ -144,6 +162,7 @@ void ParkedIsolate::Reclaim() {
   t->holder.store(&tls, std::memory_order_relaxed);
   lock.unlock();
   unlocker_.reset();
+  RestoreStackStart(t->isolate);  // someone else ran JS on it just now
   if (wasAttached) {
     py.PyEval_RestoreThread(tls.tstate);
     tls.attached = true;

@@ -109,6 +109,7 @@ struct JsThread {
   std::mutex mu;
   std::condition_variable cv;
   std::atomic<ThreadContext*> holder{nullptr};  // written under mu
+  uint64_t borrows = 0;  // under mu: how many times another lock of the isolate began (see Reclaim)
   bool alive = true;                           // under mu
   std::deque<Task*> tasks;                     // under mu
   std::unordered_set<JsHeld*> held;            // under mu
@@ -143,6 +144,7 @@ class ParkedIsolate {
  private:
   void Park(JsThread* thread);
   JsThread* thread_;
+  uint64_t borrowsAtPark_ = 0;
   std::optional<v8::Unlocker> unlocker_;
 };
 

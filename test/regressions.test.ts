@@ -62,3 +62,52 @@ test('a restart after using asyncio on CPython 3.12 works or is refused clearly,
   assert.equal(r.code, 0, explain(r));
   assert.match(r.stdout, /^(restarted|refused: .+)$/m);
 });
+
+// A Python thread calling a worker's JS function while the worker makes synchronous Python calls
+// borrows the worker's parked isolate; v8::Isolate::Enter on the borrower recorded the borrower's
+// stack as the one the (cppgc) collector scans, and the worker's next full GC walked a range
+// spanning two threads' stacks: SIGSEGV in IteratePointersInStack, in 5 runs of 6. The thread
+// that takes its isolate back now enters it again to record its own stack.
+test('a worker whose isolate Python threads borrowed survives full garbage collections', async () => {
+  // Two runs side by side: the crash hit about half of the runs of one child.
+  const script = `
+    import { Worker, isMainThread } from 'node:worker_threads';
+    import { PyModule, Py } from 'pyembed';
+    if (isMainThread) {
+      const m = PyModule.fromString('borrowed_gc', [
+        'import threading',
+        'fns, errors, stop = [], [], threading.Event()',
+        'def noop(): pass',
+        'def run():',
+        '    while not stop.is_set():',
+        '        for f in list(fns):',
+        '            try:',
+        '                f(1)',
+        '            except Exception as e:',
+        '                errors.append(repr(e))',
+        'thread = threading.Thread(target=run)',
+        'thread.start()',
+        'def finish():',
+        '    fns.clear(); stop.set(); thread.join()',
+      ].join('\\n'));
+      const worker = new Worker(new URL(import.meta.url));
+      await new Promise((resolve, reject) => { worker.on('exit', resolve); worker.on('error', reject); });
+      console.log('errors: ' + m.errors.length);
+    } else {
+      const m = Py.import('borrowed_gc');
+      m.fns.append((x) => x * 3);
+      for (let i = 0; i < 20000; i++) {
+        m.noop();   // the Python thread may borrow the isolate while this call runs
+        await new Promise((resolve) => setImmediate(resolve));
+        if (i % 500 === 499) globalThis.gc();
+      }
+      m.finish();
+    }
+  `;
+  const runs = await Promise.all([1, 2].map(() => runScript(script, { nodeArgs: ['--expose-gc'] })));
+  for (const r of runs) {
+    assert.equal(r.signal, null, explain(r));
+    assert.equal(r.code, 0, explain(r));
+    assert.equal(r.stdout.trim(), 'errors: 0');
+  }
+});
