@@ -17,7 +17,7 @@
 //   BENCH_LIST_N [100000]  BENCH_DICT_N [10000]  BENCH_BYTES_MB [10]  BENCH_CALLBACKS [100000]
 //   BENCH_ASYNC_N [1000]  BENCH_NUMPY_MB [100]: the workloads' sizes
 //   BENCH_PEERS, BENCH_WORKLOADS: comma-separated subsets (names as in PEERS / WORKLOADS below)
-//   BENCH_PEER_TIMEOUT_S [300]: a peer process still running then is killed
+//   BENCH_PEER_TIMEOUT_S [600]: a peer process still running then is killed
 //   PYEMBED_PYTHON: the Python every peer is pointed at (default: python3, as pyembed does)
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -67,7 +67,7 @@ function readConfig() {
     callbacks: envNumber('BENCH_CALLBACKS', quick ? 10_000 : 100_000),
     asyncN: envNumber('BENCH_ASYNC_N', quick ? 100 : 1_000),
     numpyBytes: Math.round(envNumber('BENCH_NUMPY_MB', quick ? 4 : 100) * 2 ** 20),
-    peerTimeoutS: envNumber('BENCH_PEER_TIMEOUT_S', quick ? 120 : 300),
+    peerTimeoutS: envNumber('BENCH_PEER_TIMEOUT_S', quick ? 120 : 600),
     peers: envList('BENCH_PEERS'),
     workloads: envList('BENCH_WORKLOADS'),
   };

@@ -82,20 +82,26 @@ export async function measure(workload, options) {
     }
     units = n;
   }
-  await timed(workload.run, 1, n); // warm up (at full size)
+  // Calibrate: double reps until a run lasts a quarter round. The first run also warms up (the
+  // caller's check() ran the operation once already); an operation slower than a whole round
+  // keeps that run as its first sample, so a slow peer costs no extra run.
+  const samples = [];
   let reps = 1;
-  let t;
-  for (;;) {
-    t = await timed(workload.run, reps, n);
-    if (t >= roundS / 4 || reps >= 2 ** 30) break;
-    reps *= 2;
+  let t = await timed(workload.run, 1, n);
+  if (t >= roundS) {
+    samples.push(units / t);
+  } else {
+    for (;;) {
+      t = await timed(workload.run, reps, n);
+      if (t >= roundS / 4 || reps >= 2 ** 30) break;
+      reps *= 2;
+    }
   }
   const perOp = t / reps;
   reps = Math.max(1, Math.round(roundS / perOp));
   let count = rounds;
   if (count * reps * perOp > cellS) count = Math.max(minRounds, Math.floor(cellS / (reps * perOp)));
-  const samples = [];
-  for (let r = 0; r < count; r++) {
+  for (let r = samples.length; r < count; r++) {
     const elapsed = await timed(workload.run, reps, n);
     samples.push((reps * units) / elapsed);
   }
