@@ -16,7 +16,7 @@ export async function drawPeersChart(rows, order) {
   const decades = [];
   for (let d = domain[0]; d <= domain[1] * 1.0001; d *= 10) decades.push(Number(d.toPrecision(1)));
   const color = { field: 'peer', legend: null, sort: order.peers, scale: { scheme: 'tableau10', domain: order.peers } };
-  const y = { field: 'peer', type: 'nominal', sort: order.peers, title: null, axis: { labelLimit: 140 } };
+  const y = { field: 'peer', type: 'nominal', sort: order.peers, title: null, axis: { labelLimit: 200 } };
   const x = {
     field: 'ratio',
     type: 'quantitative',
