@@ -561,7 +561,7 @@ function describe({ command, result, verdict, seconds, code, signal, killedFor, 
     `RSS during the run: ${result.rssMB.min}–${result.rssMB.max} MB.`,
     '',
     ...(result.leftOut.length
-      ? ['Left out, because they crash pyembed today (`--known-issues` puts them back):', '', ...result.leftOut.map((x) => `- ${x}`), '']
+      ? ['Left out, as it crashes pyembed today (`--known-issues` puts it back):', '', ...result.leftOut.map((x) => `- ${x}`), '']
       : ['Nothing left out (`--known-issues`).', '']),
     '| operation | count |',
     '|---|---:|',
