@@ -518,8 +518,10 @@ async function runOne(peer, c, py) {
     command = process.execPath;
     args = ['--expose-gc', fileURLToPath(import.meta.url), '--peer', peer.id, childConfig];
   }
-  const r = await runChild(command, args, peerEnv(peer, py), c.peerTimeoutS);
+  const env = peerEnv(peer, py);
+  const r = await runChild(command, args, env, c.peerTimeoutS);
   const result = { results: {}, skips: {} };
+  if (env.PYTHONHOME !== process.env.PYTHONHOME) result.redirected = true;
   for (const m of r.messages) {
     if (m.type === 'info') result.info = m;
     else if (m.type === 'result') result.results[m.workload] = m;
@@ -598,6 +600,7 @@ async function report({ config: c, python: py, outcomes }) {
       const i = o.info ?? {};
       ran = `Python ${i.version ?? '?'} (${i.prefix ?? '?'})${i.numpy ? `, numpy ${i.numpy}` : ''}`;
       if (i.version && i.version !== py.version) ran += ' — not the same Python as pyembed';
+      if (o.redirected) ran += ' (its addon links a libpython of the same soname: pointed at this one with LD_LIBRARY_PATH and PYTHONHOME)';
       if (o.ended) ran += `; ${o.ended} (later workloads missing)`;
     }
     lines.push(`| ${peer.label} | ${peer.kind} | ${ran} |`);
