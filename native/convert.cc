@@ -436,7 +436,20 @@ bool FromPython(PyWalk& w, PyObject* o, Snapshot* out) {
       out->pyBuffer = std::move(capture);
       return true;
     }
-    if ((flags & kTpFlagsBytesSubclass) || type == py.PyByteArray_Type) {
+    if (flags & kTpFlagsBytesSubclass) {
+      // bytes cannot change: keep a reference and copy once, straight into the JS memory.
+      char* data = nullptr;
+      Py_ssize_t n = 0;
+      if (py.PyBytes_AsStringAndSize(o, &data, &n) < 0) return false;
+      out->kind = Snapshot::Kind::kBytes;
+      out->obj = NewRef(o);
+      out->ownsRef = true;
+      out->generation = engine.generation();
+      out->view = data;
+      out->viewLength = static_cast<size_t>(n);
+      return true;
+    }
+    if (type == py.PyByteArray_Type) {
       Py_buffer view;
       if (py.PyObject_GetBuffer(o, &view, kPyBufSimple) < 0) return false;
       out->kind = Snapshot::Kind::kBytes;
@@ -468,6 +481,28 @@ v8::MaybeLocal<v8::Value> BigIntFromHex(v8::Local<v8::Context> ctx, const std::s
   return AsValue(v8::BigInt::NewFromWords(ctx, negative ? 1 : 0, static_cast<int>(words.size()),
                                           words.data()));
 }
+
+namespace {
+
+// Large copies go to malloc'd memory: V8's own allocation would first zero it, touching every
+// page twice.
+constexpr size_t kUninitializedCopyMin = 64 * 1024;
+
+v8::Local<v8::ArrayBuffer> CopyToArrayBuffer(v8::Isolate* isolate, const char* data, size_t n) {
+  if (n >= kUninitializedCopyMin) {
+    if (void* memory = std::malloc(n)) {
+      std::memcpy(memory, data, n);
+      auto store = v8::ArrayBuffer::NewBackingStore(
+          memory, n, [](void* d, size_t, void*) { std::free(d); }, nullptr);
+      return v8::ArrayBuffer::New(isolate, std::move(store));
+    }
+  }
+  auto buffer = v8::ArrayBuffer::New(isolate, n);
+  if (n) std::memcpy(buffer->Data(), data, n);
+  return buffer;
+}
+
+}  // namespace
 
 v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested);
 
@@ -516,9 +551,9 @@ v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested) {
           isolate, reinterpret_cast<const uint8_t*>(v.text.data()), v8::NewStringType::kNormal,
           static_cast<int>(v.text.size())));
     case Snapshot::Kind::kBytes: {
-      auto buffer = v8::ArrayBuffer::New(isolate, v.text.size());
-      if (!v.text.empty()) std::memcpy(buffer->Data(), v.text.data(), v.text.size());
-      return v8::Uint8Array::New(buffer, 0, v.text.size());
+      const char* data = v.view ? v.view : v.text.data();
+      size_t n = v.view ? v.viewLength : v.text.size();
+      return v8::Uint8Array::New(CopyToArrayBuffer(isolate, data, n), 0, n);
     }
     case Snapshot::Kind::kList:
     case Snapshot::Kind::kTuple: {
@@ -794,6 +829,7 @@ PyObject* ValueToPython(JsThread* thread, Snapshot& v) {
                                       "surrogatepass", &byteorder);
     }
     case Snapshot::Kind::kBytes:
+      if (v.view) return NewRef(v.obj);  // a Python bytes object, unchanged
       return py.PyBytes_FromStringAndSize(v.text.data(), static_cast<Py_ssize_t>(v.text.size()));
     case Snapshot::Kind::kJsBytes:
       return MemoryViewOfJsBytes(v.jsBytes);

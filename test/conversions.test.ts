@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { PythonEngine, Py, isPyObject } from 'pyembed';
+import { PythonEngine, Py, isPyObject, type PyObject } from 'pyembed';
 
 PythonEngine.initialize();
 const echo = PythonEngine.eval('lambda x: x');
@@ -82,6 +82,26 @@ test('bytes both ways', () => {
   assert.deepEqual(bytes.toJS(), new Uint8Array([0, 255, 10]));
   assert.deepEqual(PythonEngine.eval('bytearray(b"ab")').toJS(), new Uint8Array([97, 98]));
   assert.deepEqual(Py.toPython(new Uint8Array([5, 6])).toJS(), new Uint8Array([5, 6])); // memoryview
+});
+
+test('large bytes and bytes subclasses become JS copies (Python bytes stay immutable)', () => {
+  // Large bytes take another allocation path (uninitialized memory, one copy).
+  const big = PythonEngine.eval('bytes(range(256)) * 1024');
+  const js = big.toJS() as Uint8Array;
+  assert.ok(js instanceof Uint8Array);
+  assert.equal(js.length, 256 * 1024);
+  assert.equal(js[255], 255);
+  assert.equal(js[256 * 1024 - 1], 255);
+  js[0] = 99;
+  assert.equal(PythonEngine.eval('lambda b: b[0]')(big), 0, 'the copy is not shared with Python');
+  const sub = PythonEngine.eval('type("B", (bytes,), {})(b"xyz")');
+  assert.deepEqual(sub.toJS(), new Uint8Array([120, 121, 122]));
+  // Bytes inside containers convert the same way.
+  assert.deepEqual(PythonEngine.eval('[b"q" * 70000]').toJS()[0].length, 70000);
+  let seen: Uint8Array | undefined;
+  PythonEngine.eval('lambda f: f(b"z" * 100000)')((b: PyObject) => { seen = b.toJS() as Uint8Array; });
+  assert.equal(seen?.length, 100000);
+  assert.equal(seen?.[99999], 122);
 });
 
 test('cycles are a clear error in both directions', () => {
