@@ -91,14 +91,14 @@ class Op {
   // while this thread does not hold the GIL. False: a JS exception is pending.
   struct Arg {
     Local<JsValue> primitive;
-    std::optional<Snapshot> snapshot;
+    std::unique_ptr<Snapshot> snapshot;  // small when unused: calls keep arrays of these on the stack
   };
   bool Capture(Local<JsValue> v, Arg* out) {
     if (IsFastPrimitive(v)) {
       out->primitive = v;
       return true;
     }
-    out->snapshot.emplace();
+    out->snapshot = std::make_unique<Snapshot>();
     ConvertError error;
     if (!JsToValue(t, v, &*out->snapshot, &error, &pins_)) {
       ThrowConvertError(isolate, error);
@@ -119,7 +119,7 @@ class Op {
       }
       // A primitive the fast path leaves alone (a long or two-byte string): the Snapshot path,
       // which runs no JS for a primitive, so it may run now.
-      a.snapshot.emplace();
+      a.snapshot = std::make_unique<Snapshot>();
       ConvertError error;
       if (!JsToValue(t, a.primitive, &*a.snapshot, &error, &pins_)) {
         ThrowConvertError(isolate, error);

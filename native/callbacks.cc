@@ -80,6 +80,8 @@ void ValueCapsuleDestructor(PyObject* capsule) {
 // One call of a JS function with thread-neutral arguments; fills result or error.
 struct CallbackOutcome {
   PyObject* result = nullptr;      // owned
+  Snapshot scalar;                 // a result with no objects in it, made Python later (hasScalar)
+  bool hasScalar = false;
   PyObject* exception = nullptr;   // owned: a Python error met converting the result
   JsValueRef* jsError = nullptr;
   ConvertError convertError;
@@ -87,12 +89,22 @@ struct CallbackOutcome {
   bool terminated = false;
 };
 
-void RunJsFunction(JsThread* t, JsFunctionRef* ref, std::vector<Snapshot>& args, CallbackOutcome* out) {
+// A callback's arguments, thread-neutral.
+using ArgValues = std::vector<Snapshot>;
+
+void RunJsFunction(JsThread* t, JsFunctionRef* ref, ArgValues& args, CallbackOutcome* out) {
   v8::Isolate* isolate = t->isolate;
   v8::HandleScope scope(isolate);
   v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
   v8::TryCatch tryCatch(isolate);
-  std::vector<v8::Local<v8::Value>> argv(args.size());
+  constexpr size_t kInlineArgv = 4;  // on the stack: deep JS <-> Python recursion needs it small
+  v8::Local<v8::Value> inlineArgv[kInlineArgv];
+  std::vector<v8::Local<v8::Value>> heapArgv;
+  v8::Local<v8::Value>* argv = inlineArgv;
+  if (args.size() > kInlineArgv) {
+    heapArgv.resize(args.size());
+    argv = heapArgv.data();
+  }
   for (size_t i = 0; i < args.size(); i++) {
     if (!ValueToJs(t, args[i], /*wrap=*/true).ToLocal(&argv[i])) {
       if (!tryCatch.HasCaught()) {
@@ -111,7 +123,7 @@ void RunJsFunction(JsThread* t, JsFunctionRef* ref, std::vector<Snapshot>& args,
       out->convertError.message = "the JS function is no longer available (its JS thread exited)";
       return;
     }
-    IgnoreResult(fn->Call(ctx, v8::Undefined(isolate), static_cast<int>(argv.size()), argv.data()).ToLocal(&result));
+    IgnoreResult(fn->Call(ctx, v8::Undefined(isolate), static_cast<int>(args.size()), argv).ToLocal(&result));
   }
   if (tryCatch.HasCaught()) {
     out->failed = true;
@@ -131,6 +143,13 @@ void RunJsFunction(JsThread* t, JsFunctionRef* ref, std::vector<Snapshot>& args,
   Snapshot snapshot;
   if (!JsToValue(t, result, &snapshot, &out->convertError, &pins)) {
     out->failed = true;
+    return;
+  }
+  if (IsScalar(snapshot.kind)) {
+    // Nothing in it belongs to this JS thread: the caller makes it Python once it holds the GIL
+    // again, which saves taking the GIL here just for that.
+    out->scalar = std::move(snapshot);
+    out->hasScalar = true;
     return;
   }
   bool wasAttached = tls.attached;
@@ -153,6 +172,12 @@ PyObject* OutcomeToPython(CallbackOutcome& outcome) {
                        outcome.convertError.message.c_str());
     return nullptr;
   }
+  if (outcome.hasScalar) {
+    outcome.hasScalar = false;
+    PyObject* result = ValueToPython(nullptr, outcome.scalar);
+    outcome.scalar.Reset();
+    return result;
+  }
   if (!outcome.result) {
     RestoreException(outcome.exception);
     outcome.exception = nullptr;
@@ -165,15 +190,15 @@ PyObject* OutcomeToPython(CallbackOutcome& outcome) {
 
 class CallbackRequest : public Task {
  public:
-  CallbackRequest(JsFunctionRef* ref, std::vector<Snapshot>* args) : ref_(ref), args_(args) {}
+  CallbackRequest(JsFunctionRef* ref, ArgValues* args, CallbackOutcome* outcome)
+      : ref_(ref), args_(args), outcome_(outcome) {}
   void Run(JsThread* t) override {
-    RunJsFunction(t, ref_, *args_, &outcome);
+    RunJsFunction(t, ref_, *args_, outcome_);
     Finish(t, false);
   }
   void Cancel() override { Finish(ref_->thread, true); }
   bool done = false;  // under thread->mu
   bool cancelled = false;
-  CallbackOutcome outcome;
 
  private:
   void Finish(JsThread* t, bool cancel) {
@@ -185,15 +210,17 @@ class CallbackRequest : public Task {
     t->cv.notify_all();
   }
   JsFunctionRef* ref_;
-  std::vector<Snapshot>* args_;
+  ArgValues* args_;
+  CallbackOutcome* outcome_;
 };
 
 PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, PyObject* kwnames) {
   auto* ref = static_cast<JsFunctionRef*>(py.PyCapsule_GetPointer(self, kFunctionCapsule));
   if (!ref) return nullptr;
   JsThread* t = ref->thread;
-  if (!tls.attached) AdoptCurrentPythonThread();  // a thread made by Python's threading
-  if (StackNearlyExhausted()) {
+  ThreadContext& me = tls;  // one thread-local lookup for the whole callback
+  if (!me.attached) AdoptCurrentPythonThread();  // a thread made by Python's threading
+  if (StackNearlyExhausted(me)) {
     py.PyErr_SetString(py.PyExc_RecursionError,
                        "stack nearly exhausted by JS <-> Python calls (pyembed)");
     return nullptr;
@@ -201,7 +228,7 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
   // Arguments to thread-neutral values now, while we hold the GIL.
   Py_ssize_t nargs = nargsf & ~(static_cast<Py_ssize_t>(1) << (sizeof(Py_ssize_t) * 8 - 1));
   Py_ssize_t nkw = kwnames ? py.PyTuple_Size(kwnames) : 0;
-  std::vector<Snapshot> values(static_cast<size_t>(nargs) + (nkw ? 1 : 0));
+  ArgValues values(static_cast<size_t>(nargs) + (nkw ? 1 : 0));
   ToJsOptions shallow;
   for (Py_ssize_t i = 0; i < nargs; i++) {
     if (!PythonToValue(args[i], shallow, &values[i])) return nullptr;
@@ -220,60 +247,58 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
 
   // JS in the callback starts with no Py.GIL() scope of its own; the caller's come back after,
   // minus those the callback closed.
-  int savedScopes = tls.scopeDepth;
-  int savedClosed = tls.outerScopesClosed;
-  tls.scopeDepth = 0;
-  tls.outerScopesClosed = 0;
-  tls.trampolineDepth++;
-  CallbackOutcome direct;
-  CallbackOutcome* outcome = &direct;
-  CallbackRequest request(ref, &values);
-  if (t->HeldByCurrentThread()) {
+  int savedScopes = me.scopeDepth;
+  int savedClosed = me.outerScopesClosed;
+  me.scopeDepth = 0;
+  me.outerScopesClosed = 0;
+  me.trampolineDepth++;
+  CallbackOutcome outcome;
+  CallbackRequest request(ref, &values, &outcome);
+  if (t->HeldBy(me)) {
     // This thread runs the JS thread's code right now (a synchronous call that did not park):
     // run the function here, with the GIL released while JS runs.
-    Detach();
-    RunJsFunction(t, ref, values, &direct);
-  } else if (t->TryBorrow()) {
+    Detach(me);
+    RunJsFunction(t, ref, values, &outcome);
+  } else if (t->TryBorrow(me)) {
     // The JS thread is parked in a synchronous call (often this very thread, Python calling
     // back during that call): borrow its isolate and run the function here, no queue.
-    Detach();
+    Detach(me);
     {
       Borrowed scopes(t);
-      RunJsFunction(t, ref, values, &direct);
+      RunJsFunction(t, ref, values, &outcome);
     }
     t->EndBorrow();
   } else {
     if (!t->Post(&request)) {
-      tls.trampolineDepth--;
-      tls.scopeDepth = savedScopes;
-      tls.outerScopesClosed = savedClosed;
+      me.trampolineDepth--;
+      me.scopeDepth = savedScopes;
+      me.outerScopesClosed = savedClosed;
       py.PyErr_SetString(py.PyExc_RuntimeError,
                          "cannot call a JS function whose JS thread (worker) has exited");
       return nullptr;
     }
-    Detach();
+    Detach(me);
     t->WaitServing([&request] { return request.done; });
-    outcome = &request.outcome;
     if (request.cancelled) {
-      outcome->failed = true;
-      outcome->convertError.message =
+      outcome.failed = true;
+      outcome.convertError.message =
           "cannot call a JS function whose JS thread (worker) has exited";
-      outcome->terminated = true;
+      outcome.terminated = true;
     }
   }
   // Not through an RAII guard: during finalization Python may end this thread inside
   // PyEval_RestoreThread, and that unwinding must not cross a destructor.
-  if (!tls.attached) {
-    py.PyEval_RestoreThread(tls.tstate);
-    tls.attached = true;
+  if (!me.attached) {
+    py.PyEval_RestoreThread(me.tstate);
+    me.attached = true;
   }
-  tls.trampolineDepth--;
-  int closedOutside = std::min(tls.outerScopesClosed, savedScopes);
-  tls.scopeDepth = savedScopes - closedOutside;
-  tls.outerScopesClosed = savedClosed + (tls.outerScopesClosed - closedOutside);
+  me.trampolineDepth--;
+  int closedOutside = std::min(me.outerScopesClosed, savedScopes);
+  me.scopeDepth = savedScopes - closedOutside;
+  me.outerScopesClosed = savedClosed + (me.outerScopesClosed - closedOutside);
   values.clear();
   (void)t;
-  return OutcomeToPython(*outcome);
+  return OutcomeToPython(outcome);
 }
 
 }  // namespace

@@ -88,6 +88,23 @@ struct Snapshot {
 constexpr v8::PropertyFilter kStringKeys =
     static_cast<v8::PropertyFilter>(v8::ONLY_ENUMERABLE | v8::SKIP_SYMBOLS);
 
+// Kinds whose snapshot, made from a JS value, holds no object (no Python reference, JS function
+// or memory): any thread can make them Python, with the GIL.
+inline bool IsScalar(Snapshot::Kind kind) {
+  switch (kind) {
+    case Snapshot::Kind::kUndefined:
+    case Snapshot::Kind::kNull:
+    case Snapshot::Kind::kBool:
+    case Snapshot::Kind::kInt:
+    case Snapshot::Kind::kFloat:
+    case Snapshot::Kind::kBigInt:
+    case Snapshot::Kind::kString:
+      return true;
+    default:
+      return false;
+  }
+}
+
 struct ConvertError {
   std::string message;
   bool isTypeError = true;  // else RangeError / Python ValueError

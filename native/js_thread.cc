@@ -63,11 +63,11 @@ void JsThread::BorrowAndDrain(std::unique_lock<std::mutex>& lock) {
   cv.notify_all();
 }
 
-bool JsThread::TryBorrow() {
+bool JsThread::TryBorrow(ThreadContext& ctx) {
   std::lock_guard<std::mutex> lock(mu);
   if (!alive || holder.load(std::memory_order_relaxed) != nullptr) return false;
-  holder.store(&tls, std::memory_order_relaxed);
-  borrows++;
+  holder.store(&ctx, std::memory_order_relaxed);
+  if (owner != &ctx) borrows++;  // the owner on its own stack changes nothing Reclaim must fix
   return true;
 }
 

@@ -96,7 +96,9 @@ struct JsThread {
   template <typename Pred>
   void WaitServing(Pred done);
 
-  bool HeldByCurrentThread() const { return holder.load(std::memory_order_relaxed) == &tls; }
+  bool HeldByCurrentThread() const { return HeldBy(tls); }
+  // `ctx`: the calling thread's own context (saves a thread-local lookup on hot paths).
+  bool HeldBy(const ThreadContext& ctx) const { return holder.load(std::memory_order_relaxed) == &ctx; }
 
   void Ref() { refs.fetch_add(1, std::memory_order_relaxed); }
   void Unref() {
@@ -121,7 +123,7 @@ struct JsThread {
   void BorrowAndDrain(std::unique_lock<std::mutex>& lock);  // lock held, holder == nullptr
   // Takes the isolate if it is parked and free right now (never waits). Release with
   // EndBorrow() after the Borrowed scope below has ended.
-  bool TryBorrow();
+  bool TryBorrow(ThreadContext& ctx = tls);
   void EndBorrow();
   void Shutdown();  // environment teardown, on the JS thread
 };
