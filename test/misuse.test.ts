@@ -881,6 +881,22 @@ test('JS getters that throw or call Python during argument conversion', async ()
   `);
 });
 
+test('plain objects with Symbol-keyed properties: the symbols are refused or skipped, never read as strings', { todo: 'bug: a Symbol key is cast to v8::String: garbage (or empty) Python dict keys' }, async () => {
+  await scenario(`
+    const keysOf = PythonEngine.eval('lambda d: sorted(d.keys())');
+    for (const symbol of [Symbol('described'), Symbol(), Symbol.iterator, Symbol.for('registered')]) {
+      let keys;
+      try {
+        keys = keysOf({ [symbol]: 1, x: 2 }).toJS();
+      } catch (e) {
+        assert.ok(e instanceof TypeError, 'a refusal is a TypeError: ' + e);
+        continue;
+      }
+      assert.deepEqual(keys, ['x'], 'Python got keys ' + JSON.stringify(keys) + ' for ' + String(symbol));
+    }
+  `);
+});
+
 test('JS getters run without the GIL, like every other JS code', { todo: 'bug: argument conversion runs getters with the GIL held; a getter waiting for another thread deadlocks' }, async () => {
   await scenario(`
     const sab = new Int32Array(new SharedArrayBuffer(8));
