@@ -5,6 +5,7 @@
       "sources": [
         "native/addon.cc",
         "native/async_pool.cc",
+        "native/buffers.cc",
         "native/callbacks.cc",
         "native/capi.cc",
         "native/convert.cc",
@@ -13,7 +14,9 @@
         "native/gil.cc",
         "native/handles.cc",
         "native/js_thread.cc",
+        "native/names.cc",
         "native/python_helpers.cc",
+        "native/signals.cc",
         "native/stack.cc"
       ],
       "cflags_cc": ["-std=c++20", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-cast-function-type"],

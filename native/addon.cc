@@ -5,10 +5,12 @@
 #include <uv.h>
 #include <v8.h>
 
+#include <memory>
 #include <optional>
 #include <unordered_map>
 
 #include "async_pool.h"
+#include "buffers.h"
 #include "callbacks.h"
 #include "convert.h"
 #include "engine.h"
@@ -39,22 +41,25 @@ std::string Utf8(v8::Isolate* isolate, Local<JsValue> v) {
 class Op {
  public:
   explicit Op(const FunctionCallbackInfo<JsValue>& info)
-      : info(info), t(ThreadOf(info)), isolate(info.GetIsolate()) {}
+      : info(info), t(ThreadOf(info)), isolate(info.GetIsolate()), ctx(tls) {}
 
   // Attaches (takes the GIL if this thread does not hold it). False: a JS exception is pending.
   bool Enter() {
-    if (StackNearlyExhausted()) {
+    if (StackNearlyExhausted(ctx)) {
       isolate->ThrowException(v8::Exception::RangeError(v8::String::NewFromUtf8Literal(
           isolate, "Maximum call stack size exceeded (nested JS <-> Python calls)")));
       return false;
     }
-    call_.emplace();
+    call_.emplace(ctx);
     if (!call_->ok()) {
       ThrowError(isolate, call_->error());
       return false;
     }
     return true;
   }
+
+  // Enter() and Target(0): the common start of an operation on one object.
+  PyObject* EnterWithTarget() { return Enter() ? Target(0) : nullptr; }
 
   // The live Python object of the handle in argument `index`, or null (JS exception pending).
   PyObject* Target(int index, PyHandle** handleOut = nullptr) {
@@ -70,15 +75,58 @@ class Op {
     return o;
   }
 
-  // A new reference for a JS value, or null (JS exception pending).
-  PyObject* ToPython(Local<JsValue> v) {
-    Snapshot value;
-    ConvertError error;
-    if (!JsToValue(t, v, &value, &error)) {
-      ThrowConvertError(isolate, error);
+  // The interned Python name for a JS string argument, or null (JS exception pending).
+  PyObject* Name(int index) {
+    if (!info[index]->IsString()) {
+      ThrowTypeError(isolate, "an attribute name must be a string");
       return nullptr;
     }
-    PyObject* o = ValueToPython(t, value);
+    PyObject* name = t->names.Get(isolate, info[index].As<v8::String>());
+    if (!name) ThrowPythonError(t);
+    return name;
+  }
+
+  // Arguments are captured before the operation attaches: converting a primitive runs no JS, so
+  // it waits for the fast path; anything else may run JS (getters) and becomes a Snapshot now,
+  // while this thread does not hold the GIL. False: a JS exception is pending.
+  struct Arg {
+    Local<JsValue> primitive;
+    std::optional<Snapshot> snapshot;
+  };
+  bool Capture(Local<JsValue> v, Arg* out) {
+    if (IsFastPrimitive(v)) {
+      out->primitive = v;
+      return true;
+    }
+    out->snapshot.emplace();
+    ConvertError error;
+    if (!JsToValue(t, v, &*out->snapshot, &error, &pins_)) {
+      ThrowConvertError(isolate, error);
+      return false;
+    }
+    return true;
+  }
+
+  // After Enter(): a new reference for a captured argument, or null (JS exception pending).
+  PyObject* ToPython(Arg& a) {
+    PyObject* o = nullptr;
+    if (!a.snapshot) {
+      Fast f = PrimitiveToPython(isolate, a.primitive, &o);
+      if (f == Fast::kDone) return o;
+      if (f == Fast::kPythonError) {
+        ThrowPythonError(t);
+        return nullptr;
+      }
+      // A primitive the fast path leaves alone (a long or two-byte string): the Snapshot path,
+      // which runs no JS for a primitive, so it may run now.
+      a.snapshot.emplace();
+      ConvertError error;
+      if (!JsToValue(t, a.primitive, &*a.snapshot, &error, &pins_)) {
+        ThrowConvertError(isolate, error);
+        return nullptr;
+      }
+    }
+    o = ValueToPython(t, *a.snapshot);
     if (!o) ThrowPythonError(t);
     return o;
   }
@@ -89,6 +137,18 @@ class Op {
       ThrowPythonError(t);
       return;
     }
+    Local<JsValue> js;
+    Fast f = PrimitiveToJs(isolate, result, &js);
+    if (f == Fast::kNotHandled && options.deep && TypeOf(result) == py.PyList_Type) {
+      f = ListToJs(t, result, options, &js);
+    }
+    if (f != Fast::kNotHandled) {
+      py.Py_DecRef(result);
+      if (f == Fast::kDone) info.GetReturnValue().Set(js);
+      else if (f == Fast::kPythonError) ThrowPythonError(t);
+      // kConvertError: a JS exception is already pending
+      return;
+    }
     Snapshot v;
     bool ok = PythonToValue(result, options, &v);
     py.Py_DecRef(result);
@@ -96,7 +156,6 @@ class Op {
       ThrowPythonError(t);
       return;
     }
-    Local<JsValue> js;
     if (ValueToJs(t, v, options.wrapTopLevel).ToLocal(&js)) info.GetReturnValue().Set(js);
   }
 
@@ -108,8 +167,10 @@ class Op {
   const FunctionCallbackInfo<JsValue>& info;
   JsThread* const t;
   v8::Isolate* const isolate;
+  ThreadContext& ctx;
 
  private:
+  PinnedHandles pins_;  // destroyed after call_: unpinned while still attached
   std::optional<PythonCall> call_;
 };
 
@@ -233,8 +294,13 @@ void GilEnter(const FunctionCallbackInfo<JsValue>& info) {
 // gilExit(): close one scope; the last one releases the GIL. JS never runs in the middle of an
 // operation of its own level (callbacks detach first), so this is always the right moment.
 void GilExit(const FunctionCallbackInfo<JsValue>&) {
-  if (tls.scopeDepth > 0) tls.scopeDepth--;
-  if (tls.scopeDepth == 0 && tls.attached) Detach();
+  ThreadContext& ctx = tls;
+  if (ctx.scopeDepth > 0) {
+    ctx.scopeDepth--;
+  } else if (ctx.trampolineDepth > 0) {
+    ctx.outerScopesClosed++;  // a scope opened outside this callback: counted when it returns
+  }
+  if (ctx.scopeDepth == 0 && ctx.attached) Detach(ctx);
 }
 
 // handleFlags(handle) -> bit 0 callable, bit 1 awaitable; no GIL needed
@@ -252,11 +318,13 @@ void GilSuspend(const FunctionCallbackInfo<JsValue>& info) {
   info.GetReturnValue().Set(depth);
 }
 
+// gilResume(n): the n scopes of beginAllowThreads() still open (src/gil.ts counts them) hold the
+// GIL again, on top of any opened since.
 void GilResume(const FunctionCallbackInfo<JsValue>& info) {
   v8::Isolate* isolate = info.GetIsolate();
   int depth = info[0]->Int32Value(isolate->GetCurrentContext()).FromMaybe(0);
   if (depth > 0 && engine.running() && !tls.attached) Attach();
-  tls.scopeDepth = depth;
+  tls.scopeDepth += depth > 0 && engine.running() ? depth : 0;
 }
 
 // threadState() -> [attached, scopeDepth, callDepth] (tests and diagnostics)
@@ -285,9 +353,10 @@ void Import(const FunctionCallbackInfo<JsValue>& info) {
 // run(code, globals | undefined, mode 'exec' | 'eval', filename)
 void Run(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
+  Op::Arg globalsArg;
+  if (!op.Capture(info[1], &globalsArg) || !op.Enter()) return;
   PyRefOwned code(NewStr(Utf8(op.isolate, info[0])));
-  PyRefOwned globals(info[1]->IsUndefined() ? NewRef(py.None) : op.ToPython(info[1]));
+  PyRefOwned globals(op.ToPython(globalsArg));  // undefined: None, __main__'s globals
   if (!globals) return;
   PyRefOwned mode(NewStr(Utf8(op.isolate, info[2])));
   PyRefOwned filename(NewStr(Utf8(op.isolate, info[3])));
@@ -317,9 +386,10 @@ void ModuleFromString(const FunctionCallbackInfo<JsValue>& info) {
 // expose(name, exports)
 void Expose(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
+  Op::Arg exports;
+  if (!op.Capture(info[1], &exports) || !op.Enter()) return;
   PyRefOwned name(NewStr(Utf8(op.isolate, info[0])));
-  PyRefOwned attributes(op.ToPython(info[1]));
+  PyRefOwned attributes(op.ToPython(exports));
   if (!attributes) return;
   PyObject* args[] = {name.get(), attributes.get()};
   op.Return(CallVector(helpers.exposeModule, args, 2, nullptr));
@@ -328,10 +398,10 @@ void Expose(const FunctionCallbackInfo<JsValue>& info) {
 // getattr(handle, name, strict): a missing attribute is undefined unless strict
 void GetAttr(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
-  PyRefOwned name(NewStr(Utf8(op.isolate, info[1])));
+  PyRefOwned name(op.Name(1));
+  if (!name) return;
   PyObject* result;
   {
     ParkedIsolate park(op.t);
@@ -347,14 +417,16 @@ void GetAttr(const FunctionCallbackInfo<JsValue>& info) {
 // setattr(handle, name, value); value === deleteMarker (4th arg true) deletes
 void SetAttr(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
-  if (!o) return;
-  PyRefOwned name(NewStr(Utf8(op.isolate, info[1])));
   bool remove = info[3]->IsTrue();
+  Op::Arg valueArg;
+  if (!remove && !op.Capture(info[2], &valueArg)) return;
+  PyObject* o = op.EnterWithTarget();
+  if (!o) return;
+  PyRefOwned name(op.Name(1));
+  if (!name) return;
   PyRefOwned value;
   if (!remove) {
-    value.reset(op.ToPython(info[2]));
+    value.reset(op.ToPython(valueArg));
     if (!value) return;
   }
   int r;
@@ -367,10 +439,10 @@ void SetAttr(const FunctionCallbackInfo<JsValue>& info) {
 
 void HasAttr(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
-  PyRefOwned name(NewStr(Utf8(op.isolate, info[1])));
+  PyRefOwned name(op.Name(1));
+  if (!name) return;
   PyObject* result;
   {
     ParkedIsolate park(op.t);
@@ -390,15 +462,16 @@ void HasAttr(const FunctionCallbackInfo<JsValue>& info) {
 // item(handle, key, op, value): op 0 get, 1 set, 2 delete, 3 contains
 void Item(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
-  if (!o) return;
-  PyRefOwned key(op.ToPython(info[1]));
-  if (!key) return;
   int which = info[2]->Int32Value(op.isolate->GetCurrentContext()).FromMaybe(0);
+  Op::Arg keyArg, valueArg;
+  if (!op.Capture(info[1], &keyArg) || (which == 1 && !op.Capture(info[3], &valueArg))) return;
+  PyObject* o = op.EnterWithTarget();
+  if (!o) return;
+  PyRefOwned key(op.ToPython(keyArg));
+  if (!key) return;
   PyRefOwned value;
   if (which == 1) {
-    value.reset(op.ToPython(info[3]));
+    value.reset(op.ToPython(valueArg));
     if (!value) return;
   }
   PyObject* result = nullptr;
@@ -419,8 +492,7 @@ void Item(const FunctionCallbackInfo<JsValue>& info) {
 
 void Len(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
   Py_ssize_t n;
   {
@@ -434,8 +506,7 @@ void Len(const FunctionCallbackInfo<JsValue>& info) {
 // text(handle, kind): 0 str, 1 repr, 2 type name
 void Text(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
   int kind = info[1]->Int32Value(op.isolate->GetCurrentContext()).FromMaybe(0);
   PyObject* result;
@@ -450,8 +521,7 @@ void Text(const FunctionCallbackInfo<JsValue>& info) {
 
 void Dir(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
   PyObject* names;
   {
@@ -466,69 +536,79 @@ void Dir(const FunctionCallbackInfo<JsValue>& info) {
 // Shared by call and callKw: args from info[first..], keywords from a plain object or undefined.
 void DoCall(const FunctionCallbackInfo<JsValue>& info, int first, Local<JsValue> keywords) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* callable = op.Target(0);
-  if (!callable) return;
   int nargs = info.Length() - first;
-  constexpr int kInline = 8;
-  PyObject* inlineArgs[kInline + 1];
-  std::vector<PyObject*> heapArgs;
-  PyObject** argv = inlineArgs;
   int nkw = 0;
+  Local<v8::Context> ctx;
   Local<v8::Array> keys;
-  Local<v8::Context> ctx = op.isolate->GetCurrentContext();
   if (!keywords.IsEmpty()) {
+    ctx = op.isolate->GetCurrentContext();
     if (!keywords.As<v8::Object>()
-             ->GetOwnPropertyNames(ctx, v8::ONLY_ENUMERABLE, v8::KeyConversionMode::kConvertToString)
+             ->GetOwnPropertyNames(ctx, kStringKeys, v8::KeyConversionMode::kConvertToString)
              .ToLocal(&keys)) {
       return;
     }
     nkw = static_cast<int>(keys->Length());
   }
-  int total = nargs + nkw;
+  int total = nargs + 2 * nkw;  // positional values, then (name, value) per keyword
+  constexpr int kInline = 8;
+  Op::Arg inlineCaptured[kInline];
+  std::unique_ptr<Op::Arg[]> heapCaptured;
+  Op::Arg* captured = inlineCaptured;
   if (total > kInline) {
-    heapArgs.resize(static_cast<size_t>(total) + 1);
-    argv = heapArgs.data();
+    heapCaptured.reset(new Op::Arg[total]);
+    captured = heapCaptured.get();
   }
-  argv[0] = nullptr;  // vectorcall may use this slot (PY_VECTORCALL_ARGUMENTS_OFFSET)
-  int made = 0;
-  auto cleanup = [&] {
-    for (int i = 1; i <= made; i++) py.Py_DecRef(argv[i]);
-  };
+  // Capture everything (getters included) before taking the GIL.
   for (int i = 0; i < nargs; i++) {
-    PyObject* arg = op.ToPython(info[first + i]);
-    if (!arg) return cleanup();
-    argv[++made] = arg;
+    if (!op.Capture(info[first + i], &captured[i])) return;
   }
+  for (int k = 0; k < nkw; k++) {
+    Local<JsValue> key, value;
+    if (!keys->Get(ctx, k).ToLocal(&key) || !keywords.As<v8::Object>()->Get(ctx, key).ToLocal(&value) ||
+        !op.Capture(key, &captured[nargs + 2 * k]) || !op.Capture(value, &captured[nargs + 2 * k + 1])) {
+      return;
+    }
+  }
+  PyObject* callable = op.EnterWithTarget();
+  if (!callable) return;
+  // argv[0] stays free: vectorcall may borrow it (PY_VECTORCALL_ARGUMENTS_OFFSET).
+  PyObject* inlineArgs[kInline + 1];
+  std::unique_ptr<PyObject*[]> heapArgs;
+  PyObject** argv = inlineArgs;
+  if (nargs + nkw > kInline) {
+    heapArgs.reset(new PyObject*[nargs + nkw + 1]);
+    argv = heapArgs.get();
+  }
+  int made = 0;
   PyRefOwned kwnames;
-  if (nkw) {
+  bool ok = true;
+  for (int i = 0; i < nargs && ok; i++) {
+    PyObject* arg = op.ToPython(captured[i]);
+    if ((ok = arg != nullptr)) argv[++made] = arg;
+  }
+  if (ok && nkw) {
     kwnames.reset(py.PyTuple_New(nkw));
-    if (!kwnames) {
-      ThrowPythonError(op.t);
-      return cleanup();
-    }
-    for (int k = 0; k < nkw; k++) {
-      Local<JsValue> key, value;
-      if (!keys->Get(ctx, k).ToLocal(&key) ||
-          !keywords.As<v8::Object>()->Get(ctx, key).ToLocal(&value)) {
-        return cleanup();
+    if (!(ok = static_cast<bool>(kwnames))) ThrowPythonError(op.t);
+    for (int k = 0; k < nkw && ok; k++) {
+      PyObject* name = op.ToPython(captured[nargs + 2 * k]);
+      if (!(ok = name != nullptr)) break;
+      if (py.PyTuple_SetItem(kwnames.get(), k, name) < 0) {  // steals name
+        ThrowPythonError(op.t);
+        ok = false;
+        break;
       }
-      PyObject* name = op.ToPython(key);
-      if (!name) return cleanup();
-      py.PyTuple_SetItem(kwnames.get(), k, name);
-      PyObject* arg = op.ToPython(value);
-      if (!arg) return cleanup();
-      argv[++made] = arg;
+      PyObject* arg = op.ToPython(captured[nargs + 2 * k + 1]);
+      if ((ok = arg != nullptr)) argv[++made] = arg;
     }
   }
-  PyObject* result;
-  {
+  PyObject* result = nullptr;
+  if (ok) {
     ParkedIsolate park(op.t);
     size_t nargsf = static_cast<size_t>(nargs) | (static_cast<size_t>(1) << (sizeof(size_t) * 8 - 1));
     result = CallVector(callable, argv + 1, nargsf, kwnames.get());
   }
-  cleanup();
-  op.Return(result);
+  for (int i = 1; i <= made; i++) py.Py_DecRef(argv[i]);
+  if (ok) op.Return(result);
 }
 
 // call(handle, ...args)
@@ -543,14 +623,6 @@ void CallKw(const FunctionCallbackInfo<JsValue>& info) {
   DoCall(info, 2, info[1]);
 }
 
-// Pins every Python object a job's values borrow from JS handles.
-void PinValues(AsyncJob* job, JsThread* t, Snapshot& v) {
-  if (v.kind == Snapshot::Kind::kPyObject && v.pinned) {
-    job->Pin(v.pinned, v.pinned->self.Get(t->isolate));
-  }
-  for (auto& item : v.items) PinValues(job, t, item);
-}
-
 // callAsync(handle, keywords | undefined, ...args) -> Promise; awaitAsync(handle) -> Promise
 void SubmitAsync(const FunctionCallbackInfo<JsValue>& info, bool awaitOnly) {
   JsThread* t = ThreadOf(info);
@@ -561,7 +633,7 @@ void SubmitAsync(const FunctionCallbackInfo<JsValue>& info, bool awaitOnly) {
   info.GetReturnValue().Set(resolver->GetPromise());
   auto reject = [&](Local<JsValue> error) { IgnoreResult(resolver->Reject(ctx, error)); };
   auto rejectMessage = [&](const std::string& message, bool typeError) {
-    Local<v8::String> text = NewJsString(isolate, message.data(), message.size());
+    Local<v8::String> text = JsText(isolate, message);
     reject(typeError ? v8::Exception::TypeError(text) : v8::Exception::Error(text));
   };
   PyHandle* h = HandleFromValue(t, info[0]);
@@ -575,15 +647,16 @@ void SubmitAsync(const FunctionCallbackInfo<JsValue>& info, bool awaitOnly) {
   job->callable.obj = callable;
   job->Pin(h, info[0].As<v8::Object>());
   ConvertError error;
+  PinnedHandles pins;
   bool ok = true;
   for (int i = 2; i < info.Length() && ok; i++) {
     job->args.emplace_back();
-    ok = JsToValue(t, info[i], &job->args.back(), &error);
+    ok = JsToValue(t, info[i], &job->args.back(), &error, &pins);
   }
   if (ok && info[1]->IsObject()) {
     Local<v8::Object> keywords = info[1].As<v8::Object>();
     Local<v8::Array> keys;
-    ok = keywords->GetOwnPropertyNames(ctx, v8::ONLY_ENUMERABLE, v8::KeyConversionMode::kConvertToString)
+    ok = keywords->GetOwnPropertyNames(ctx, kStringKeys, v8::KeyConversionMode::kConvertToString)
              .ToLocal(&keys);
     for (uint32_t k = 0; ok && k < keys->Length(); k++) {
       Local<JsValue> key, value;
@@ -591,11 +664,11 @@ void SubmitAsync(const FunctionCallbackInfo<JsValue>& info, bool awaitOnly) {
       if (!ok) break;
       job->kwnames.emplace_back();
       job->args.emplace_back();
-      ok = JsToValue(t, key, &job->kwnames.back(), &error) &&
-           JsToValue(t, value, &job->args.back(), &error);
+      ok = JsToValue(t, key, &job->kwnames.back(), &error, &pins) &&
+           JsToValue(t, value, &job->args.back(), &error, &pins);
     }
   }
-  for (auto& v : job->args) PinValues(job, t, v);
+  job->AdoptPins(pins.Take());  // until the job settles, on this JS thread
   if (!ok) {
     // Settle now, through the normal path, so pins and references are released in one place.
     job->Fail(error.message.empty() ? "cannot convert an argument to Python" : error.message.c_str(),
@@ -610,8 +683,7 @@ void AwaitAsync(const FunctionCallbackInfo<JsValue>& info) { SubmitAsync(info, t
 
 void Iter(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
   PyObject* it;
   {
@@ -642,8 +714,7 @@ void Next(const FunctionCallbackInfo<JsValue>& info) {
 // toJS(handle, dictAsMap) -> deep conversion
 void ToJS(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
   ToJsOptions options;
   options.deep = true;
@@ -652,14 +723,61 @@ void ToJS(const FunctionCallbackInfo<JsValue>& info) {
   op.Return(NewRef(o), options);
 }
 
+// buffer(handle) -> [typedArray, shape, strides (elements), offset, format, itemsize, readonly]
+void Buffer(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  PyObject* o = op.EnterWithTarget();
+  if (!o) return;
+  PyBufferCapture capture;
+  if (!CapturePyBuffer(o, &capture)) {
+    ThrowPythonError(op.t);
+    return;
+  }
+  v8::Isolate* isolate = op.isolate;
+  auto numbers = [isolate](const std::vector<int64_t>& values) {
+    std::vector<Local<JsValue>> items;
+    for (int64_t v : values) items.push_back(v8::Number::New(isolate, static_cast<double>(v)));
+    return v8::Array::New(isolate, items.data(), items.size());
+  };
+  Local<JsValue> result[] = {
+      BuildTypedArray(isolate, &capture),
+      numbers(capture.shape),
+      numbers(capture.strides),
+      v8::Number::New(isolate, static_cast<double>(capture.offset)),
+      JsText(isolate, capture.format),
+      v8::Integer::New(isolate, capture.itemsize),
+      v8::Boolean::New(isolate, capture.readonly),
+  };
+  info.GetReturnValue().Set(v8::Array::New(isolate, result, 7));
+}
+
+// toBytes(value) -> handle of a Python bytes copy of JS binary data (or of any buffer)
+void ToBytes(const FunctionCallbackInfo<JsValue>& info) {
+  Op op(info);
+  Op::Arg arg;
+  if (!op.Capture(info[0], &arg) || !op.Enter()) return;
+  PyRefOwned source(op.ToPython(arg));
+  if (!source) return;
+  PyObject* bytes = py.PyBytes_FromObject(source.get());
+  if (!bytes) {
+    ThrowPythonError(op.t);
+    return;
+  }
+  Local<v8::Object> handle;
+  if (NewHandle(op.t, bytes, 0).ToLocal(&handle)) info.GetReturnValue().Set(handle);
+  else py.Py_DecRef(bytes);
+}
+
 // toPython(value) -> handle of the converted value
 void ToPythonObject(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.ToPython(info[0]);
+  Op::Arg arg;
+  if (!op.Capture(info[0], &arg) || !op.Enter()) return;
+  PyObject* o = op.ToPython(arg);
   if (!o) return;
-  Local<JsValue> handle = NewHandle(op.t, o, HandleFlagsOf(o));
-  info.GetReturnValue().Set(handle);
+  Local<v8::Object> handle;
+  if (NewHandle(op.t, o, HandleFlagsOf(o)).ToLocal(&handle)) info.GetReturnValue().Set(handle);
+  else py.Py_DecRef(o);
 }
 
 void Dispose(const FunctionCallbackInfo<JsValue>& info) {
@@ -686,8 +804,7 @@ void IsDisposed(const FunctionCallbackInfo<JsValue>& info) {
 // isInstance(handle, classHandle)
 void IsInstance(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
   PyObject* cls = op.Target(1);
   if (!cls) return;
@@ -697,10 +814,11 @@ void IsInstance(const FunctionCallbackInfo<JsValue>& info) {
 // compare(handle, other, op): rich comparison (0 <, 1 <=, 2 ==, 3 !=, 4 >, 5 >=)
 void Compare(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  Op::Arg otherArg;
+  if (!op.Capture(info[1], &otherArg)) return;
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
-  PyRefOwned other(op.ToPython(info[1]));
+  PyRefOwned other(op.ToPython(otherArg));
   if (!other) return;
   int which = info[2]->Int32Value(op.isolate->GetCurrentContext()).FromMaybe(2);
   int r;
@@ -729,8 +847,7 @@ void DropSharedObjects() {
 
 void Share(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
-  if (!op.Enter()) return;
-  PyObject* o = op.Target(0);
+  PyObject* o = op.EnterWithTarget();
   if (!o) return;
   uint64_t id;
   {
@@ -758,7 +875,12 @@ void Unshare(const FunctionCallbackInfo<JsValue>& info) {
     ThrowError(op.isolate, "this shared Python object was already claimed, or its interpreter was shut down");
     return;
   }
-  info.GetReturnValue().Set(NewHandle(op.t, entry.first, HandleFlagsOf(entry.first)));
+  Local<v8::Object> handle;
+  if (NewHandle(op.t, entry.first, HandleFlagsOf(entry.first)).ToLocal(&handle)) {
+    info.GetReturnValue().Set(handle);
+  } else {
+    py.Py_DecRef(entry.first);
+  }
 }
 
 // stats() -> { exposure, handles } (tests)
@@ -798,6 +920,7 @@ void Configure(const FunctionCallbackInfo<JsValue>& info) {
   t->threadName = Utf8(isolate, get("threadName"));
   tls.pythonName = t->threadName.c_str();
   tls.pythonDaemon = false;  // a JS thread is a "main" thread: threads it starts are joined at exit
+  tls.isMainJsThread = get("isMainThread")->IsTrue();
 }
 
 // --- per-JS-thread lifecycle -----------------------------------------------------------------
@@ -843,7 +966,8 @@ void OnEnvironmentExit(void* arg, void (*done)(void*), void* doneArg) {
   t->Shutdown();
   // This JS thread's Python thread state goes with it (worker exit). At process exit Python is
   // already finalized (PythonEngine registers shutdown on 'exit'), and this is a no-op.
-  if (tls.ownsTstate && engine.running()) ReleaseThreadState();
+  // (Not while this thread is still inside a Python call: process.exit() in a callback.)
+  if (tls.ownsTstate && engine.running() && tls.callDepth == 0) ReleaseThreadState();
   auto* state = new CloseState{t, done, doneArg};
   t->wake->data = state;
   t->prepare->data = state;
@@ -874,7 +998,7 @@ NODE_MODULE_INIT(/* exports, module, context */) {
 
   Local<v8::FunctionTemplate> handleClass = v8::FunctionTemplate::New(isolate);
   handleClass->SetClassName(v8::String::NewFromUtf8Literal(isolate, "PyHandle"));
-  handleClass->InstanceTemplate()->SetInternalFieldCount(1);
+  handleClass->InstanceTemplate()->SetInternalFieldCount(2);  // tag, PyHandle (handles.cc)
   t->handleClass.Reset(isolate, handleClass);
   t->handleTemplate.Reset(isolate, handleClass->InstanceTemplate());
 
@@ -916,6 +1040,7 @@ NODE_MODULE_INIT(/* exports, module, context */) {
       {"isInstance", IsInstance}, {"compare", Compare},
       {"stats", Stats},          {"configure", Configure},
       {"share", Share},          {"unshare", Unshare},
+      {"buffer", Buffer},        {"toBytes", ToBytes},
   };
   for (const Entry& e : entries) SetMethod(isolate, exports, t, e.name, e.fn);
 }

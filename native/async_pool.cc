@@ -66,6 +66,12 @@ void AsyncJob::Pin(PyHandle* handle, v8::Local<v8::Object> handleObject) {
   pinned_.emplace_back(handle, v8::Global<v8::Object>(thread->isolate, handleObject));
 }
 
+void AsyncJob::AdoptPins(std::vector<PyHandle*> handles) {
+  for (PyHandle* handle : handles) {
+    pinned_.emplace_back(handle, v8::Global<v8::Object>(thread->isolate, handle->self.Get(thread->isolate)));
+  }
+}
+
 void AsyncJob::DropJsReferences() {
   resolver_.Reset();
   for (auto& [handle, global] : pinned_) global.Reset();

@@ -26,6 +26,8 @@ class AsyncJob : public Task, public JsHeld {
   // On the JS thread, before queueing: keeps a PyObject proxy alive (and its object) for the
   // duration of the job.
   void Pin(PyHandle* handle, v8::Local<v8::Object> handleObject);
+  // Handles already pinned while converting the arguments (see PinnedHandles).
+  void AdoptPins(std::vector<PyHandle*> handles);
 
   Snapshot callable;
   bool awaitOnly = false;      // callable is an awaitable to run, not to call

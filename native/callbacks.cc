@@ -1,5 +1,7 @@
 #include "callbacks.h"
 
+#include <algorithm>
+
 #include "convert.h"
 #include "engine.h"
 #include "errors.h"
@@ -77,7 +79,8 @@ void ValueCapsuleDestructor(PyObject* capsule) {
 
 // One call of a JS function with thread-neutral arguments; fills result or error.
 struct CallbackOutcome {
-  Snapshot result;
+  PyObject* result = nullptr;      // owned
+  PyObject* exception = nullptr;   // owned: a Python error met converting the result
   JsValueRef* jsError = nullptr;
   ConvertError convertError;
   bool failed = false;
@@ -120,11 +123,26 @@ void RunJsFunction(JsThread* t, JsFunctionRef* ref, std::vector<Snapshot>& args,
     out->jsError = CaptureJsException(t, tryCatch.Exception());
     return;
   }
-  if (!JsToValue(t, result, &out->result, &out->convertError)) out->failed = true;
+  // The result becomes Python objects here, on the thread that holds the isolate: a PyObject
+  // proxy it contains belongs to this JS thread, and must stay pinned until Python holds it.
+  // JsToValue may run getters, so it runs first, without the GIL; then the GIL is taken briefly
+  // (isolate before GIL: allowed).
+  PinnedHandles pins;
+  Snapshot snapshot;
+  if (!JsToValue(t, result, &snapshot, &out->convertError, &pins)) {
+    out->failed = true;
+    return;
+  }
+  bool wasAttached = tls.attached;
+  if (!wasAttached) Attach();
+  out->result = ValueToPython(t, snapshot);
+  if (!out->result) out->exception = TakeException();
+  snapshot.Reset();
+  if (!wasAttached) Detach();
 }
 
 // Back under the GIL: the Python result of an outcome (new reference or null with error set).
-PyObject* OutcomeToPython(JsThread* t, CallbackOutcome& outcome) {
+PyObject* OutcomeToPython(CallbackOutcome& outcome) {
   if (outcome.jsError) {
     RaiseJsError(outcome.jsError);
     outcome.jsError = nullptr;
@@ -135,7 +153,14 @@ PyObject* OutcomeToPython(JsThread* t, CallbackOutcome& outcome) {
                        outcome.convertError.message.c_str());
     return nullptr;
   }
-  return ValueToPython(t, outcome.result);
+  if (!outcome.result) {
+    RestoreException(outcome.exception);
+    outcome.exception = nullptr;
+    return nullptr;
+  }
+  PyObject* result = outcome.result;
+  outcome.result = nullptr;
+  return result;
 }
 
 class CallbackRequest : public Task {
@@ -193,8 +218,12 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
     }
   }
 
+  // JS in the callback starts with no Py.GIL() scope of its own; the caller's come back after,
+  // minus those the callback closed.
   int savedScopes = tls.scopeDepth;
+  int savedClosed = tls.outerScopesClosed;
   tls.scopeDepth = 0;
+  tls.outerScopesClosed = 0;
   tls.trampolineDepth++;
   CallbackOutcome direct;
   CallbackOutcome* outcome = &direct;
@@ -204,10 +233,20 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
     // run the function here, with the GIL released while JS runs.
     Detach();
     RunJsFunction(t, ref, values, &direct);
+  } else if (t->TryBorrow()) {
+    // The JS thread is parked in a synchronous call (often this very thread, Python calling
+    // back during that call): borrow its isolate and run the function here, no queue.
+    Detach();
+    {
+      Borrowed scopes(t);
+      RunJsFunction(t, ref, values, &direct);
+    }
+    t->EndBorrow();
   } else {
     if (!t->Post(&request)) {
       tls.trampolineDepth--;
       tls.scopeDepth = savedScopes;
+      tls.outerScopesClosed = savedClosed;
       py.PyErr_SetString(py.PyExc_RuntimeError,
                          "cannot call a JS function whose JS thread (worker) has exited");
       return nullptr;
@@ -229,9 +268,12 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
     tls.attached = true;
   }
   tls.trampolineDepth--;
-  tls.scopeDepth = savedScopes;
+  int closedOutside = std::min(tls.outerScopesClosed, savedScopes);
+  tls.scopeDepth = savedScopes - closedOutside;
+  tls.outerScopesClosed = savedClosed + (tls.outerScopesClosed - closedOutside);
   values.clear();
-  return OutcomeToPython(t, *outcome);
+  (void)t;
+  return OutcomeToPython(*outcome);
 }
 
 }  // namespace

@@ -147,12 +147,14 @@ struct PyStatus {
   REQ(PyObject*, PyUnicode_FromStringAndSize, (const char*, Py_ssize_t))                          \
   REQ(PyObject*, PyUnicode_FromString, (const char*))                                             \
   REQ(PyObject*, PyUnicode_InternFromString, (const char*))                                       \
+  REQ(void, PyUnicode_InternInPlace, (PyObject**))                                                \
   REQ(const char*, PyUnicode_AsUTF8AndSize, (PyObject*, Py_ssize_t*))                             \
   REQ(PyObject*, PyUnicode_FromKindAndData, (int, const void*, Py_ssize_t))                       \
   REQ(PyObject*, PyUnicode_DecodeUTF16, (const char*, Py_ssize_t, const char*, int*))             \
   REQ(PyObject*, PyUnicode_AsEncodedString, (PyObject*, const char*, const char*))                \
   REQ(PyObject*, PyBytes_FromStringAndSize, (const char*, Py_ssize_t))                            \
   REQ(int, PyBytes_AsStringAndSize, (PyObject*, char**, Py_ssize_t*))                             \
+  REQ(PyObject*, PyBytes_FromObject, (PyObject*))                                                  \
   /* containers */                                                                                \
   REQ(PyObject*, PyList_New, (Py_ssize_t))                                                        \
   REQ(int, PyList_SetItem, (PyObject*, Py_ssize_t, PyObject*))                                    \
@@ -185,7 +187,12 @@ struct PyStatus {
   /* buffers */                                                                                   \
   REQ(int, PyObject_GetBuffer, (PyObject*, Py_buffer*, int))                                      \
   REQ(void, PyBuffer_Release, (Py_buffer*))                                                       \
-  REQ(PyObject*, PyMemoryView_FromMemory, (char*, Py_ssize_t, int))
+  REQ(PyObject*, PyMemoryView_FromMemory, (char*, Py_ssize_t, int))                               \
+  REQ(PyObject*, PyMemoryView_FromObject, (PyObject*))                                            \
+  /* types made in C */                                                                           \
+  REQ(PyObject*, PyType_FromSpec, (void*))                                                        \
+  REQ(PyObject*, PyType_GenericAlloc, (PyObject*, Py_ssize_t))                                    \
+  REQ(void, PyObject_Free, (void*))
 
 // Data symbols: exception classes (PyObject* variables) and static type objects.
 #define PYEMBED_CAPI_EXCEPTIONS(X)                                                                \
@@ -217,7 +224,8 @@ struct PyStatus {
   X(PyCFunction_Type)                                                                             \
   X(PyCapsule_Type)                                                                               \
   X(PyCoro_Type)                                                                                  \
-  X(PyMemoryView_Type)
+  X(PyMemoryView_Type)                                                                            \
+  X(PyBaseObject_Type)
 
 struct CApi {
 #define PYEMBED_DECLARE_FN(ret, name, args) ret(*name) args = nullptr;

@@ -1,5 +1,6 @@
 #include "convert.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -33,6 +34,7 @@ struct JsWalk {
   v8::Isolate* isolate;
   v8::Local<v8::Context> ctx;
   ConvertError* error;
+  PinnedHandles* pins;
   std::vector<v8::Local<v8::Object>> path;  // containers being converted (cycle detection)
 };
 
@@ -44,7 +46,7 @@ bool EnterContainer(JsWalk& w, v8::Local<v8::Object> obj) {
       return Fail(w.error, "cannot convert a cyclic structure to Python (an object contains itself)");
     }
   }
-  if (StackNearlyExhausted()) return Fail(w.error, "structure nested too deeply to convert");
+  if (StackNearlyExhausted(tls)) return Fail(w.error, "structure nested too deeply to convert");
   w.path.push_back(obj);
   return true;
 }
@@ -110,7 +112,7 @@ bool ConvertArray(JsWalk& w, v8::Local<v8::Array> arr, Snapshot* out) {
 bool ConvertPlainObject(JsWalk& w, v8::Local<v8::Object> obj, Snapshot* out) {
   if (!EnterContainer(w, obj)) return false;
   v8::Local<v8::Array> keys;
-  if (!obj->GetOwnPropertyNames(w.ctx, v8::ONLY_ENUMERABLE,
+  if (!obj->GetOwnPropertyNames(w.ctx, kStringKeys,
                                 v8::KeyConversionMode::kConvertToString)
            .ToLocal(&keys)) {
     return Fail(w.error, "cannot list the object's keys");
@@ -177,7 +179,7 @@ bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out) {
   }
   if (v->IsNumber()) {
     double d = v.As<v8::Number>()->Value();
-    if (std::trunc(d) == d && std::fabs(d) <= kMaxSafeInteger && !(d == 0 && std::signbit(d))) {
+    if (NumberIsPythonInt(d)) {
       out->kind = Snapshot::Kind::kInt;
       out->i = static_cast<int64_t>(d);
     } else {
@@ -210,9 +212,9 @@ bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out) {
     PyObject* live = LiveObject(h, &why);
     if (!live) return Fail(w.error, why);
     out->kind = Snapshot::Kind::kPyObject;
-    out->obj = live;
+    out->obj = live;  // borrowed: the pin keeps it, even if a later getter disposes the proxy
     out->ownsRef = false;
-    out->pinned = h;
+    w.pins->Add(h);
     return true;
   }
   if (v->IsFunction()) {
@@ -221,17 +223,25 @@ bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out) {
     return true;
   }
   if (v->IsArray()) return ConvertArray(w, v.As<v8::Array>(), out);
-  if (v->IsArrayBufferView()) {
-    auto view = v.As<v8::ArrayBufferView>();
+  if (v->IsArrayBufferView() || v->IsArrayBuffer() || v->IsSharedArrayBuffer()) {
+    std::string why;
+    if (CaptureJsBytes(v, &out->jsBytes, &why)) {
+      out->kind = Snapshot::Kind::kJsBytes;
+      return true;
+    }
+    // Memory that may move (a resizable ArrayBuffer) is copied into bytes instead.
     out->kind = Snapshot::Kind::kBytes;
-    out->text.resize(view->ByteLength());
-    if (!out->text.empty()) view->CopyContents(out->text.data(), out->text.size());
-    return true;
-  }
-  if (v->IsArrayBuffer()) {
-    auto buffer = v.As<v8::ArrayBuffer>();
-    out->kind = Snapshot::Kind::kBytes;
-    out->text.assign(static_cast<const char*>(buffer->Data()), buffer->ByteLength());
+    if (v->IsArrayBufferView()) {
+      auto view = v.As<v8::ArrayBufferView>();
+      out->text.resize(view->ByteLength());
+      if (!out->text.empty()) view->CopyContents(out->text.data(), out->text.size());
+    } else if (v->IsArrayBuffer()) {
+      auto buffer = v.As<v8::ArrayBuffer>();
+      out->text.assign(static_cast<const char*>(buffer->Data()), buffer->ByteLength());
+    } else {
+      auto buffer = v.As<v8::SharedArrayBuffer>();
+      out->text.assign(static_cast<const char*>(buffer->Data()), buffer->ByteLength());
+    }
     return true;
   }
   if (v->IsMap()) return ConvertMapOrSet(w, obj, true, out);
@@ -419,6 +429,13 @@ bool FromPython(PyWalk& w, PyObject* o, Snapshot* out) {
         py.PyType_IsSubtype(type, py.PyFrozenSet_Type)) {
       return SetItems(w, o, out);
     }
+    if (type == py.PyMemoryView_Type) {
+      auto capture = std::make_unique<PyBufferCapture>();
+      if (!CapturePyBuffer(o, capture.get())) return false;
+      out->kind = Snapshot::Kind::kPyBuffer;
+      out->pyBuffer = std::move(capture);
+      return true;
+    }
     if ((flags & kTpFlagsBytesSubclass) || type == py.PyByteArray_Type) {
       Py_buffer view;
       if (py.PyObject_GetBuffer(o, &view, kPyBufSimple) < 0) return false;
@@ -474,9 +491,7 @@ v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested) {
     case Snapshot::Kind::kBool:
       return v8::Boolean::New(isolate, v.b);
     case Snapshot::Kind::kInt:
-      if (v.i >= -9007199254740991LL && v.i <= 9007199254740991LL) {
-        return v8::Number::New(isolate, static_cast<double>(v.i));
-      }
+      if (IsSafeInteger(v.i)) return v8::Number::New(isolate, static_cast<double>(v.i));
       return v8::BigInt::New(isolate, v.i);
     case Snapshot::Kind::kFloat:
       return v8::Number::New(isolate, v.d);
@@ -484,8 +499,13 @@ v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested) {
       return AsValue(BigIntFromHex(ctx, v.text));
     case Snapshot::Kind::kString:
       if (v.encoding == Snapshot::Encoding::kUtf8) {
-        return NewJsString(isolate, v.view ? v.view : v.text.data(),
-                           v.view ? v.viewLength : v.text.size());
+        v8::Local<v8::String> s;
+        if (!NewJsString(isolate, v.view ? v.view : v.text.data(), v.view ? v.viewLength : v.text.size())
+                 .ToLocal(&s)) {
+          isolate->ThrowException(v8::Exception::RangeError(JsText(isolate, "string too long for JS")));
+          return {};
+        }
+        return s;
       }
       if (v.encoding == Snapshot::Encoding::kUtf16) {
         return AsValue(v8::String::NewFromTwoByte(
@@ -509,7 +529,22 @@ v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested) {
       return v8::Array::New(isolate, elements.data(), elements.size());
     }
     case Snapshot::Kind::kDict: {
+      size_t n = v.items.size() / 2;
+      bool stringKeys = true;
+      for (size_t i = 0; i < n && stringKeys; i++) stringKeys = v.items[2 * i].kind == Snapshot::Kind::kString;
       v8::Local<v8::Object> obj = v8::Object::New(isolate);
+      if (stringKeys) {
+        // Python str keys are distinct: build the object in one step (much faster for big dicts).
+        std::vector<v8::Local<v8::Name>> names(n);
+        std::vector<v8::Local<v8::Value>> values(n);
+        for (size_t i = 0; i < n; i++) {
+          v8::Local<v8::Value> key;
+          if (!ToJs(t, v.items[2 * i], true).ToLocal(&key)) return {};
+          names[i] = key.As<v8::Name>();
+          if (!ToJs(t, v.items[2 * i + 1], true).ToLocal(&values[i])) return {};
+        }
+        return v8::Object::New(isolate, obj->GetPrototype(), names.data(), values.data(), n);
+      }
       for (size_t i = 0; i + 1 < v.items.size(); i += 2) {
         v8::Local<v8::Value> key, item;
         if (!ToJs(t, v.items[i], true).ToLocal(&key)) return {};
@@ -538,6 +573,10 @@ v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested) {
       }
       return set;
     }
+    case Snapshot::Kind::kPyBuffer:
+      return BuildTypedArray(isolate, v.pyBuffer.get());
+    case Snapshot::Kind::kJsBytes:
+      return v8::Undefined(isolate);  // only made from JS, never converted back
     case Snapshot::Kind::kJsFunction:
       // The JS function itself when it belongs to this JS thread; a function of another JS
       // thread stays a Python callable here.
@@ -546,16 +585,98 @@ v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested) {
     case Snapshot::Kind::kPyObject: {
       // Only references taken from Python are converted to JS; borrowed ones came from JS.
       if (!v.ownsRef || !v.obj) return v8::Undefined(isolate);
-      PyObject* owned = v.obj;
+      v8::Local<v8::Object> handle;
+      if (!NewHandle(t, v.obj, v.handleFlags).ToLocal(&handle)) return {};  // v keeps its reference
       v.ownsRef = false;
       v.obj = nullptr;
-      return WrapHandle(t, NewHandle(t, owned, v.handleFlags), nested);
+      return WrapHandle(t, handle, nested);
     }
   }
   return v8::Undefined(isolate);
 }
 
 }  // namespace
+
+bool NumberIsPythonInt(double d) {
+  return std::trunc(d) == d && std::fabs(d) <= kMaxSafeInteger && !(d == 0 && std::signbit(d));
+}
+
+Fast PrimitiveToPython(v8::Isolate* isolate, v8::Local<v8::Value> v, PyObject** out) {
+  PyObject* o;
+  if (v->IsInt32()) {
+    o = py.PyLong_FromLongLong(v.As<v8::Int32>()->Value());
+  } else if (v->IsNumber()) {
+    double d = v.As<v8::Number>()->Value();
+    o = NumberIsPythonInt(d) ? py.PyLong_FromLongLong(static_cast<long long>(d))
+                             : py.PyFloat_FromDouble(d);
+  } else if (v->IsString()) {
+    v8::Local<v8::String> s = v.As<v8::String>();
+    constexpr int kShort = 128;
+    int length = s->Length();
+    if (length > kShort || !s->IsOneByte()) return Fast::kNotHandled;
+    uint8_t buffer[kShort];
+    s->WriteOneByte(isolate, buffer, 0, length, v8::String::NO_NULL_TERMINATION);
+    o = py.PyUnicode_FromKindAndData(1, buffer, length);
+  } else if (v->IsBoolean()) {
+    o = NewRef(v->IsTrue() ? py.True : py.False);
+  } else if (v->IsNullOrUndefined()) {
+    o = NewRef(py.None);
+  } else {
+    return Fast::kNotHandled;
+  }
+  *out = o;
+  return o ? Fast::kDone : Fast::kPythonError;
+}
+
+Fast PrimitiveToJs(v8::Isolate* isolate, PyObject* o, v8::Local<v8::Value>* out) {
+  PyObject* type = TypeOf(o);
+  if (o == py.None) {
+    *out = v8::Undefined(isolate);
+  } else if (type == py.PyLong_Type) {
+    int overflow = 0;
+    long long i = py.PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow != 0 || !IsSafeInteger(i)) return Fast::kNotHandled;
+    *out = v8::Number::New(isolate, static_cast<double>(i));
+  } else if (type == py.PyUnicode_Type) {
+    Py_ssize_t n = 0;
+    const char* utf8 = py.PyUnicode_AsUTF8AndSize(o, &n);
+    if (!utf8) {  // lone surrogates: the general path keeps them
+      py.PyErr_Clear();
+      return Fast::kNotHandled;
+    }
+    v8::Local<v8::String> s;
+    if (!NewJsString(isolate, utf8, static_cast<size_t>(n)).ToLocal(&s)) return Fast::kNotHandled;
+    *out = s;
+  } else if (type == py.PyFloat_Type) {
+    *out = v8::Number::New(isolate, py.PyFloat_AsDouble(o));
+  } else if (type == py.PyBool_Type) {
+    *out = v8::Boolean::New(isolate, o == py.True);
+  } else {
+    return Fast::kNotHandled;
+  }
+  return Fast::kDone;
+}
+
+Fast ListToJs(JsThread* thread, PyObject* list, const ToJsOptions& options, v8::Local<v8::Value>* out) {
+  v8::Isolate* isolate = thread->isolate;
+  Py_ssize_t n = py.PyList_Size(list);
+  std::vector<v8::Local<v8::Value>> elements(static_cast<size_t>(n));
+  for (Py_ssize_t i = 0; i < n; i++) {
+    PyObject* item = py.PyList_GetItem(list, i);  // borrowed; nothing below runs Python code
+    if (!item) return Fast::kPythonError;
+    if (PrimitiveToJs(isolate, item, &elements[i]) == Fast::kDone) continue;
+    if (item == list) {
+      py.PyErr_SetString(py.PyExc_ValueError,
+                         "cannot convert a cyclic structure to JS (a container contains itself)");
+      return Fast::kPythonError;
+    }
+    Snapshot snapshot;
+    if (!PythonToValue(item, options, &snapshot)) return Fast::kPythonError;
+    if (!ValueToJs(thread, snapshot, /*wrap=*/true).ToLocal(&elements[i])) return Fast::kConvertError;
+  }
+  *out = v8::Array::New(isolate, elements.data(), elements.size());
+  return Fast::kDone;
+}
 
 Snapshot::Snapshot(Snapshot&& other) noexcept
     : kind(other.kind),
@@ -566,16 +687,16 @@ Snapshot::Snapshot(Snapshot&& other) noexcept
       fn(other.fn),
       generation(other.generation),
       handleFlags(other.handleFlags),
-      pinned(other.pinned),
       text(std::move(other.text)),
       view(other.view),
       viewLength(other.viewLength),
-      items(std::move(other.items)) {
+      items(std::move(other.items)),
+      jsBytes(std::move(other.jsBytes)),
+      pyBuffer(std::move(other.pyBuffer)) {
   other.ownsRef = false;
   other.kind = Kind::kUndefined;
   other.obj = nullptr;
   other.fn = nullptr;
-  other.pinned = nullptr;
 }
 
 Snapshot& Snapshot::operator=(Snapshot&& other) noexcept {
@@ -589,16 +710,16 @@ Snapshot& Snapshot::operator=(Snapshot&& other) noexcept {
     fn = other.fn;
     generation = other.generation;
     handleFlags = other.handleFlags;
-    pinned = other.pinned;
     text = std::move(other.text);
     view = other.view;
     viewLength = other.viewLength;
     items = std::move(other.items);
+    jsBytes = std::move(other.jsBytes);
+    pyBuffer = std::move(other.pyBuffer);
     other.ownsRef = false;
     other.kind = Kind::kUndefined;
     other.obj = nullptr;
     other.fn = nullptr;
-    other.pinned = nullptr;
   }
   return *this;
 }
@@ -612,14 +733,26 @@ void Snapshot::Reset() {
   kind = Kind::kUndefined;
   view = nullptr;
   items.clear();
+  jsBytes.store.reset();
+  pyBuffer.reset();
 }
 
 Snapshot::~Snapshot() { Reset(); }
 
-bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertError* error) {
+bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertError* error,
+               PinnedHandles* pins) {
   v8::Isolate* isolate = thread->isolate;
-  JsWalk w{thread, isolate, isolate->GetCurrentContext(), error, {}};
+  JsWalk w{thread, isolate, isolate->GetCurrentContext(), error, pins, {}};
   return Convert(w, v, out);
+}
+
+void PinnedHandles::Add(PyHandle* handle) {
+  handle->pins++;
+  handles_.push_back(handle);
+}
+
+PinnedHandles::~PinnedHandles() {
+  for (PyHandle* h : handles_) UnpinHandle(h);
 }
 
 PyObject* ValueToPython(JsThread* thread, Snapshot& v) {
@@ -662,6 +795,10 @@ PyObject* ValueToPython(JsThread* thread, Snapshot& v) {
     }
     case Snapshot::Kind::kBytes:
       return py.PyBytes_FromStringAndSize(v.text.data(), static_cast<Py_ssize_t>(v.text.size()));
+    case Snapshot::Kind::kJsBytes:
+      return MemoryViewOfJsBytes(v.jsBytes);
+    case Snapshot::Kind::kPyBuffer:
+      return NewRef(py.None);  // only made from Python, never converted back
     case Snapshot::Kind::kList:
     case Snapshot::Kind::kTuple: {
       bool tuple = v.kind == Snapshot::Kind::kTuple;
@@ -736,8 +873,15 @@ v8::MaybeLocal<v8::Value> PythonToJs(JsThread* thread, PyObject* o, const ToJsOp
   return ToJs(thread, v, false);
 }
 
-v8::Local<v8::String> NewJsString(v8::Isolate* isolate, const char* utf8, size_t length) {
+v8::MaybeLocal<v8::String> NewJsString(v8::Isolate* isolate, const char* utf8, size_t length) {
+  if (length > static_cast<size_t>(v8::String::kMaxLength)) return {};
   return v8::String::NewFromUtf8(isolate, utf8, v8::NewStringType::kNormal,
-                                 static_cast<int>(length))
-      .ToLocalChecked();
+                                 static_cast<int>(length));
+}
+
+v8::Local<v8::String> JsText(v8::Isolate* isolate, const std::string& text) {
+  size_t length = std::min(text.size(), static_cast<size_t>(1) << 20);
+  v8::Local<v8::String> s;
+  if (!NewJsString(isolate, text.data(), length).ToLocal(&s)) return v8::String::Empty(isolate);
+  return s;
 }

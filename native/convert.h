@@ -8,11 +8,13 @@
 // The rules (documented in the README):
 //   JS -> Python: undefined/null -> None, boolean -> bool, safe integer -> int, other number ->
 //   float (so -0, NaN, 1e300 round-trip), bigint -> int, string -> str (lone surrogates kept),
-//   Buffer/Uint8Array -> bytes, Array -> list, plain object -> dict, Map -> dict, Set -> set,
-//   function -> Python callable, PyObject proxy -> the same object. Cycles are an error.
+//   ArrayBuffer/TypedArray/Buffer -> memoryview over the same memory, Array -> list, plain
+//   object -> dict, Map -> dict, Set -> set, function -> Python callable, PyObject proxy -> the
+//   same object. Cycles are an error.
 //   Python -> JS (shallow, call results): None -> undefined, bool -> boolean, int -> number when
 //   safe else bigint, float -> number, str -> string, a pyembed JS function -> that function,
-//   anything else -> PyObject proxy. toJS() converts containers deeply.
+//   anything else -> PyObject proxy. toJS() converts containers deeply (and a memoryview to a
+//   TypedArray over its memory).
 #pragma once
 
 #include <v8.h>
@@ -22,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "buffers.h"
 #include "capi.h"
 
 struct JsThread;
@@ -45,6 +48,8 @@ struct Snapshot {
     kMap,        // Python dict -> JS Map (toJS with dict: 'map')
     kPyObject,   // obj (owned if ownsRef, else borrowed from a live handle)
     kJsFunction, // fn, and obj when it came from Python
+    kJsBytes,    // jsBytes: JS binary data, to become a memoryview over the same memory
+    kPyBuffer,   // pyBuffer: a Python buffer, to become a TypedArray
     kNaN         // never produced: placeholder to keep switch statements exhaustive
   };
   enum class Encoding : uint8_t { kLatin1, kUtf16, kUtf8 };
@@ -62,11 +67,12 @@ struct Snapshot {
   JsFunctionRef* fn = nullptr;    // kJsFunction (one count held)
   uint64_t generation = 0;     // of obj, when ownsRef
   uint8_t handleFlags = 0;     // kPyObject from Python: callable / awaitable (see handles.h)
-  PyHandle* pinned = nullptr;  // handle pinned for an async call (kPyObject borrowed)
   std::string text;            // string/bigint/bytes payload (owned copy)
   const char* view = nullptr;  // UTF-8 viewed inside `obj` (a Python str kept alive by it)
   size_t viewLength = 0;
   std::vector<Snapshot> items;
+  JsBytes jsBytes;
+  std::unique_ptr<PyBufferCapture> pyBuffer;
 
   Snapshot() : i(0) {}
   Snapshot(Snapshot&& other) noexcept;
@@ -77,29 +83,77 @@ struct Snapshot {
   void Reset();
 };
 
+// The keys of a plain object (or Py.kw) that become dict keys / keyword names: own, enumerable,
+// strings (Symbol keys are JS-only, as in JSON).
+constexpr v8::PropertyFilter kStringKeys =
+    static_cast<v8::PropertyFilter>(v8::ONLY_ENUMERABLE | v8::SKIP_SYMBOLS);
+
 struct ConvertError {
   std::string message;
   bool isTypeError = true;  // else RangeError / Python ValueError
 };
-
-// JS -> Value. On failure returns false with `error` set (no JS exception pending).
-bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertError* error);
-// Snapshot -> Python: a new reference, or null with a Python exception set. Caller attached.
-PyObject* ValueToPython(JsThread* thread, Snapshot& v);
 
 struct ToJsOptions {
   bool deep = false;
   bool dictAsMap = false;
   bool wrapTopLevel = false;  // a top-level Python object becomes a proxy, not a bare handle
 };
-// Python -> Value. Caller attached. Returns false with a Python exception set.
+
+// The Python objects of PyObject proxies met while converting JS values, pinned: a getter that
+// runs later in the conversion cannot dispose them (DisposeHandle defers), so the borrowed
+// pointers in the Snapshot stay valid until the Snapshot became Python objects. On the JS thread.
+class PinnedHandles {
+ public:
+  PinnedHandles() = default;
+  PinnedHandles(const PinnedHandles&) = delete;
+  PinnedHandles& operator=(const PinnedHandles&) = delete;
+  ~PinnedHandles();
+  void Add(PyHandle* handle);
+  // The caller takes the pins over (and unpins them later, on this JS thread).
+  std::vector<PyHandle*> Take() { return std::move(handles_); }
+
+ private:
+  std::vector<PyHandle*> handles_;
+};
+
+// JS -> Snapshot. May run JS (getters): call it without the GIL. On failure returns false with
+// `error` set (no JS exception pending).
+bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertError* error,
+               PinnedHandles* pins);
+// Snapshot -> Python: a new reference, or null with a Python exception set. Caller attached.
+PyObject* ValueToPython(JsThread* thread, Snapshot& v);
+
+
+// Python -> Snapshot. Caller attached. Returns false with a Python exception set.
 bool PythonToValue(PyObject* o, const ToJsOptions& options, Snapshot* out);
 // Snapshot -> JS. Takes the Python references it needs into handles. Never touches Python, except
 // that it may queue decrefs. Python objects nested in containers always become PyObject proxies;
 // a top-level one becomes a proxy too with `wrap`, else a bare handle (src/proxy.ts wraps it).
 v8::MaybeLocal<v8::Value> ValueToJs(JsThread* thread, Snapshot& v, bool wrap = false);
 
+
+// Fast paths for synchronous calls, which hold both the GIL and the isolate: primitives go
+// straight across without a Snapshot (converting a primitive runs no JS code). They apply
+// exactly the rules above; anything they do not handle goes through the Snapshot path.
+inline bool IsFastPrimitive(v8::Local<v8::Value> v) {
+  return v->IsNumber() || v->IsString() || v->IsBoolean() || v->IsNullOrUndefined();
+}
+enum class Fast { kNotHandled, kDone, kPythonError, kConvertError };
+Fast PrimitiveToPython(v8::Isolate* isolate, v8::Local<v8::Value> v, PyObject** out);
+Fast PrimitiveToJs(v8::Isolate* isolate, PyObject* o, v8::Local<v8::Value>* out);
+// Big lists are common: (deep) a Python list to a JS Array element by element on the fast path;
+// other elements take the Snapshot path.
+Fast ListToJs(JsThread* thread, PyObject* list, const ToJsOptions& options, v8::Local<v8::Value>* out);
+
+// The number rule: a JS number becomes a Python int only when it is a safe integer and not -0.
+bool NumberIsPythonInt(double d);
+// The int rule: a Python int becomes a JS number only within the safe range.
+inline bool IsSafeInteger(int64_t i) { return i >= -9007199254740991LL && i <= 9007199254740991LL; }
+
 // Convenience for synchronous paths that hold both the GIL and the isolate.
 v8::MaybeLocal<v8::Value> PythonToJs(JsThread* thread, PyObject* o, const ToJsOptions& options);
 
-v8::Local<v8::String> NewJsString(v8::Isolate* isolate, const char* utf8, size_t length);
+// A JS string from UTF-8; empty when it is longer than V8's maximum string length.
+v8::MaybeLocal<v8::String> NewJsString(v8::Isolate* isolate, const char* utf8, size_t length);
+// For messages: never fails (a message too long for V8 is cut).
+v8::Local<v8::String> JsText(v8::Isolate* isolate, const std::string& text);

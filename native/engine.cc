@@ -1,5 +1,6 @@
 #include "engine.h"
 
+#include "buffers.h"
 #include "gil.h"
 #include "python_helpers.h"
 
@@ -75,11 +76,8 @@ bool Engine::Start(const EngineConfig& config, std::string* error) {
     *error = "libpython is already initialized by someone else in this process";
     return false;
   }
-  if (threadsLeft_ > 0) {
-    *error = "cannot start Python again in this process: " + std::to_string(threadsLeft_) +
-             " Python thread(s) (daemon threads) of the previous interpreter were still running "
-             "when it was shut down, and CPython cannot be initialized again under them. Stop "
-             "those threads before PythonEngine.shutdown(), or keep Python running.";
+  if (!restartRefusal_.empty()) {
+    *error = "cannot start Python again in this process: " + restartRefusal_;
     return false;
   }
   if (thread_.joinable()) thread_.join();  // the previous run's interpreter thread has ended
@@ -109,7 +107,7 @@ bool Engine::Start(const EngineConfig& config, std::string* error) {
 void Engine::InterpreterThread(EngineConfig config) {
   std::string error;
   bool ok = InitializeInterpreter(config, &error) && FinishCApiAfterInit(&error) &&
-            LoadPythonHelpers(config.helperSource, &error);
+            LoadPythonHelpers(config.helperSource, &error) && InitBufferType(&error);
   PyThreadState* mainState = nullptr;
   if (ok) {
     // Importing threading here makes this thread Python's main thread for the threading module,
@@ -138,26 +136,26 @@ void Engine::InterpreterThread(EngineConfig config) {
   cv_.wait(lock, [this] { return stopRequested_; });
   lock.unlock();
   py.PyEval_RestoreThread(mainState);
-  int overflowIgnored = 0;
   if (helpers.stopLoop) {
     PyObject* r = CallVector(helpers.stopLoop, nullptr, 0, nullptr);
     if (r) py.Py_DecRef(r);
     else py.PyErr_Clear();
   }
-  long left = 0;
-  if (helpers.threadsLeftRunning) {
-    PyObject* n = CallVector(helpers.threadsLeftRunning, nullptr, 0, nullptr);
-    if (n) {
-      left = static_cast<long>(py.PyLong_AsLongLongAndOverflow(n, &overflowIgnored));
-      py.Py_DecRef(n);
-    }
+  std::string refusal;
+  if (helpers.restartHazards) {
+    PyObject* reason = CallVector(helpers.restartHazards, nullptr, 0, nullptr);
+    Py_ssize_t n = 0;
+    const char* text = reason ? py.PyUnicode_AsUTF8AndSize(reason, &n) : nullptr;
+    if (text) refusal.assign(text, static_cast<size_t>(n));
+    if (reason) py.Py_DecRef(reason);
     py.PyErr_Clear();
   }
   UnloadPythonHelpers();
+  ClearBufferType();
   int rc = py.Py_FinalizeEx();
   lock.lock();
   finalizeResult_ = rc;
-  threadsLeft_ = left;
+  restartRefusal_ = refusal;
   stopped_ = true;
   cv_.notify_all();
 }

@@ -42,7 +42,8 @@ class Engine {
   const EngineConfig& config() const { return config_; }
 
   // JS and pool threads inside a pyembed operation. Changed only by attached threads, so in GIL
-  // builds the GIL orders it (no atomic on the hot path).
+  // builds the GIL orders it (no atomic on the hot path). A free-threaded build would need an
+  // atomic here: src/locate.ts refuses those builds until then.
   int busyThreads = 0;
   std::mutex waitMu;
   std::condition_variable waitCv;  // notified when busyThreads drops while stopping
@@ -62,7 +63,7 @@ class Engine {
   std::string startError_;
   EngineConfig config_;
   int finalizeResult_ = 0;
-  long threadsLeft_ = 0;  // Python threads the last finalization left running
+  std::string restartRefusal_;  // why the last finalization makes a restart unsafe, if it does
 };
 
 extern Engine& engine;

@@ -11,7 +11,9 @@ namespace {
 PyObject* describeException = nullptr;  // owned; _pyembed.describe_exception
 uint64_t describeGeneration = 0;
 
-PyObject* FetchException() {
+}  // namespace
+
+PyObject* TakeException() {
   if (py.PyErr_GetRaisedException) return py.PyErr_GetRaisedException();
   PyObject *type = nullptr, *value = nullptr, *tb = nullptr;
   py.PyErr_Fetch(&type, &value, &tb);
@@ -22,6 +24,17 @@ PyObject* FetchException() {
   if (tb) py.Py_DecRef(tb);
   return value;
 }
+
+void RestoreException(PyObject* exception) {
+  if (!exception) {
+    py.PyErr_SetString(py.PyExc_RuntimeError, "a JS callback failed without an exception");
+    return;
+  }
+  py.PyErr_SetObject(TypeOf(exception), exception);
+  py.Py_DecRef(exception);
+}
+
+namespace {
 
 std::string Utf8Of(PyObject* str) {
   Py_ssize_t n = 0;
@@ -64,7 +77,7 @@ void SetDescribeException(PyObject* fn) {
 }
 
 void CapturePythonError(JsThread* thread, PythonErrorInfo* info) {
-  PyObject* exc = FetchException();
+  PyObject* exc = TakeException();
   info->present = true;
   if (!exc) {
     info->type = "SystemError";
@@ -84,7 +97,7 @@ v8::Local<v8::Value> MakeJsError(JsThread* thread, PythonErrorInfo& info) {
   v8::Isolate* isolate = thread->isolate;
   if (info.original) return JsValueOf(info.original, isolate);
   if (!info.present) {  // a pyembed error that never was a Python exception
-    v8::Local<v8::String> text = NewJsString(isolate, info.message.data(), info.message.size());
+    v8::Local<v8::String> text = JsText(isolate, info.message);
     return info.type == "TypeError" ? v8::Exception::TypeError(text) : v8::Exception::Error(text);
   }
   v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
@@ -94,14 +107,14 @@ v8::Local<v8::Value> MakeJsError(JsThread* thread, PythonErrorInfo& info) {
     if (ValueToJs(thread, info.exception).ToLocal(&h)) excHandle = h;
   }
   v8::Local<v8::Value> argv[] = {
-      NewJsString(isolate, info.type.data(), info.type.size()),
-      NewJsString(isolate, info.message.data(), info.message.size()),
-      NewJsString(isolate, info.traceback.data(), info.traceback.size()),
+      JsText(isolate, info.type),
+      JsText(isolate, info.message),
+      JsText(isolate, info.traceback),
       excHandle,
   };
   v8::Local<v8::Value> error;
   if (!thread->errorFactory.Get(isolate)->Call(ctx, v8::Undefined(isolate), 4, argv).ToLocal(&error)) {
-    return v8::Exception::Error(NewJsString(isolate, info.message.data(), info.message.size()));
+    return v8::Exception::Error(JsText(isolate, info.message));
   }
   return error;
 }
@@ -118,15 +131,15 @@ void ThrowConvertError(v8::Isolate* isolate, const ConvertError& error) {
     ThrowTypeError(isolate, error.message);
   } else {
     isolate->ThrowException(v8::Exception::RangeError(
-        NewJsString(isolate, error.message.data(), error.message.size())));
+        JsText(isolate, error.message)));
   }
 }
 
 void ThrowError(v8::Isolate* isolate, const std::string& message) {
-  isolate->ThrowException(v8::Exception::Error(NewJsString(isolate, message.data(), message.size())));
+  isolate->ThrowException(v8::Exception::Error(JsText(isolate, message)));
 }
 
 void ThrowTypeError(v8::Isolate* isolate, const std::string& message) {
   isolate->ThrowException(
-      v8::Exception::TypeError(NewJsString(isolate, message.data(), message.size())));
+      v8::Exception::TypeError(JsText(isolate, message)));
 }

@@ -34,5 +34,10 @@ void ThrowConvertError(v8::Isolate* isolate, const ConvertError& error);
 void ThrowError(v8::Isolate* isolate, const std::string& message);
 void ThrowTypeError(v8::Isolate* isolate, const std::string& message);
 
+// Caller attached: the current Python exception as one owned object (cleared), or null; and
+// back (consumed), possibly on another thread.
+PyObject* TakeException();
+void RestoreException(PyObject* exception);
+
 // The helper Python functions that errors need (from python/_pyembed.py).
 void SetDescribeException(PyObject* fn);

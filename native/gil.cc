@@ -8,7 +8,7 @@ std::atomic<int64_t> threadStatesMade{0};
 std::atomic<int64_t> threadStatesReleased{0};
 PendingDecrefs& pendingDecrefs = *new PendingDecrefs();  // outlives every thread
 
-void Attach() {
+void Attach(ThreadContext& tls) {
   uint64_t gen = engine.generation();
   if (tls.tstate && tls.generation == gen) {
     py.PyEval_RestoreThread(tls.tstate);
@@ -22,6 +22,7 @@ void Attach() {
     tls.generation = gen;
     tls.ownsTstate = true;
     threadStatesMade++;
+    if (tls.isMainJsThread) StartInterruptWatcher();
     if (tls.pythonName && helpers.adoptThread) {
       PyRefOwned name(py.PyUnicode_FromString(tls.pythonName));
       PyObject* args[] = {name.get(), tls.pythonDaemon ? py.True : py.False};
@@ -33,7 +34,7 @@ void Attach() {
   if (pendingDecrefs.NonEmpty()) pendingDecrefs.Drain();
 }
 
-void Detach() {
+void Detach(ThreadContext& tls) {
   tls.attached = false;
   PyThreadState* ts = py.PyEval_SaveThread();
   (void)ts;  // the same as tls.tstate
@@ -65,21 +66,36 @@ void ReleaseThreadState() {
 
 void PendingDecrefs::Push(PyObject* o, uint64_t generation) {
   std::lock_guard<std::mutex> lock(mu_);
-  items_.emplace_back(o, generation);
+  items_.push_back({o, nullptr, nullptr, generation});
+  nonEmpty_.store(true, std::memory_order_relaxed);
+}
+
+void PendingDecrefs::PushRelease(void (*release)(void*, bool), void* arg, uint64_t generation) {
+  std::lock_guard<std::mutex> lock(mu_);
+  items_.push_back({nullptr, release, arg, generation});
   nonEmpty_.store(true, std::memory_order_relaxed);
 }
 
 void PendingDecrefs::Drain() {
-  std::vector<std::pair<PyObject*, uint64_t>> batch;
+  std::vector<Item> batch;
   {
     std::lock_guard<std::mutex> lock(mu_);
     batch.swap(items_);
+    items_.swap(spare_);
     nonEmpty_.store(false, std::memory_order_relaxed);
   }
   uint64_t gen = engine.generation();
-  for (auto& [obj, g] : batch) {
-    if (g == gen) py.Py_DecRef(obj);
+  for (Item& item : batch) {
+    // Entries of a finalized interpreter are dropped: their objects went with it (or leak).
+    if (item.release) {
+      item.release(item.arg, item.generation == gen);
+    } else if (item.generation == gen) {
+      py.Py_DecRef(item.obj);  // may run __del__, even re-enter pyembed: batch is ours alone
+    }
   }
+  batch.clear();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (spare_.capacity() < batch.capacity()) spare_.swap(batch);
 }
 
 void ReleaseRef(PyObject* o, uint64_t generation) {
@@ -89,40 +105,6 @@ void ReleaseRef(PyObject* o, uint64_t generation) {
   } else if (generation == engine.generation() && engine.running()) {
     pendingDecrefs.Push(o, generation);
   }
-}
-
-PythonCall::PythonCall() {
-  if (!engine.running()) {
-    error_ = "Python is not running: it was shut down (objects of that interpreter cannot be used; "
-             "PythonEngine.initialize() starts a new one)";
-    return;
-  }
-  if (!tls.attached) {
-    Attach();
-    attachedHere_ = true;
-    // Shutdown may have begun while we waited for the GIL: it sets the state under the GIL, so
-    // reading it now that we hold the GIL is decisive.
-    if (!engine.running()) {
-      Detach();
-      attachedHere_ = false;
-      error_ = "Python is shutting down";
-      return;
-    }
-  }
-  if (tls.callDepth++ == 0) engine.busyThreads++;
-  ok_ = true;
-}
-
-PythonCall::~PythonCall() {
-  if (!ok_) return;
-  if (--tls.callDepth == 0) {
-    engine.busyThreads--;
-    if (engine.state() == EngineState::kStopping) {
-      std::lock_guard<std::mutex> lock(engine.waitMu);
-      engine.waitCv.notify_all();
-    }
-  }
-  if (attachedHere_ && tls.scopeDepth == 0 && tls.attached) Detach();
 }
 
 GilRelease::GilRelease() {

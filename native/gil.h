@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "capi.h"
+#include "engine.h"
+#include "signals.h"
 
 struct JsThread;
 
@@ -19,6 +21,7 @@ struct ThreadContext {
   // What Python calls this thread and whether its threads are daemons (set before first attach).
   const char* pythonName = nullptr;
   bool pythonDaemon = true;
+  bool isMainJsThread = false;  // Node's main thread (Ctrl-C reaches its Python calls)
   PyThreadState* tstate = nullptr;
   uint64_t generation = 0;   // interpreter run the tstate belongs to
   bool ownsTstate = false;   // made by pyembed (JS and pool threads), not by Python's threading
@@ -26,6 +29,9 @@ struct ThreadContext {
   int scopeDepth = 0;        // open Py.GIL() scopes (keep the GIL between operations)
   int callDepth = 0;         // pyembed operations in progress on this thread, nested included
   int trampolineDepth = 0;   // Python -> JS callbacks in progress on this thread
+  int outerScopesClosed = 0; // Py.GIL() scopes of the JS code outside the current callback that
+                             // JS code inside it closed (callbacks.cc takes them off on return)
+  uintptr_t stackLow = 0;    // lowest usable stack address (0: not known yet), see stack.cc
 
   // After this thread's Python thread state is gone (worker exit, or finalization).
   void ForgetInterpreter() {
@@ -44,10 +50,11 @@ extern std::atomic<int64_t> threadStatesMade;
 extern std::atomic<int64_t> threadStatesReleased;
 
 // Attaches the calling thread (takes the GIL), creating its thread state on first use.
-// Precondition: the engine is running and the thread is not attached.
-void Attach();
+// Precondition: the engine is running and the thread is not attached. `ctx` is the calling
+// thread's own context (passing it saves thread-local lookups on hot paths).
+void Attach(ThreadContext& ctx = tls);
 // Detaches the calling thread (releases the GIL). Precondition: attached.
-void Detach();
+void Detach(ThreadContext& ctx = tls);
 // For threads Python made (a callback arriving on a threading.Thread): adopt its current state.
 void AdoptCurrentPythonThread();
 // Drops the calling JS thread's thread state for good (worker exit). Takes the GIL if needed.
@@ -59,12 +66,22 @@ void ReleaseThreadState();
 class PendingDecrefs {
  public:
   void Push(PyObject* o, uint64_t generation);
+  // Any other release that needs the GIL: `release(arg, live)` runs in Drain, with live false
+  // when the interpreter it belonged to was finalized (then it must only free its own memory).
+  void PushRelease(void (*release)(void* arg, bool live), void* arg, uint64_t generation);
   bool NonEmpty() const { return nonEmpty_.load(std::memory_order_relaxed); }
   void Drain();  // caller attached
 
  private:
+  struct Item {
+    PyObject* obj;
+    void (*release)(void*, bool);
+    void* arg;
+    uint64_t generation;
+  };
   std::mutex mu_;
-  std::vector<std::pair<PyObject*, uint64_t>> items_;
+  std::vector<Item> items_;
+  std::vector<Item> spare_;  // an empty buffer with capacity, so a busy queue does not reallocate
   std::atomic<bool> nonEmpty_{false};
 };
 extern PendingDecrefs& pendingDecrefs;
@@ -76,7 +93,7 @@ void ReleaseRef(PyObject* o, uint64_t generation);
 // counts the thread as busy in Python so shutdown waits for it. Throws nothing: check ok().
 class PythonCall {
  public:
-  PythonCall();
+  explicit PythonCall(ThreadContext& ctx = tls);
   ~PythonCall();
   PythonCall(const PythonCall&) = delete;
   PythonCall& operator=(const PythonCall&) = delete;
@@ -84,10 +101,59 @@ class PythonCall {
   const char* error() const { return error_; }
 
  private:
+  ThreadContext& ctx_;
   bool ok_ = false;
   bool attachedHere_ = false;
   const char* error_ = nullptr;
 };
+
+inline PythonCall::PythonCall(ThreadContext& ctx) : ctx_(ctx) {
+  if (!engine.running()) {
+    error_ = "Python is not running: it was shut down (objects of that interpreter cannot be used; "
+             "PythonEngine.initialize() starts a new one)";
+    return;
+  }
+  if (!ctx_.attached) {
+    Attach(ctx_);
+    attachedHere_ = true;
+    // Shutdown may have begun while we waited for the GIL: it sets the state under the GIL, so
+    // reading it now that we hold the GIL is decisive.
+    if (!engine.running()) {
+      Detach(ctx_);
+      attachedHere_ = false;
+      error_ = "Python is shutting down";
+      return;
+    }
+  }
+  // Releases queued by JS garbage collection wait for the next attach; a thread that stays
+  // attached (a long Py.GIL() scope) drains them here instead.
+  else if (pendingDecrefs.NonEmpty()) {
+    pendingDecrefs.Drain();
+  }
+  if (ctx_.callDepth++ == 0) {
+    engine.busyThreads++;
+    if (ctx_.isMainJsThread) MainThreadCallStarted();
+  }
+  ok_ = true;
+}
+
+inline PythonCall::~PythonCall() {
+  if (!ok_) return;
+  if (--ctx_.callDepth == 0) {
+    if (ctx_.isMainJsThread) MainThreadCallEnded();
+    engine.busyThreads--;
+    if (engine.state() == EngineState::kStopping) {
+      std::lock_guard<std::mutex> lock(engine.waitMu);
+      engine.waitCv.notify_all();
+    }
+  }
+  // Detach unless a Py.GIL() scope keeps the thread attached, or an outer operation of this
+  // level does (callDepth). A thread a scope attached, whose scope was closed meanwhile (in a
+  // callback), is detached here too.
+  if ((attachedHere_ || ctx_.callDepth == 0) && ctx_.scopeDepth == 0 && ctx_.attached) {
+    Detach(ctx_);
+  }
+}
 
 // Temporarily releases the GIL held by this thread (around JS code or blocking waits) and takes
 // it back in the destructor. A no-op when the thread is not attached.

@@ -31,8 +31,10 @@ constexpr uint8_t kHandleAwaitable = 2;
 // Caller attached: the flags of an object, for NewHandle.
 uint8_t HandleFlagsOf(PyObject* o);
 
-// Wraps an owned reference in a new handle object (takes ownership). No GIL needed.
-v8::Local<v8::Object> NewHandle(JsThread* thread, PyObject* owned, uint8_t flags);
+// Wraps an owned reference in a new handle object, taking ownership on success. Empty (the caller
+// keeps the reference) when V8 cannot make objects right now: its worker is being terminated.
+// No GIL needed.
+v8::MaybeLocal<v8::Object> NewHandle(JsThread* thread, PyObject* owned, uint8_t flags);
 // The PyHandle behind a handle object, or null if `value` is not one.
 PyHandle* HandleFromValue(JsThread* thread, v8::Local<v8::Value> value);
 // The live object behind a handle, or null with `*why` set (disposed, stale interpreter, ...).

@@ -40,21 +40,42 @@ void JsThread::DrainTasks() {
   }
 }
 
+Borrowed::Borrowed(JsThread* t)
+    : locker_(t->isolate),
+      isolateScope_(t->isolate),
+      handleScope_(t->isolate),
+      contextScope_(t->context.Get(t->isolate)) {
+  // V8 sizes a new thread's stack by its own default; a Python thread may have less. (The JS
+  // thread itself gets its own limits back from V8 when it re-locks.)
+  if (t->owner != &tls) SetV8StackLimitForThisThread(t->isolate);
+}
+
 void JsThread::BorrowAndDrain(std::unique_lock<std::mutex>& lock) {
   holder.store(&tls, std::memory_order_relaxed);
+  borrows++;
   lock.unlock();
   {
-    v8::Locker locker(isolate);
-    v8::Isolate::Scope isolateScope(isolate);
-    // V8 sizes a new thread's stack by its own default; a Python thread may have less.
-    SetV8StackLimitForThisThread(isolate);
-    v8::HandleScope handleScope(isolate);
-    v8::Local<v8::Context> ctx = context.Get(isolate);
-    v8::Context::Scope contextScope(ctx);
+    Borrowed scopes(this);
     DrainTasks();
   }
   lock.lock();
   holder.store(nullptr, std::memory_order_relaxed);
+  cv.notify_all();
+}
+
+bool JsThread::TryBorrow() {
+  std::lock_guard<std::mutex> lock(mu);
+  if (!alive || holder.load(std::memory_order_relaxed) != nullptr) return false;
+  holder.store(&tls, std::memory_order_relaxed);
+  borrows++;
+  return true;
+}
+
+void JsThread::EndBorrow() {
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    holder.store(nullptr, std::memory_order_relaxed);
+  }
   cv.notify_all();
 }
 
@@ -81,20 +102,42 @@ void JsThread::Shutdown() {
   for (JsHeld* h : holding) h->DropJsReferences();
   for (Task* task : pending) task->Cancel();
   ReleaseAllHandles(this);
+  names.Clear();
+  // The JsThread itself may outlive the isolate (Python can still hold a function of this thread
+  // and drop it later, from any thread): its own V8 references must go now, on this thread.
+  context.Reset();
+  handleKey.Reset();
+  doneSentinel.Reset();
+  errorFactory.Reset();
+  wrapFactory.Reset();
+  handleTemplate.Reset();
+  handleClass.Reset();
+  kwargsPrototype.Reset();
 }
 
-ParkedIsolate::ParkedIsolate(JsThread* thread, bool force) : thread_(thread) {
-  if (!force && thread->exposure.load(std::memory_order_relaxed) == 0) {
-    thread_ = nullptr;
-    return;
-  }
+void ParkedIsolate::Park(JsThread* thread) {
+  thread_ = thread;
   unlocker_.emplace(thread->isolate);
   {
     std::lock_guard<std::mutex> lock(thread->mu);
     thread->holder.store(nullptr, std::memory_order_relaxed);
+    borrowsAtPark_ = thread->borrows;
   }
   thread->cv.notify_all();
 }
+
+namespace {
+
+// A thread entering an isolate records its own stack as the one V8's garbage collector scans
+// (Isolate::Enter sets the heap's stack start). A borrower entered on its own stack; the thread
+// that takes the isolate back has not left it, so it must record its stack again itself, or a
+// later GC would scan a range that spans two threads' stacks. Entering again does that.
+void RestoreStackStart(v8::Isolate* isolate) {
+  isolate->Enter();
+  isolate->Exit();
+}
+
+}  // namespace
 
 void ParkedIsolate::Reclaim() {
   JsThread* t = thread_;
@@ -103,8 +146,10 @@ void ParkedIsolate::Reclaim() {
   std::unique_lock<std::mutex> lock(t->mu);
   if (t->holder.load(std::memory_order_relaxed) == nullptr) {
     t->holder.store(&tls, std::memory_order_relaxed);
+    bool borrowed = t->borrows != borrowsAtPark_;
     lock.unlock();
     unlocker_.reset();  // the V8 lock is free: this does not block
+    if (borrowed) RestoreStackStart(t->isolate);
     return;
   }
   // Another thread runs JS on this isolate: wait for it without the GIL (it may need the GIL to
@@ -117,10 +162,9 @@ void ParkedIsolate::Reclaim() {
   t->holder.store(&tls, std::memory_order_relaxed);
   lock.unlock();
   unlocker_.reset();
+  RestoreStackStart(t->isolate);  // someone else ran JS on it just now
   if (wasAttached) {
     py.PyEval_RestoreThread(tls.tstate);
     tls.attached = true;
   }
 }
-
-ParkedIsolate::~ParkedIsolate() { Reclaim(); }

@@ -29,6 +29,7 @@
 #include <unordered_set>
 
 #include "gil.h"
+#include "names.h"
 
 struct JsThread;
 struct PyHandle;
@@ -82,6 +83,7 @@ struct JsThread {
   v8::Global<v8::FunctionTemplate> handleClass;
   v8::Global<v8::Object> kwargsPrototype;
   std::string threadName;  // the name Python gives this JS thread
+  NameCache names;         // attribute names (JS thread only)
 
   bool Alive();
   // Queues a task for whichever thread holds the isolate next. False if the JS thread is gone
@@ -107,6 +109,7 @@ struct JsThread {
   std::mutex mu;
   std::condition_variable cv;
   std::atomic<ThreadContext*> holder{nullptr};  // written under mu
+  uint64_t borrows = 0;  // under mu: how many times another lock of the isolate began (see Reclaim)
   bool alive = true;                           // under mu
   std::deque<Task*> tasks;                     // under mu
   std::unordered_set<JsHeld*> held;            // under mu
@@ -116,6 +119,10 @@ struct JsThread {
   PyHandle* handles = nullptr;
 
   void BorrowAndDrain(std::unique_lock<std::mutex>& lock);  // lock held, holder == nullptr
+  // Takes the isolate if it is parked and free right now (never waits). Release with
+  // EndBorrow() after the Borrowed scope below has ended.
+  bool TryBorrow();
+  void EndBorrow();
   void Shutdown();  // environment teardown, on the JS thread
 };
 
@@ -123,16 +130,34 @@ struct JsThread {
 // call's duration (when something could need it), and takes it back at the end.
 class ParkedIsolate {
  public:
-  ParkedIsolate(JsThread* thread, bool force = false);
-  ~ParkedIsolate();
+  explicit ParkedIsolate(JsThread* thread, bool force = false) : thread_(nullptr) {
+    if (force || thread->exposure.load(std::memory_order_relaxed) != 0) Park(thread);
+  }
+  ~ParkedIsolate() {
+    if (thread_) Reclaim();
+  }
   // Take the isolate back now. Waits (detached) if another thread is running JS on it.
   void Reclaim();
   ParkedIsolate(const ParkedIsolate&) = delete;
   ParkedIsolate& operator=(const ParkedIsolate&) = delete;
 
  private:
+  void Park(JsThread* thread);
   JsThread* thread_;
+  uint64_t borrowsAtPark_ = 0;
   std::optional<v8::Unlocker> unlocker_;
+};
+
+// The V8 scopes of a thread that borrowed an isolate (or re-locks its own after parking).
+class Borrowed {
+ public:
+  explicit Borrowed(JsThread* t);
+
+ private:
+  v8::Locker locker_;
+  v8::Isolate::Scope isolateScope_;
+  v8::HandleScope handleScope_;
+  v8::Context::Scope contextScope_;
 };
 
 template <typename Pred>

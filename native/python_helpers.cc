@@ -45,7 +45,7 @@ bool LoadPythonHelpers(const std::string& source, std::string* error) {
   helpers.exposeModule = get("expose_module");
   helpers.stopLoop = get("stop_loop");
   helpers.adoptThread = get("adopt_thread");
-  helpers.threadsLeftRunning = get("threads_left_running");
+  helpers.restartHazards = get("restart_hazards");
   PyRefOwned describe(get("describe_exception"));
   PyRefOwned jsError(get("JSError"));
   PyRefOwned submit(get("submit_coroutine"));
@@ -67,7 +67,7 @@ bool LoadPythonHelpers(const std::string& source, std::string* error) {
 
 void UnloadPythonHelpers() {
   for (PyObject** slot : {&helpers.run, &helpers.moduleFromString, &helpers.exposeModule,
-                          &helpers.stopLoop, &helpers.adoptThread, &helpers.threadsLeftRunning}) {
+                          &helpers.stopLoop, &helpers.adoptThread, &helpers.restartHazards}) {
     if (*slot) py.Py_DecRef(*slot);
     *slot = nullptr;
   }

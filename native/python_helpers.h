@@ -12,7 +12,7 @@ struct PythonHelpers {
   PyObject* exposeModule = nullptr;      // expose_module(name, attributes)
   PyObject* stopLoop = nullptr;          // stop_loop()
   PyObject* adoptThread = nullptr;       // adopt_thread(name, daemon)
-  PyObject* threadsLeftRunning = nullptr;  // threads_left_running()
+  PyObject* restartHazards = nullptr;    // restart_hazards()
   std::string version;                   // sys.version
 };
 

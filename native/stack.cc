@@ -6,35 +6,34 @@
 
 namespace {
 
-struct StackBounds {
-  uintptr_t low = 0;  // lowest usable address (stacks grow down on every platform we build for)
-  bool known = false;
-};
-
-thread_local StackBounds bounds;
-
-const StackBounds& CurrentBounds() {
-  if (!bounds.known) {
-    bounds.known = true;
-    pthread_attr_t attr;
+// The lowest usable address of the calling thread's stack (stacks grow down on every platform
+// we build for), or 1 when it cannot be known (then nothing is checked).
+uintptr_t FindStackLow() {
+  uintptr_t low = 1;
 #ifdef __APPLE__
-    void* top = pthread_get_stackaddr_np(pthread_self());
-    size_t size = pthread_get_stacksize_np(pthread_self());
-    bounds.low = reinterpret_cast<uintptr_t>(top) - size;
-    (void)attr;
+  void* top = pthread_get_stackaddr_np(pthread_self());
+  size_t size = pthread_get_stacksize_np(pthread_self());
+  low = reinterpret_cast<uintptr_t>(top) - size;
 #else
-    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
-      void* addr = nullptr;
-      size_t size = 0;
-      if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
-        bounds.low = reinterpret_cast<uintptr_t>(addr);
-      }
-      pthread_attr_destroy(&attr);
-    }
-#endif
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    void* addr = nullptr;
+    size_t size = 0;
+    if (pthread_attr_getstack(&attr, &addr, &size) == 0) low = reinterpret_cast<uintptr_t>(addr);
+    pthread_attr_destroy(&attr);
   }
-  return bounds;
+#endif
+  return low;
 }
+
+}  // namespace
+
+uintptr_t StackLow(ThreadContext& ctx) {
+  if (ctx.stackLow == 0) ctx.stackLow = FindStackLow();
+  return ctx.stackLow;
+}
+
+namespace {
 
 uintptr_t Here() {
   volatile char marker = 0;
@@ -43,19 +42,12 @@ uintptr_t Here() {
 
 }  // namespace
 
-bool StackNearlyExhausted(size_t reserve) {
-  const StackBounds& b = CurrentBounds();
-  if (!b.low) return false;
-  uintptr_t sp = Here();
-  return sp < b.low + reserve;
-}
-
 void SetV8StackLimitForThisThread(v8::Isolate* isolate) {
-  const StackBounds& b = CurrentBounds();
-  if (!b.low) return;
+  uintptr_t low = StackLow(tls);
+  if (low <= 1) return;
   // V8's usual budget (about 1 MB below here), but never closer than 192 KB to the end of the
   // thread's stack: the rest is for the native frames of pyembed and Python.
   uintptr_t usual = Here() - 984 * 1024;
-  uintptr_t floor = b.low + 192 * 1024;
+  uintptr_t floor = low + 192 * 1024;
   isolate->SetStackLimit(usual > floor ? usual : floor);
 }

@@ -134,25 +134,23 @@ def _ensure_loop():
 
 
 def submit_coroutine(coro, done):
-    """Runs `coro` on pyembed's loop; calls done(True, result) or done(False, exc) once."""
-    import asyncio
-
+    """Runs `coro` on pyembed's loop; calls done(True, result) or done(False, exc) exactly once."""
     loop = _ensure_loop()
 
+    async def run():
+        # Everything is caught here, KeyboardInterrupt and SystemExit included: a BaseException
+        # escaping a task would stop the loop, and every later await would hang.
+        try:
+            result = await coro
+        except BaseException as exc:  # noqa: B902 - reported to JS, not swallowed
+            done(False, exc)
+        else:
+            done(True, result)
+
     def start():
-        task = loop.create_task(coro)
-        _pending.add((task, done))
-
-        def finished(t):
-            _pending.discard((t, done))
-            if t.cancelled():
-                done(False, asyncio.CancelledError("the coroutine was cancelled"))
-            elif t.exception() is not None:
-                done(False, t.exception())
-            else:
-                done(True, t.result())
-
-        task.add_done_callback(finished)
+        task = loop.create_task(run())
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
 
     loop.call_soon_threadsafe(start)
 
@@ -165,13 +163,17 @@ def stop_loop():
         _loop = _loop_thread = None
     if loop is None:
         return
+    import asyncio
 
-    def stop():
-        for task, _ in list(_pending):
+    async def finish():
+        tasks = list(_pending)
+        for task in tasks:
             task.cancel()
-        loop.call_soon(loop.stop)
+        # Let the cancelled tasks report (their run() catches CancelledError) before stopping.
+        await asyncio.gather(*tasks, return_exceptions=True)
+        loop.stop()
 
-    loop.call_soon_threadsafe(stop)
+    loop.call_soon_threadsafe(lambda: loop.create_task(finish()))
     thread.join(timeout=5)
 
 
@@ -179,11 +181,13 @@ def version():
     return sys.version
 
 
-def threads_left_running():
-    """Just before finalization: threads that will outlive it (daemons, raw _thread threads).
+def restart_hazards():
+    """Just before finalization: why CPython could not be initialized again, or "".
 
-    CPython cannot be initialized again under such threads: when they wake up they would use
-    thread states of the finalized interpreter. pyembed refuses a restart while any were left.
+    - Threads that outlive finalization (daemons, raw _thread threads): when they wake up they
+      would use thread states of the finalized interpreter.
+    - CPython 3.12 crashes when some extension modules are imported again after a
+      re-initialization (python/cpython#118608, #116467; fixed in 3.13).
     """
     import _thread
 
@@ -193,7 +197,35 @@ def threads_left_running():
         if not t.daemon and t.is_alive() and t is not threading.main_thread()
         and not isinstance(t, threading._DummyThread)
     )
-    return max(0, _thread._count() - joined_at_exit)
+    left = max(0, _thread._count() - joined_at_exit)
+    if left:
+        return (
+            f"{left} Python thread(s) (daemon threads) of the previous interpreter were still "
+            "running when it was shut down, and CPython cannot be initialized again under them. "
+            "Stop those threads before PythonEngine.shutdown(), or keep Python running."
+        )
+    if sys.version_info[:2] == (3, 12):
+        fragile = sorted(m for m in ("_asyncio", "_datetime", "_decimal", "_ctypes") if m in sys.modules)
+        if fragile:
+            return (
+                f"CPython 3.12 crashes when {', '.join(fragile)} is imported again after a "
+                "restart (python/cpython#118608); keep Python running, or use 3.11 or 3.13+."
+            )
+    return ""
+
+
+def _interrupt_main_ignored(signum=None):
+    """Python's main thread is pyembed's interpreter thread, which runs no Python code: an
+    interrupt sent to it would only surface as an error at shutdown. Node owns signals."""
+
+
+def _install_overrides():
+    import _thread
+
+    _thread.interrupt_main = _interrupt_main_ignored
+
+
+_install_overrides()
 
 
 def adopt_thread(name, daemon):

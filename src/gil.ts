@@ -3,6 +3,9 @@
 // release it again inside such a scope. All of this is per JS thread.
 import { native } from './native.js';
 
+/** Py.GIL() scopes of this JS thread still open (module state is per worker). */
+const openScopes = new Set<GILScope>();
+
 /** A Py.GIL() scope: holds the GIL between operations until disposed. Nestable. */
 export class GILScope implements Disposable {
   #open = true;
@@ -10,6 +13,7 @@ export class GILScope implements Disposable {
   /** @internal use Py.GIL() */
   constructor() {
     native.gilEnter();
+    openScopes.add(this);
   }
 
   get isOpen(): boolean {
@@ -20,6 +24,7 @@ export class GILScope implements Disposable {
   dispose(): void {
     if (!this.#open) return;
     this.#open = false;
+    openScopes.delete(this);
     native.gilExit();
   }
 
@@ -31,8 +36,8 @@ export class GILScope implements Disposable {
 /** The token of beginAllowThreads(), to give back to endAllowThreads(). */
 export class ThreadState {
   #used = false;
-  /** @internal */
-  constructor(readonly savedScopes: number) {}
+  /** @internal `held`: scopes holding the GIL here (inside a callback the caller's do not). */
+  constructor(readonly held: number, readonly scopes: readonly GILScope[]) {}
   /** @internal */
   consume(): void {
     this.#used = true;
@@ -45,7 +50,7 @@ export class ThreadState {
 const open: ThreadState[] = [];
 
 export function beginAllowThreads(): ThreadState {
-  const state = new ThreadState(native.gilSuspend());
+  const state = new ThreadState(native.gilSuspend(), [...openScopes]);
   open.push(state);
   return state;
 }
@@ -60,7 +65,9 @@ export function endAllowThreads(state: ThreadState): void {
   }
   open.pop();
   state.consume();
-  native.gilResume(state.savedScopes);
+  // Scopes disposed in between stay closed: only those still open hold the GIL again.
+  const closed = state.scopes.filter((scope) => !scope.isOpen).length;
+  native.gilResume(Math.max(0, state.held - closed));
 }
 
 export function allowThreads<T>(fn: () => T): T {

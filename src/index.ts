@@ -2,6 +2,20 @@ export { PythonEngine, type InitializeOptions } from './engine.js';
 export { GILScope, ThreadState } from './gil.js';
 export { Py, PyModule, type SharedPyObject } from './module.js';
 export { PythonError } from './errors.js';
-export { isPyObject, type PyObject, type PyCallable, type PyObjectMethods, type ToJSOptions } from './proxy.js';
+export {
+  isPyObject,
+  type PyBuffer,
+  type PyObject,
+  type PyCallable,
+  type PyObjectMethods,
+  type ToJSOptions,
+  type PyObjectOf,
+  type PyFunction,
+  type PyAwaitable,
+  type PyIterable,
+  type PyAsyncIterable,
+} from './proxy.js';
+export { type TypedArray } from './native.js';
 export { type PythonInstallation } from './locate.js';
 export { KwArgs } from './native.js';
+export { toPyDatetime, toJSDate } from './conventions.js';

@@ -95,6 +95,13 @@ export function locatePython(requested: string = defaultPython()): PythonInstall
   if (major !== 3 || minor < 9) {
     throw new Error(`pyembed: '${requested}' is Python ${probe.version}; pyembed needs CPython 3.9 or newer.`);
   }
+  if (probe.freeThreaded) {
+    // pyembed's bookkeeping relies on the GIL's mutual exclusion (native/gil.h says where).
+    throw new Error(
+      `pyembed: '${requested}' is a free-threaded (no-GIL) build of Python ${probe.version}, which pyembed ` +
+        'does not support yet; choose a default (GIL) build with PYEMBED_PYTHON.',
+    );
+  }
   if (!probe.library || !fs.existsSync(probe.library)) {
     throw new Error(
       `pyembed: Python ${probe.version} at '${probe.executable}' has no shared libpython ` +

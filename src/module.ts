@@ -73,6 +73,16 @@ export const Py = {
     ensureRunning();
     return wrap(native.unshare(token.pyembedShared));
   },
+  /** A Python bytes copy of JS binary data (ArrayBuffer, TypedArray, Buffer): binary data
+   *  otherwise reaches Python as a memoryview sharing the JS memory. */
+  bytes(data: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): PyObject {
+    if (!(data instanceof ArrayBuffer) && !ArrayBuffer.isView(data) &&
+        !(typeof SharedArrayBuffer !== 'undefined' && data instanceof SharedArrayBuffer)) {
+      throw new TypeError('Py.bytes() needs an ArrayBuffer, a TypedArray, a DataView or a Buffer');
+    }
+    ensureRunning();
+    return wrap(native.toBytes(data));
+  },
   /** Converts a JS value to a Python object (a list for an array, a dict for an object, ...). */
   toPython(value: unknown): PyObject {
     ensureRunning();

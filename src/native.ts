@@ -14,6 +14,10 @@ export class KwArgs {
   constructor(readonly kwargs: Readonly<Record<string, unknown>>) {}
 }
 
+export type TypedArray =
+  | Int8Array | Uint8Array | Uint8ClampedArray | Int16Array | Uint16Array | Int32Array | Uint32Array
+  | Float32Array | Float64Array | BigInt64Array | BigUint64Array;
+
 /** What native functions return: a JS value, or a handle for a Python object. */
 export type NativeResult = Handle | string | number | bigint | boolean | undefined | ((...args: unknown[]) => unknown);
 
@@ -25,6 +29,7 @@ export interface NativeBinding {
     wrapFactory: (handle: Handle) => unknown;
     kwargsPrototype: object;
     threadName: string;
+    isMainThread: boolean;
   }): void;
   start(library: string, executable: string, helperSource: string): string;
   stop(): void;
@@ -71,6 +76,8 @@ export interface NativeBinding {
     threadStatesReleased: number;
   };
   share(h: Handle): number;
+  buffer(h: Handle): [data: TypedArray, shape: number[], strides: number[], offset: number, format: string, itemsize: number, readonly: boolean];
+  toBytes(value: unknown): Handle;
   unshare(id: number): Handle;
 }
 

@@ -9,8 +9,9 @@
 import { inspect } from 'node:util';
 import { isMainThread, threadId } from 'node:worker_threads';
 
+import { asyncIterate, datesToJS } from './conventions.js';
 import { PythonError } from './errors.js';
-import { KwArgs, native, type Handle, type NativeResult } from './native.js';
+import { KwArgs, native, type Handle, type NativeResult, type TypedArray } from './native.js';
 
 export const HANDLE: unique symbol = Symbol('pyembed.handle');
 export const DONE: unique symbol = Symbol('pyembed.done');
@@ -18,9 +19,31 @@ export const DONE: unique symbol = Symbol('pyembed.done');
 const CALLABLE = 1;
 const AWAITABLE = 2;
 
+/** A Python buffer (numpy array, memoryview, bytes, ...) seen from JS: see PyObject.getBuffer(). */
+export interface PyBuffer {
+  /** The memory: shared with Python for writable buffers, a copy for read-only ones. */
+  data: TypedArray;
+  /** Shape of the Python array ([] for a scalar). */
+  shape: number[];
+  /** Step between neighbours along each axis, in elements of `data` (negative when reversed). */
+  strides: number[];
+  /** Index in `data` of the element at index (0, 0, ...). */
+  offset: number;
+  /** struct-module format of one Python element, e.g. 'd', '<i8', 'B'. */
+  format: string;
+  /** Bytes per Python element. */
+  itemsize: number;
+  /** The Python buffer is read-only, so `data` is a copy (JS cannot make memory read-only). */
+  readonly: boolean;
+  /** C-contiguous: `data` holds the elements in order with nothing in between. */
+  contiguous: boolean;
+}
+
 export interface ToJSOptions {
   /** How Python dicts become JS values: plain objects (default) or Maps (any key type). */
   dict?: 'object' | 'map';
+  /** Python dates and datetimes: left as PyObjects (default) or converted to JS Dates. */
+  datetime?: 'object' | 'date';
 }
 
 /** What every Python object proxy offers; any other property is the Python attribute. */
@@ -56,14 +79,65 @@ export interface PyObjectMethods {
   isInstance(cls: PyObject): boolean;
   /** `obj == other` in Python. */
   equals(other: unknown): boolean;
+  /**
+   * The object's memory (buffer protocol: numpy arrays, memoryview, bytearray, bytes, array.array)
+   * as a TypedArray of the matching element type, without a copy when the buffer is writable:
+   * writes on either side are seen on the other, and the Python object stays alive while the
+   * TypedArray does. Read-only buffers come as a copy. Needs a C-contiguous buffer; for any
+   * layout use getBuffer().
+   */
+  toTypedArray(): TypedArray;
+  /** The object's memory with its shape and strides (buffer protocol). */
+  getBuffer(): PyBuffer;
   /** Drops the reference now (JS garbage collection would do it later). Idempotent. */
   dispose(): void;
   [Symbol.dispose](): void;
   [Symbol.iterator](): Iterator<any>;
+  /** `for await`: Python async iterables (async generators, ...); other objects iterate synchronously. */
+  [Symbol.asyncIterator](): AsyncIterator<any>;
 }
 
 /** A Python object. Property access reads and writes Python attributes. */
 export type PyObject = PyObjectMethods & { [attribute: string]: any };
+
+// --- typed views (type declarations only; `pyembed stubs` writes them for Python modules) ------
+
+/**
+ * A Python object whose `toJS()` result is known: `PyObjectOf<number[]>` for a `list[int]`.
+ * Other attributes stay untyped (`any`), as on every PyObject.
+ */
+export interface PyObjectOf<J> extends PyObjectMethods {
+  /** Deep conversion with the default options gives a `J`. */
+  toJS(): J;
+  toJS(options: ToJSOptions): unknown;
+  [attribute: string]: any;
+}
+
+/**
+ * A Python callable with a known signature, e.g. `PyFunction<(a: number, kw?: KwArgs) => string>`:
+ * calls and `callAsync` are typed.
+ */
+export type PyFunction<F extends (...args: any[]) => any> = F & PyObjectMethods & {
+  /** Runs the call on pyembed's thread pool; the event loop keeps running meanwhile. */
+  callAsync(...args: Parameters<F>): Promise<Awaited<ReturnType<F>>>;
+};
+
+/** An awaitable Python object (a coroutine): `await` gives its result. */
+export interface PyAwaitable<T> extends PyObjectMethods, PromiseLike<T> {
+  [attribute: string]: any;
+}
+
+/** An iterable Python object (list, generator, ...) whose items are `T` in JS. */
+export interface PyIterable<T> extends PyObjectMethods {
+  [Symbol.iterator](): Iterator<T>;
+  [attribute: string]: any;
+}
+
+/** A Python async iterable (an async generator, ...): `for await` gives `T`s. */
+export interface PyAsyncIterable<T> extends PyObjectMethods {
+  [Symbol.asyncIterator](): AsyncIterator<T>;
+  [attribute: string]: any;
+}
 
 /** A callable Python object (function, class, method, ...): call it like a JS function. */
 export interface PyCallable extends PyObjectMethods {
@@ -122,7 +196,12 @@ const attributeFallback: object = new Proxy(Object.create(null) as object, {
 // --- methods -------------------------------------------------------------------------------
 
 class PyObjectImpl implements PyObjectMethods {
-  declare readonly [HANDLE]: Handle;
+  // A class field is defined on the instance directly (no walk up to the attribute Proxy).
+  readonly [HANDLE]: Handle;
+
+  constructor(handle: Handle) {
+    this[HANDLE] = handle;
+  }
 
   get typeName(): string {
     return native.text(handleOf(this), 2);
@@ -154,7 +233,8 @@ class PyObjectImpl implements PyObjectMethods {
   }
 
   toJS(options: ToJSOptions = {}): unknown {
-    return native.toJS(handleOf(this), options.dict === 'map');
+    const value = native.toJS(handleOf(this), options.dict === 'map');
+    return options.datetime === 'date' ? datesToJS(value) : value;
   }
 
   get(key: unknown): any {
@@ -201,6 +281,28 @@ class PyObjectImpl implements PyObjectMethods {
     return native.compare(handleOf(this), other, 2);
   }
 
+  toTypedArray(): TypedArray {
+    const buffer = this.getBuffer();
+    if (!buffer.contiguous) {
+      throw new TypeError(
+        `this ${this.typeName} is not C-contiguous (strides ${JSON.stringify(buffer.strides)}); ` +
+          'use getBuffer(), or numpy.ascontiguousarray() in Python',
+      );
+    }
+    return buffer.data;
+  }
+
+  getBuffer(): PyBuffer {
+    const [data, shape, strides, offset, format, itemsize, readonly] = native.buffer(handleOf(this));
+    let expected = 1;
+    let contiguous = offset === 0;
+    for (let d = shape.length - 1; d >= 0; d--) {
+      if (shape[d]! > 1 && strides[d] !== expected) contiguous = false;
+      expected *= shape[d]!;
+    }
+    return { data, shape, strides, offset, format, itemsize, readonly, contiguous };
+  }
+
   dispose(): void {
     native.dispose(handleOf(this));
   }
@@ -220,6 +322,10 @@ class PyObjectImpl implements PyObjectMethods {
     } finally {
       native.dispose(it);
     }
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<any> {
+    return asyncIterate(this as unknown as PyObject);
   }
 
   [inspect.custom](): string {
@@ -258,30 +364,35 @@ for (const name of ['apply', 'call', 'bind'] as const) {
 }
 
 function makeObject(h: Handle): PyObject {
-  const obj = Object.create(PyObjectImpl.prototype) as PyObjectImpl;
-  Object.defineProperty(obj, HANDLE, { value: h });
-  return obj as unknown as PyObject;
+  return new PyObjectImpl(h) as unknown as PyObject;
 }
+
+// The hot path reads these once: the addon's exports object has many properties, and a
+// property load per call would cost more than the rest of the JS side of a call.
+const nativeCall = native.call;
+const nativeCallKw = native.callKw;
+const nativeHandleFlags = native.handleFlags;
 
 function makeCallable(h: Handle): PyCallable {
   const f = function (this: unknown, ...args: unknown[]): unknown {
     const n = args.length;
     const r = n !== 0 && args[n - 1] instanceof KwArgs
-      ? native.callKw(h, (args.pop() as KwArgs).kwargs, ...args)
-      : native.call(h, ...args);
+      ? nativeCallKw(h, (args.pop() as KwArgs).kwargs, ...args)
+      : nativeCall(h, ...args);
     return typeof r === 'object' ? wrap(r) : r;
   };
+  // Before the prototype changes, so the assignment does not reach the attribute Proxy.
+  (f as unknown as { [HANDLE]: Handle })[HANDLE] = h;
   // `length` and `name` would shadow PyObject.length and the Python attribute `name`.
   delete (f as { length?: number }).length;
   delete (f as { name?: string }).name;
   Object.setPrototypeOf(f, PyCallableImpl.prototype);
-  Object.defineProperty(f, HANDLE, { value: h });
   return f as unknown as PyCallable;
 }
 
 /** A PyObject for a native handle. */
 export function wrap(h: Handle): any {
-  return (native.handleFlags(h) & CALLABLE) !== 0 ? makeCallable(h) : makeObject(h);
+  return (nativeHandleFlags(h) & CALLABLE) !== 0 ? makeCallable(h) : makeObject(h);
 }
 
 native.configure({
@@ -292,4 +403,5 @@ native.configure({
   wrapFactory: wrap,
   kwargsPrototype: KwArgs.prototype,
   threadName: isMainThread ? 'JS-main' : `JS-worker-${threadId}`,
+  isMainThread,
 });

@@ -22,8 +22,8 @@ test('JS -> Python primitive rules', () => {
   assert.equal(pyType(5n), 'int');
   assert.equal(pyType(2n ** 100n), 'int');
   assert.equal(pyType('s'), 'str');
-  assert.equal(pyType(Buffer.from('ab')), 'bytes');
-  assert.equal(pyType(new Uint8Array([1])), 'bytes');
+  assert.equal(pyType(Buffer.from('ab')), 'memoryview'); // shares the JS memory (buffers.test.ts)
+  assert.equal(pyType(new Uint8Array([1])), 'memoryview');
   assert.equal(pyType([1]), 'list');
   assert.equal(pyType({ a: 1 }), 'dict');
   assert.equal(pyType(Object.create(null)), 'dict');
@@ -77,10 +77,11 @@ test('containers convert deeply both ways', () => {
 });
 
 test('bytes both ways', () => {
-  const bytes = Py.toPython(Buffer.from([0, 255, 10]));
+  const bytes = Py.bytes(Buffer.from([0, 255, 10]));
   assert.equal(bytes.repr(), "b'\\x00\\xff\\n'");
   assert.deepEqual(bytes.toJS(), new Uint8Array([0, 255, 10]));
   assert.deepEqual(PythonEngine.eval('bytearray(b"ab")').toJS(), new Uint8Array([97, 98]));
+  assert.deepEqual(Py.toPython(new Uint8Array([5, 6])).toJS(), new Uint8Array([5, 6])); // memoryview
 });
 
 test('cycles are a clear error in both directions', () => {

@@ -78,41 +78,42 @@ test('first use of any entry point initializes with defaults', async () => {
 });
 
 test('a missing interpreter is a clear error naming what was tried', async () => {
-  const r = await runScript(`
-    import { PythonEngine } from 'pyembed';
-    try { PythonEngine.initialize(); } catch (e) { console.log(e.message); }
-  `, { env: { PYEMBED_PYTHON: '/nonexistent/python9' } });
+  const r = await initializeWith('/nonexistent/python9');
   assert.equal(r.code, 0, explain(r));
   assert.match(r.stdout, /cannot run the Python interpreter '\/nonexistent\/python9'/);
   assert.match(r.stdout, /PYEMBED_PYTHON/);
 });
 
-test('an interpreter without a shared libpython is a clear error, not a crash', async () => {
-  // A stand-in python that answers the probe like a static build.
-  const dir = tmpDir('pyembed-static-');
-  const fake = path.join(dir, 'python3');
-  fs.writeFileSync(fake, `#!/bin/sh
-echo '{"executable": "${fake}", "version": "3.11.0", "versionInfo": [3, 11, 0], "shared": false, "library": null, "prefix": "/x", "basePrefix": "/x", "freeThreaded": false}'
-`, { mode: 0o755 });
-  const r = await runScript(`
+/** A stand-in python executable that answers pyembed's probe with `answer`. */
+function fakePython(answer: Record<string, unknown>): string {
+  const fake = path.join(tmpDir('pyembed-fake-'), 'python3');
+  const json = JSON.stringify({ executable: fake, prefix: '/x', basePrefix: '/x', freeThreaded: false, ...answer });
+  fs.writeFileSync(fake, `#!/bin/sh\necho '${json}'\n`, { mode: 0o755 });
+  return fake;
+}
+
+/** What initialize() says when PYEMBED_PYTHON is `python`. */
+function initializeWith(python: string) {
+  return runScript(`
     import { PythonEngine } from 'pyembed';
     try { PythonEngine.initialize(); } catch (e) { console.log(e.message); }
-  `, { env: { PYEMBED_PYTHON: fake } });
+  `, { env: { PYEMBED_PYTHON: python } });
+}
+
+test('an interpreter without a shared libpython is a clear error, not a crash', async () => {
+  const r = await initializeWith(fakePython({ version: '3.11.0', versionInfo: [3, 11, 0], shared: false, library: null }));
   assert.equal(r.code, 0, explain(r));
   assert.match(r.stdout, /has no shared libpython/);
   assert.match(r.stdout, /--enable-shared/);
 });
 
+test('a free-threaded build is refused with the reason', async () => {
+  const r = await initializeWith(fakePython({ version: '3.13.0', versionInfo: [3, 13, 0], shared: true, library: '/lib/x.so', freeThreaded: true }));
+  assert.match(r.stdout, /free-threaded \(no-GIL\) build/, explain(r));
+});
+
 test('too old a Python is refused with the reason', async () => {
-  const dir = tmpDir('pyembed-old-');
-  const fake = path.join(dir, 'python3');
-  fs.writeFileSync(fake, `#!/bin/sh
-echo '{"executable": "${fake}", "version": "3.7.9", "versionInfo": [3, 7, 9], "shared": true, "library": "/lib/x.so", "prefix": "/x", "basePrefix": "/x", "freeThreaded": false}'
-`, { mode: 0o755 });
-  const r = await runScript(`
-    import { PythonEngine } from 'pyembed';
-    try { PythonEngine.initialize(); } catch (e) { console.log(e.message); }
-  `, { env: { PYEMBED_PYTHON: fake } });
+  const r = await initializeWith(fakePython({ version: '3.7.9', versionInfo: [3, 7, 9], shared: true, library: '/lib/x.so' }));
   assert.match(r.stdout, /Python 3\.7\.9; pyembed needs CPython 3\.9 or newer/, explain(r));
 });
 

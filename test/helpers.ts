@@ -1,6 +1,6 @@
 // Shared by the tests: run a script in a child process (crashes show up as a signal, deadlocks as
 // a timeout, never as a dead or hung test runner).
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,18 +23,21 @@ export interface ChildOptions {
   env?: Record<string, string | undefined>;
   nodeArgs?: string[];
   timeoutMs?: number;
-  /** Send this signal after `signalAfterMs` (for Ctrl-C tests). */
+  /** Send this signal `signalAfterMs` after the start, or after stdout first shows `signalWhen`. */
   signal?: NodeJS.Signals;
   signalAfterMs?: number;
+  signalWhen?: string;
   stdinText?: string;
+  /** The script's file extension: '.mjs' (default, an ES module) or '.cjs' (CommonJS). */
+  extension?: '.mjs' | '.cjs';
 }
 
 let counter = 0;
 
-/** Runs an ES module (source text) with node; it can `import ... from 'pyembed'`. */
+/** Runs an ES module (or CommonJS, see `extension`) with node; it can `import ... from 'pyembed'`. */
 export function runScript(source: string, options: ChildOptions = {}): Promise<ChildResult> {
   fs.mkdirSync(scratch, { recursive: true });
-  const file = path.join(scratch, `script-${process.pid}-${counter++}.mjs`);
+  const file = path.join(scratch, `script-${process.pid}-${counter++}${options.extension ?? '.mjs'}`);
   fs.writeFileSync(file, source);
   const timeoutMs = options.timeoutMs ?? 60_000;
   return new Promise((resolve, reject) => {
@@ -46,14 +49,21 @@ export function runScript(source: string, options: ChildOptions = {}): Promise<C
     let stdout = '';
     let stderr = '';
     let timedOut = false;
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    let signalled = false;
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (options.signal && options.signalWhen && !signalled && stdout.includes(options.signalWhen)) {
+        signalled = true;
+        setTimeout(() => child.kill(options.signal), options.signalAfterMs ?? 500);
+      }
+    });
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.stdin.end(options.stdinText ?? '');
     const watchdog = setTimeout(() => {
       timedOut = true;
       child.kill('SIGKILL');
     }, timeoutMs);
-    if (options.signal) setTimeout(() => child.kill(options.signal), options.signalAfterMs ?? 500);
+    if (options.signal && !options.signalWhen) setTimeout(() => child.kill(options.signal), options.signalAfterMs ?? 500);
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(watchdog);
@@ -70,4 +80,20 @@ export function explain(r: ChildResult): string {
 
 export function tmpDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Type-checks with the package's TypeScript: `tsc --noEmit <args>` (e.g. `-p dir`); never throws. */
+export function typeCheck(args: string[]): { code: number | null; output: string } {
+  return tsc(['--noEmit', ...args]);
+}
+
+/** Runs the package's TypeScript compiler: `tsc <args>`; never throws. */
+export function tsc(args: string[]): { code: number | null; output: string } {
+  const compiler = path.join(packageRoot, 'node_modules', 'typescript', 'bin', 'tsc');
+  const r = spawnSync(process.execPath, [compiler, '--pretty', 'false', ...args], {
+    cwd: packageRoot,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  return { code: r.status, output: `${r.stdout}${r.stderr}` };
 }

@@ -1,0 +1,28 @@
+#include "names.h"
+
+#include "engine.h"
+#include "gil.h"
+
+PyObject* NameCache::Get(v8::Isolate* isolate, v8::Local<v8::String> key) {
+  uint64_t gen = engine.generation();
+  Entry& e = entries_[static_cast<uint32_t>(key->GetIdentityHash()) % entries_.size()];
+  if (e.name && e.generation == gen && e.key == key) return NewRef(e.name);
+  v8::String::Utf8Value utf8(isolate, key);
+  PyObject* name = py.PyUnicode_FromStringAndSize(*utf8, utf8.length());
+  if (!name) return nullptr;
+  // Interned, Python's dict lookups compare the name by identity (as for names in Python code).
+  py.PyUnicode_InternInPlace(&name);
+  if (e.name) ReleaseRef(e.name, e.generation);
+  e.key.Reset(isolate, key);
+  e.name = NewRef(name);
+  e.generation = gen;
+  return name;
+}
+
+void NameCache::Clear() {
+  for (Entry& e : entries_) {
+    if (e.name) ReleaseRef(e.name, e.generation);
+    e.name = nullptr;
+    e.key.Reset();
+  }
+}

@@ -1,0 +1,111 @@
+#include "signals.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <thread>
+
+#include "engine.h"
+#include "gil.h"
+
+std::atomic<uint64_t> mainThreadCallEpoch{0};
+std::atomic<bool> interruptHandlerInstalled{false};
+
+namespace {
+
+std::mutex handlerMu;          // install and restore
+struct sigaction nodeAction;   // what was there before ours (under handlerMu)
+int wakePipe[2] = {-1, -1};    // the signal handler writes, the watcher reads
+unsigned long mainPythonThread = 0;
+std::once_flag started;
+
+void OnInterrupt(int sig, siginfo_t* info, void* context) {
+  // Async-signal context: only async-signal-safe calls here.
+  if (mainThreadCallEpoch.load(std::memory_order_acquire) & 1) {
+    char byte = 1;
+    ssize_t ignored = write(wakePipe[1], &byte, 1);
+    (void)ignored;
+    return;
+  }
+  // Not in a Python call (the call ended a moment ago): do what Node would have done.
+  if (nodeAction.sa_flags & SA_SIGINFO) {
+    if (nodeAction.sa_sigaction) nodeAction.sa_sigaction(sig, info, context);
+  } else if (nodeAction.sa_handler == SIG_DFL) {
+    sigaction(SIGINT, &nodeAction, nullptr);
+    raise(SIGINT);
+  } else if (nodeAction.sa_handler != SIG_IGN && nodeAction.sa_handler) {
+    nodeAction.sa_handler(sig);
+  }
+}
+
+void Install() {
+  std::lock_guard<std::mutex> lock(handlerMu);
+  if (interruptHandlerInstalled.load(std::memory_order_relaxed)) return;
+  struct sigaction ours = {};
+  ours.sa_sigaction = OnInterrupt;
+  ours.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&ours.sa_mask);
+  if (sigaction(SIGINT, &ours, &nodeAction) == 0) {
+    interruptHandlerInstalled.store(true, std::memory_order_release);
+    // The call may have ended while we installed: put Node's handler back at once.
+    if (!(mainThreadCallEpoch.load(std::memory_order_acquire) & 1)) {
+      sigaction(SIGINT, &nodeAction, nullptr);
+      interruptHandlerInstalled.store(false, std::memory_order_release);
+    }
+  }
+}
+
+void RaiseKeyboardInterrupt() {
+  PythonCall call;  // attaches the watcher (it has its own thread state)
+  if (!call.ok()) return;
+  if (mainThreadCallEpoch.load(std::memory_order_acquire) & 1) {
+    py.PyThreadState_SetAsyncExc(mainPythonThread, py.PyExc_KeyboardInterrupt);
+  }
+}
+
+void Watch() {
+  tls.pythonName = "pyembed-interrupts";
+  tls.pythonDaemon = true;
+  uint64_t seen = 0;
+  for (;;) {
+    pollfd fd = {wakePipe[0], POLLIN, 0};
+    int ready = poll(&fd, 1, 100);
+    if (ready > 0) {
+      char buffer[64];
+      while (read(wakePipe[0], buffer, sizeof buffer) > 0) {
+      }
+      if (engine.running()) RaiseKeyboardInterrupt();
+      continue;
+    }
+    uint64_t now = mainThreadCallEpoch.load(std::memory_order_acquire);
+    // The same synchronous call as 100 ms ago: it is a long one, let Ctrl-C reach it.
+    if ((now & 1) && now == seen && !interruptHandlerInstalled.load(std::memory_order_acquire)) {
+      Install();
+    }
+    seen = now;
+  }
+}
+
+}  // namespace
+
+void RestoreNodeInterruptHandler() {
+  std::lock_guard<std::mutex> lock(handlerMu);
+  if (!interruptHandlerInstalled.load(std::memory_order_relaxed)) return;
+  sigaction(SIGINT, &nodeAction, nullptr);
+  interruptHandlerInstalled.store(false, std::memory_order_release);
+}
+
+void StartInterruptWatcher() {
+  mainPythonThread = py.PyThread_get_thread_ident();
+  std::call_once(started, [] {
+    if (pipe(wakePipe) != 0) return;
+    for (int fd : wakePipe) {
+      fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+      fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    std::thread(Watch).detach();
+  });
+}

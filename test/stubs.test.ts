@@ -1,0 +1,383 @@
+// `pyembed stubs <module>`: declarations generated for a Python module written here, then used
+// by TypeScript: correct code compiles (and runs, with the values its types promise), incorrect
+// code fails to compile at each wrong line.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+
+import { explain, packageRoot, runScript, tsc, typeCheck } from './helpers.js';
+
+const CLI = path.join(packageRoot, 'dist', 'cli', 'main.js');
+// Inside the package, so that `import ... from 'pyembed'` resolves to it (as in a user's project).
+const dir = path.join(packageRoot, 'build', 'test-stubs', String(process.pid));
+
+const MODULE = `
+"""Shapes and helpers (a module for the stub generator's tests)."""
+from __future__ import annotations
+import asyncio, enum
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable, Iterator, Literal, Optional, Union
+
+ORIGIN_NAME = "origin"
+SCALE: float = 2.5
+PRIMES = [2, 3, 5]
+TABLE = {"a": 1, "b": 2}
+
+class Color(enum.Enum):
+    RED = 1
+    GREEN = 2
+
+class Mode(str, enum.Enum):
+    FAST = "fast"
+
+class Point:
+    """A point in the plane."""
+    kind = "point"
+    def __init__(self, x: float, y: float = 0.0) -> None:
+        self.x = x
+        self.y = y
+        self.label: Optional[str] = None
+    def norm2(self) -> float:
+        return self.x * self.x + self.y * self.y
+    def moved(self, dx: float = 0, dy: float = 0, *, copy: bool = True) -> Point:
+        return Point(self.x + dx, self.y + dy)
+    @property
+    def norm(self) -> float:
+        return self.norm2() ** 0.5
+    @staticmethod
+    def origin() -> "Point":
+        return Point(0)
+    @classmethod
+    def from_pair(cls, pair: tuple[float, float]) -> Point:
+        return cls(*pair)
+    def get(self) -> int:
+        return 1
+
+@dataclass
+class Box:
+    width: int
+    height: int = 1
+    def area(self) -> int:
+        return self.width * self.height
+
+def add(a: int, b: int = 1, *, scale: int = 1) -> int:
+    """Adds two numbers, then scales."""
+    return (a + b) * scale
+
+def join(*parts: str, sep: str = " ") -> str:
+    return sep.join(parts)
+
+def first(items: list[int]) -> Optional[int]:
+    return items[0] if items else None
+
+def counts(text: str) -> dict[str, int]:
+    return {c: text.count(c) for c in sorted(set(text))}
+
+def apply(f: Callable[[int], int], x: int) -> int:
+    return f(x)
+
+def maker(n: int) -> Callable[[int], int]:
+    return lambda x: x * n
+
+def mode(m: Literal["a", "b"]) -> Union[int, str]:
+    return 1 if m == "a" else m
+
+def squares(n: int) -> Iterator[int]:
+    for i in range(n):
+        yield i * i
+
+async def later(x: int) -> str:
+    await asyncio.sleep(0)
+    return str(x)
+
+async def ticks(n: int) -> AsyncIterator[int]:
+    for i in range(n):
+        yield i
+
+def untyped(a, b=2):
+    return [a, b]
+
+def color_of(name: str) -> Color:
+    return Color[name]
+
+def reverse_bytes(data: bytes) -> bytes:
+    return bytes(data)[::-1]
+
+def pos_only(a: int, /, b: int) -> int:
+    return a - b
+
+def needs_kw(*, key: str) -> str:
+    return key.upper()
+`;
+
+function runCli(args: string[], env: Record<string, string> = {}) {
+  return spawnSync(process.execPath, [CLI, ...args], {
+    cwd: dir,
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    timeout: 120_000,
+  });
+}
+
+function writeProject(name: string, files: Record<string, string>, outDir?: string): string {
+  const project = path.join(dir, name);
+  fs.mkdirSync(project, { recursive: true });
+  for (const [file, text] of Object.entries(files)) fs.writeFileSync(path.join(project, file), text);
+  fs.writeFileSync(path.join(project, 'tsconfig.json'), JSON.stringify({
+    extends: path.join(packageRoot, 'tsconfig.json'),
+    compilerOptions: {
+      rootDir: '.',
+      outDir: outDir ?? 'out',
+      declaration: false,
+      sourceMap: false,
+      noUnusedLocals: false,
+      noUnusedParameters: false,
+    },
+    include: ['./*.ts'],
+  }, null, 2));
+  return project;
+}
+
+let stubs = '';
+
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+before(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'geometry.py'), MODULE);
+  const r = runCli(['stubs', 'geometry', '--out', 'geometry.d.ts']);
+  assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+  stubs = fs.readFileSync(path.join(dir, 'geometry.d.ts'), 'utf8');
+});
+
+test('the package has a `pyembed` command: a node script', () => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8'));
+  assert.equal(pkg.bin.pyembed, './dist/cli/main.js');
+  assert.equal(fs.readFileSync(CLI, 'utf8').split('\n')[0], '#!/usr/bin/env node');
+});
+
+test('pyembed stubs writes an interface for the module, its classes and functions', () => {
+  assert.match(stubs, /^\/\/ Generated by `pyembed stubs geometry` \(Python 3\.\d+\.\d+\)/);
+  assert.match(stubs, /^import type \{[^}]*\bKwArgs\b[^}]*\} from 'pyembed';$/m);
+  assert.match(stubs, /^export interface Geometry extends PyObjectMethods \{$/m);
+  assert.match(stubs, /^ {2}ORIGIN_NAME: string;$/m);
+  assert.match(stubs, /^ {2}SCALE: number;$/m);
+  assert.match(stubs, /^ {2}PRIMES: \/\* list\[int\] \*\/ PyObjectOf<number\[\]> & PyIterable<number>;$/m);
+  // Keyword-only parameters: a trailing KwArgs, documented with their types.
+  assert.match(stubs, /^ {2}add: PyFunction<\(\.\.\.args: \[a: number \| bigint, kw\?: KwArgs\] \| \[a: number \| bigint, b: number \| bigint, kw\?: KwArgs\]\) => number>;$/m);
+  assert.match(stubs, /Keyword-only \(in the trailing Py\.kw\(\{\.\.\.\}\)\): scale\?: number \| bigint/);
+  assert.match(stubs, /Adds two numbers, then scales\./);
+  assert.match(stubs, /Python: `add\(a: int, b: int = 1, \*, scale: int = 1\) -> int`/);
+  assert.match(stubs, /^ {2}needs_kw: PyFunction<\(kw: KwArgs\) => string>;$/m);
+  assert.match(stubs, /^ {2}first: PyFunction<\(items: readonly \(number \| bigint\)\[\] \| PyObject, kw\?: KwArgs\) => number \| undefined>;$/m);
+  assert.match(stubs, /^ {2}later: PyFunction<\(x: number \| bigint, kw\?: KwArgs\) => PyAwaitable<string>>;$/m);
+  assert.match(stubs, /^ {2}ticks: PyFunction<\(n: number \| bigint, kw\?: KwArgs\) => PyAsyncIterable<number>>;$/m);
+  assert.match(stubs, /^ {2}untyped: PyFunction<\(\.\.\.args: \[a: any, kw\?: KwArgs\] \| \[a: any, b: any, kw\?: KwArgs\]\) => any>;$/m);
+  // Classes: instances and the class (constructor, class attributes, static methods).
+  assert.match(stubs, /^export interface Point extends PyObjectMethods \{$/m);
+  assert.match(stubs, /^ {2}readonly norm: number;$/m);
+  assert.match(stubs, /^ {2}label: string \| undefined;$/m);
+  assert.match(stubs, /^ {2}\/\/ 'get' is shadowed by the PyObject member of that name: use getAttr\('get'\)\.$/m);
+  assert.match(stubs, /^export interface PointClass extends PyObjectMethods \{$/m);
+  assert.match(stubs, /^ {2}new \(\.\.\.args: \[x: number, kw\?: KwArgs\] \| \[x: number, y: number, kw\?: KwArgs\]\): Point;$/m);
+  assert.match(stubs, /^ {2}Point: PointClass;$/m);
+  // A str enum's members arrive as strings.
+  assert.match(stubs, /^ {2}readonly FAST: string;$/m);
+  assert.match(stubs, /^ {2}readonly RED: Color;$/m);
+});
+
+const GOOD = `
+import { PyModule, Py, PythonEngine } from 'pyembed';
+import type { Box, Geometry, Point } from './geometry.js';
+
+Py.import('sys').path.insert(0, process.env.STUBS_DIR);
+const g = PyModule.import('geometry') as Geometry;
+
+const p: Point = new g.Point(3, 4);
+const moved: Point = p.moved(1, Py.kw({ copy: false }));
+const box: Box = g.Box(2, Py.kw({ height: 3 }));
+const times3 = g.maker(3);
+const numbers: number[] = g.PRIMES.toJS();
+const counted: Record<string, number> = g.counts('abca').toJS();
+const keys: string[] = [...g.counts('ab')];
+const squares: number[] = [...g.squares(4)];
+const ticks: number[] = [];
+for await (const t of g.ticks(3)) ticks.push(t);
+const later: string = await g.later(7);
+const viaPool: number = await g.add.callAsync(1, 2);
+const color = g.color_of('GREEN');
+const fromPair: Point = g.Point.from_pair([1, 2]);
+const reversed: Uint8Array = g.reverse_bytes(new Uint8Array([1, 2, 3])).toJS();
+
+const result = {
+  add: g.add(1),
+  addMore: g.add(1, 2, Py.kw({ scale: 10 })),
+  join: g.join('a', 'b', Py.kw({ sep: '-' })),
+  joinNone: g.join(),
+  norm: p.norm,
+  norm2: p.norm2(),
+  x: moved.x,
+  labelIsUndefined: p.label === undefined,
+  kind: g.Point.kind,
+  origin: g.Point.origin().x,
+  fromPair: fromPair.y,
+  area: box.area(),
+  first: g.first([5, 6]),
+  firstOfNone: g.first([]),
+  applied: g.apply((v) => v * 2, 21),
+  made: times3(5),
+  mode: [g.mode('a'), g.mode('b')],
+  numbers, counted, keys, squares, ticks, later, viaPool,
+  color: [color.name, color.value, g.Color.RED.name],
+  fast: g.Mode.FAST,
+  reversed: [...reversed],
+  posOnly: g.pos_only(5, 3),
+  key: g.needs_kw(Py.kw({ key: 'k' })),
+  untyped: g.untyped('x').toJS(),
+  scale: g.SCALE,
+  getViaGetAttr: p.getAttr('get')(),
+};
+console.log(JSON.stringify(result));
+PythonEngine.shutdown();
+`;
+
+test('correct use of the declarations compiles, and runs with the values its types promise', async () => {
+  const project = writeProject('good', { 'main.ts': GOOD, 'geometry.d.ts': stubs });
+  const compiled = tsc(['-p', project]);
+  assert.equal(compiled.code, 0, compiled.output);
+  const r = await runScript(fs.readFileSync(path.join(project, 'out', 'main.js'), 'utf8'), { env: { STUBS_DIR: dir } });
+  assert.equal(r.code, 0, explain(r));
+  assert.deepEqual(JSON.parse(r.stdout), {
+    add: 2,
+    addMore: 30,
+    join: 'a-b',
+    joinNone: '',
+    norm: 5,
+    norm2: 25,
+    x: 4,
+    labelIsUndefined: true,
+    kind: 'point',
+    origin: 0,
+    fromPair: 2,
+    area: 6,
+    first: 5,
+    applied: 42,
+    made: 15,
+    mode: [1, 'b'],
+    numbers: [2, 3, 5],
+    counted: { a: 2, b: 1, c: 1 },
+    keys: ['a', 'b'],
+    squares: [0, 1, 4, 9],
+    ticks: [0, 1, 2],
+    later: '7',
+    viaPool: 3,
+    color: ['GREEN', 2, 'RED'],
+    fast: 'fast',
+    reversed: [3, 2, 1],
+    posOnly: 2,
+    key: 'K',
+    untyped: ['x', 2],
+    scale: 2.5,
+    getViaGetAttr: 1,
+  });
+});
+
+// Each line marked WRONG must be a compile error; no other line may be one.
+const BAD = `
+import { PyModule, Py } from 'pyembed';
+import type { Geometry, Point } from './geometry.js';
+
+const g = PyModule.import('geometry') as Geometry;
+const p: Point = g.Point(1);
+g.add('1'); // WRONG: a string for an int
+g.add(1, 2, 3); // WRONG: scale is keyword-only
+g.subtract(1, 2); // WRONG: no such function
+g.mode('c'); // WRONG: not one of the Literal values
+g.needs_kw(); // WRONG: the keyword-only key is required
+const s: string = g.add(1); // WRONG: add returns a number
+p.z; // WRONG: Point has no z
+p.norm = 3; // WRONG: a read-only property
+g.apply((v: string) => 1, 4); // WRONG: the callback gets a number
+g.pos_only(1, 2, 3); // WRONG: too many arguments
+const n: number[] = g.counts('a').toJS(); // WRONG: a dict converts to a Record
+const later: number = await g.later(1); // WRONG: the coroutine gives a string
+g.first(['a']); // WRONG: a list of ints
+new g.Point(); // WRONG: x is required
+g.Point.from_pair([1, 2, 3]); // WRONG: a pair
+const c: string = g.color_of('RED'); // WRONG: a Color, not a string
+const fine: number = g.add(1, Py.kw({ scale: 2 }));
+void [s, n, later, c, fine];
+`;
+
+test('incorrect use of the declarations fails to compile, at each wrong line', () => {
+  const project = writeProject('bad', { 'main.ts': BAD, 'geometry.d.ts': stubs });
+  const r = typeCheck(['-p', project]);
+  assert.notEqual(r.code, 0, 'the incorrect usage compiled');
+  const errorLines = new Set(
+    [...r.output.matchAll(/main\.ts\((\d+),\d+\): error TS\d+/g)].map((m) => Number(m[1])),
+  );
+  const wrongLines = BAD.split('\n').flatMap((line, i) => (line.includes('// WRONG') ? [i + 1] : []));
+  for (const line of wrongLines) {
+    assert.ok(errorLines.has(line), `line ${line} (${BAD.split('\n')[line - 1]}) should not compile:\n${r.output}`);
+  }
+  for (const line of errorLines) {
+    assert.ok(wrongLines.includes(line), `line ${line} (${BAD.split('\n')[line - 1]}) should compile:\n${r.output}`);
+  }
+});
+
+test('without --out the declarations go to standard output; errors are clear', () => {
+  const r = runCli(['stubs', 'geometry', '--name', 'Shapes']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^export interface Shapes extends PyObjectMethods \{$/m);
+  const missing = runCli(['stubs', 'no_such_module_here']);
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /cannot describe 'no_such_module_here': ModuleNotFoundError: No module named 'no_such_module_here'/);
+  const usage = runCli(['stubs']);
+  assert.equal(usage.status, 2);
+  assert.match(usage.stderr, /which module\?/);
+  assert.match(usage.stderr, /Usage: pyembed stubs <module>/);
+  const unknown = runCli(['frobnicate']);
+  assert.equal(unknown.status, 2);
+  assert.match(unknown.stderr, /unknown command 'frobnicate'/);
+  const help = runCli(['--help']);
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, /--out <file>/);
+});
+
+test('the same declarations with every CPython 3.9+ found (introspection is version-independent)', async (t) => {
+  const pyenv = path.join(process.env.PYENV_ROOT ?? path.join(process.env.HOME ?? '/root', '.pyenv'), 'versions');
+  const versions = fs.existsSync(pyenv)
+    ? fs.readdirSync(pyenv).filter((v) => /^3\.(9|1\d)\.\d+$/.test(v) && fs.existsSync(path.join(pyenv, v, 'bin', 'python3')))
+    : [];
+  if (versions.length === 0) return t.skip(`no pyenv CPython 3.9+ under ${pyenv}`);
+  const body = (text: string) => text.split('\n').slice(1).join('\n'); // all but the header line
+  for (const v of versions) {
+    const r = runCli(['stubs', 'geometry', '--python', path.join(pyenv, v, 'bin', 'python3')]);
+    assert.equal(r.status, 0, `${v}: ${r.stderr}`);
+    assert.match(r.stdout.split('\n')[0]!, new RegExp(`\\(Python ${v.replace(/\./g, '\\.')}\\)`));
+    assert.equal(body(r.stdout), body(stubs), `Python ${v} describes the module differently`);
+  }
+});
+
+test('declarations for larger real modules compile (stdlib, and numpy when present)', () => {
+  const modules = ['json', 'textwrap', 'fractions', 'collections', 'pathlib', 'datetime', 'enum', 'dataclasses'];
+  const files: Record<string, string> = {};
+  for (const m of modules) {
+    const r = runCli(['stubs', m]);
+    assert.equal(r.status, 0, `${m}: ${r.stderr}`);
+    files[`${m}.d.ts`] = r.stdout;
+  }
+  for (const m of ['numpy']) {
+    if (spawnSync('/usr/bin/python3', ['-c', `import ${m}`]).status !== 0) continue;
+    const r = runCli(['stubs', m, '--python', '/usr/bin/python3']);
+    assert.equal(r.status, 0, `${m}: ${r.stderr}`);
+    files[`${m}.d.ts`] = r.stdout;
+  }
+  files['main.ts'] = `${Object.keys(files).map((f, i) => `import type * as m${i} from './${f.replace(/\.d\.ts$/, '.js')}';`).join('\n')}\nexport {};\n`;
+  const project = writeProject('real', files);
+  const r = typeCheck(['-p', project]);
+  assert.equal(r.code, 0, r.output);
+});
