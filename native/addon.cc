@@ -89,16 +89,18 @@ class Op {
   // Arguments are captured before the operation attaches: converting a primitive runs no JS, so
   // it waits for the fast path; anything else may run JS (getters) and becomes a Snapshot now,
   // while this thread does not hold the GIL. False: a JS exception is pending.
+  // The Snapshot lives on the heap: an Arg stays small, so the inline arguments of a call do not
+  // take kilobytes of the stack that nested JS <-> Python calls share.
   struct Arg {
     Local<JsValue> primitive;
-    std::optional<Snapshot> snapshot;
+    std::unique_ptr<Snapshot> snapshot;
   };
   bool Capture(Local<JsValue> v, Arg* out) {
     if (IsFastPrimitive(v)) {
       out->primitive = v;
       return true;
     }
-    out->snapshot.emplace();
+    out->snapshot = std::make_unique<Snapshot>();
     ConvertError error;
     if (!JsToValue(t, v, &*out->snapshot, &error, &pins_)) {
       ThrowConvertError(isolate, error);
@@ -119,7 +121,7 @@ class Op {
       }
       // A primitive the fast path leaves alone (a long or two-byte string): the Snapshot path,
       // which runs no JS for a primitive, so it may run now.
-      a.snapshot.emplace();
+      a.snapshot = std::make_unique<Snapshot>();
       ConvertError error;
       if (!JsToValue(t, a.primitive, &*a.snapshot, &error, &pins_)) {
         ThrowConvertError(isolate, error);

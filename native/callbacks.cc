@@ -92,6 +92,7 @@ void RunJsFunction(JsThread* t, JsFunctionRef* ref, std::vector<Snapshot>& args,
   v8::HandleScope scope(isolate);
   v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
   v8::TryCatch tryCatch(isolate);
+  ExtendV8StackLimitOnMainThread(isolate);  // nested JS <-> Python calls: see stack.h
   std::vector<v8::Local<v8::Value>> argv(args.size());
   for (size_t i = 0; i < args.size(); i++) {
     if (!ValueToJs(t, args[i], /*wrap=*/true).ToLocal(&argv[i])) {
