@@ -55,6 +55,10 @@ class Op {
       ThrowError(isolate, call_->error());
       return false;
     }
+    if (pins_.AnyShutDown()) {
+      ThrowTypeError(isolate, "this Python object belongs to an interpreter that was shut down");
+      return false;
+    }
     return true;
   }
 

@@ -214,6 +214,7 @@ bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out) {
     out->kind = Snapshot::Kind::kPyObject;
     out->obj = live;  // borrowed: the pin keeps it, even if a later getter disposes the proxy
     out->ownsRef = false;
+    out->generation = h->generation;  // a later getter may shut Python down (and start it again)
     w.pins->Add(h);
     return true;
   }
@@ -751,6 +752,14 @@ void PinnedHandles::Add(PyHandle* handle) {
   handles_.push_back(handle);
 }
 
+bool PinnedHandles::AnyShutDown() const {
+  uint64_t current = engine.generation();
+  for (PyHandle* h : handles_) {
+    if (h->generation != current) return true;
+  }
+  return false;
+}
+
 PinnedHandles::~PinnedHandles() {
   for (PyHandle* h : handles_) UnpinHandle(h);
 }
@@ -841,6 +850,13 @@ PyObject* ValueToPython(JsThread* thread, Snapshot& v) {
         PyObject* o = v.obj;
         v.obj = nullptr;
         return o;
+      }
+      // Borrowed from a proxy when the JS value was captured: a getter that ran after that may
+      // have shut its interpreter down, and this may be a new one.
+      if (v.generation != engine.generation()) {
+        py.PyErr_SetString(py.PyExc_TypeError,
+                           "this Python object belongs to an interpreter that was shut down");
+        return nullptr;
       }
       return NewRef(v.obj);
     case Snapshot::Kind::kJsFunction: {
