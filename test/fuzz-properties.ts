@@ -11,9 +11,11 @@
 //       travel as Python floats, safe integers as Python ints;
 //     - a bigint comes back identical when it is outside the safe-integer range, and as the
 //       equal number inside it (Python has one int type);
-//     - every TypedArray, DataView, Buffer and ArrayBuffer arrives as `bytes` with the bytes of
-//       the view (byteOffset and byteLength respected) and comes back as a Uint8Array of exactly
-//       those bytes;
+//     - every TypedArray, DataView, Buffer and ArrayBuffer arrives as a `memoryview` over the
+//       bytes of the view (byteOffset and byteLength respected) and comes back as a TypedArray of
+//       exactly those bytes: of the same element type for a TypedArray (Uint8ClampedArray, whose
+//       format is plain bytes, comes back as a Uint8Array), a Uint8Array for a DataView, a
+//       Buffer and an ArrayBuffer;
 //     - arrays, plain objects (null-prototype ones too), Maps and Sets are converted deeply:
 //       arrays come back as arrays; objects and Maps as plain objects (keys as strings), or, with
 //       `toJS({ dict: 'map' })`, both as Maps; Sets as Sets.
@@ -141,7 +143,12 @@ export function expectedRoundTrip(v: unknown, mapMode: boolean): unknown {
   if (v === null || v === undefined) return undefined;
   if (typeof v === 'bigint') return v >= -MAX_SAFE && v <= MAX_SAFE ? Number(v) : v;
   if (typeof v !== 'object') return v;
-  if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength).slice();
+  if (ArrayBuffer.isView(v)) {
+    const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength).slice();
+    if (v instanceof DataView || Buffer.isBuffer(v) || v instanceof Uint8ClampedArray) return bytes;
+    const Ctor = v.constructor as new (b: ArrayBuffer) => ArrayBufferView;
+    return new Ctor(bytes.buffer);
+  }
   if (v instanceof ArrayBuffer) return new Uint8Array(v.slice(0));
   if (Array.isArray(v)) return v.map((x) => expectedRoundTrip(x, mapMode));
   if (v instanceof Set) return new Set([...v].map((x) => expectedRoundTrip(x, mapMode)));
