@@ -482,6 +482,14 @@ v8::MaybeLocal<v8::Value> WrapHandle(JsThread* t, v8::Local<v8::Object> handle, 
 
 v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested) {
   v8::Isolate* isolate = t->isolate;
+  // PythonToValue checked the stack while it nested this Snapshot, and a level of ToJs usually
+  // takes less, but not in every build (with AddressSanitizer a ToJs frame is ~5 KB): a
+  // container checks again before it recurses.
+  if (!v.items.empty() && StackNearlyExhausted(tls)) {
+    isolate->ThrowException(
+        v8::Exception::RangeError(JsText(isolate, "structure nested too deeply to convert to JS")));
+    return {};
+  }
   v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
   switch (v.kind) {
     case Snapshot::Kind::kUndefined:
