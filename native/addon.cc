@@ -55,6 +55,10 @@ class Op {
       ThrowError(isolate, call_->error());
       return false;
     }
+    if (pins_.AnyShutDown()) {
+      ThrowTypeError(isolate, "this Python object belongs to an interpreter that was shut down");
+      return false;
+    }
     return true;
   }
 
@@ -89,9 +93,11 @@ class Op {
   // Arguments are captured before the operation attaches: converting a primitive runs no JS, so
   // it waits for the fast path; anything else may run JS (getters) and becomes a Snapshot now,
   // while this thread does not hold the GIL. False: a JS exception is pending.
+  // The Snapshot lives on the heap: an Arg stays small, so the inline arguments of a call do not
+  // take kilobytes of the stack that nested JS <-> Python calls share.
   struct Arg {
     Local<JsValue> primitive;
-    std::unique_ptr<Snapshot> snapshot;  // small when unused: calls keep arrays of these on the stack
+    std::unique_ptr<Snapshot> snapshot;
   };
   bool Capture(Local<JsValue> v, Arg* out) {
     if (IsFastPrimitive(v)) {

@@ -97,6 +97,7 @@ void RunJsFunction(JsThread* t, JsFunctionRef* ref, ArgValues& args, CallbackOut
   v8::HandleScope scope(isolate);
   v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
   v8::TryCatch tryCatch(isolate);
+  ExtendV8StackLimitOnMainThread(isolate);  // nested JS <-> Python calls: see stack.h
   constexpr size_t kInlineArgv = 4;  // on the stack: deep JS <-> Python recursion needs it small
   v8::Local<v8::Value> inlineArgv[kInlineArgv];
   std::vector<v8::Local<v8::Value>> heapArgv;

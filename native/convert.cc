@@ -214,6 +214,7 @@ bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out) {
     out->kind = Snapshot::Kind::kPyObject;
     out->obj = live;  // borrowed: the pin keeps it, even if a later getter disposes the proxy
     out->ownsRef = false;
+    out->generation = h->generation;  // a later getter may shut Python down (and start it again)
     w.pins->Add(h);
     return true;
   }
@@ -516,6 +517,14 @@ v8::MaybeLocal<v8::Value> WrapHandle(JsThread* t, v8::Local<v8::Object> handle, 
 
 v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested) {
   v8::Isolate* isolate = t->isolate;
+  // PythonToValue checked the stack while it nested this Snapshot, and a level of ToJs usually
+  // takes less, but not in every build (with AddressSanitizer a ToJs frame is ~5 KB): a
+  // container checks again before it recurses.
+  if (!v.items.empty() && StackNearlyExhausted(tls)) {
+    isolate->ThrowException(
+        v8::Exception::RangeError(JsText(isolate, "structure nested too deeply to convert to JS")));
+    return {};
+  }
   v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
   switch (v.kind) {
     case Snapshot::Kind::kUndefined:
@@ -786,6 +795,14 @@ void PinnedHandles::Add(PyHandle* handle) {
   handles_.push_back(handle);
 }
 
+bool PinnedHandles::AnyShutDown() const {
+  uint64_t current = engine.generation();
+  for (PyHandle* h : handles_) {
+    if (h->generation != current) return true;
+  }
+  return false;
+}
+
 PinnedHandles::~PinnedHandles() {
   for (PyHandle* h : handles_) UnpinHandle(h);
 }
@@ -877,6 +894,13 @@ PyObject* ValueToPython(JsThread* thread, Snapshot& v) {
         PyObject* o = v.obj;
         v.obj = nullptr;
         return o;
+      }
+      // Borrowed from a proxy when the JS value was captured: a getter that ran after that may
+      // have shut its interpreter down, and this may be a new one.
+      if (v.generation != engine.generation()) {
+        py.PyErr_SetString(py.PyExc_TypeError,
+                           "this Python object belongs to an interpreter that was shut down");
+        return nullptr;
       }
       return NewRef(v.obj);
     case Snapshot::Kind::kJsFunction: {

@@ -126,6 +126,9 @@ class PinnedHandles {
   PinnedHandles& operator=(const PinnedHandles&) = delete;
   ~PinnedHandles();
   void Add(PyHandle* handle);
+  // True when a pinned handle belongs to an interpreter that is no longer the running one (a
+  // getter that ran after the handle was met shut Python down, and maybe started it again).
+  bool AnyShutDown() const;
   // The caller takes the pins over (and unpins them later, on this JS thread).
   std::vector<PyHandle*> Take() { return std::move(handles_); }
 

@@ -32,6 +32,7 @@ struct ThreadContext {
   int outerScopesClosed = 0; // Py.GIL() scopes of the JS code outside the current callback that
                              // JS code inside it closed (callbacks.cc takes them off on return)
   uintptr_t stackLow = 0;    // lowest usable stack address (0: not known yet), see stack.cc
+  uintptr_t v8StackLimit = 0; // the lowest V8 stack limit pyembed set on Node's main thread
 
   // After this thread's Python thread state is gone (worker exit, or finalization).
   void ForgetInterpreter() {

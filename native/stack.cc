@@ -40,14 +40,30 @@ uintptr_t Here() {
   return reinterpret_cast<uintptr_t>(&marker);
 }
 
+// V8's usual budget (about 1 MB below here), but never closer than 192 KB to the end of the
+// thread's stack: the rest is for the native frames of pyembed and Python. 0: not known.
+uintptr_t LimitFromHere(uintptr_t low) {
+  if (low <= 1) return 0;
+  uintptr_t usual = Here() - 984 * 1024;
+  uintptr_t floor = low + 192 * 1024;
+  return usual > floor ? usual : floor;
+}
+
 }  // namespace
 
 void SetV8StackLimitForThisThread(v8::Isolate* isolate) {
-  uintptr_t low = StackLow(tls);
-  if (low <= 1) return;
-  // V8's usual budget (about 1 MB below here), but never closer than 192 KB to the end of the
-  // thread's stack: the rest is for the native frames of pyembed and Python.
-  uintptr_t usual = Here() - 984 * 1024;
-  uintptr_t floor = low + 192 * 1024;
-  isolate->SetStackLimit(usual > floor ? usual : floor);
+  uintptr_t limit = LimitFromHere(StackLow(tls));
+  if (limit) isolate->SetStackLimit(limit);
+}
+
+void ExtendV8StackLimitOnMainThread(v8::Isolate* isolate) {
+  ThreadContext& ctx = tls;
+  // Only inside a synchronous call from JS: V8's own limit lies 984 KB below where the isolate
+  // started, and a callback nested in a call from JS runs well below that point, so even the
+  // first value set here is lower than V8's.
+  if (!ctx.isMainJsThread || ctx.callDepth == 0) return;
+  uintptr_t limit = LimitFromHere(StackLow(ctx));
+  if (!limit || (ctx.v8StackLimit && limit >= ctx.v8StackLimit)) return;
+  ctx.v8StackLimit = limit;
+  isolate->SetStackLimit(limit);
 }

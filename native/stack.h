@@ -19,3 +19,10 @@ inline bool StackNearlyExhausted(ThreadContext& ctx = tls, size_t reserve = 256 
 }
 // Tells V8 where this thread's stack ends (for threads V8 did not start, e.g. Python threads).
 void SetV8StackLimitForThisThread(v8::Isolate* isolate);
+// On Node's main thread, when Python calls back into JS inside a call from JS: V8's budget there is 984 KB for the
+// whole thread, which nested JS -> Python -> JS calls (a few KB of native frames each) would use
+// up after about 200 levels. Gives the callback V8's usual budget below the current position
+// instead, never closer than 192 KB to the end of the stack (the margin Node leaves on worker
+// threads, whose V8 limit is already that). Only ever lowers the limit, so JS never gets less
+// stack than Node gave it.
+void ExtendV8StackLimitOnMainThread(v8::Isolate* isolate);
