@@ -593,6 +593,16 @@ v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested) {
         v8::Local<v8::Value> key, item;
         if (!ToJs(t, v.items[i], true).ToLocal(&key)) return {};
         if (!key->IsString() && !key->ToString(ctx).ToLocal(&key)) return {};
+        // 1 and '1' are two Python keys but one JS property name: refuse rather than drop one.
+        v8::Maybe<bool> taken = obj->HasOwnProperty(ctx, key.As<v8::Name>());
+        if (taken.IsNothing()) return {};
+        if (taken.FromJust()) {
+          v8::String::Utf8Value name(isolate, key);
+          std::string message = std::string("two keys of the dict become the same JS property name '") +
+                                (*name ? *name : "?") + "'; use toJS({ dict: 'map' }) to keep both";
+          isolate->ThrowException(v8::Exception::TypeError(JsText(isolate, message.c_str())));
+          return {};
+        }
         if (!ToJs(t, v.items[i + 1], true).ToLocal(&item)) return {};
         if (obj->CreateDataProperty(ctx, key.As<v8::Name>(), item).IsNothing()) return {};
       }

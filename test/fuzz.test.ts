@@ -18,7 +18,11 @@ for (const { name, property } of fuzzProperties()) {
   });
 }
 
-test('toJS() of a dict whose keys collide as JS property names is an error, not silent data loss', { todo: 'bug: {1: "a", "1": "b"}.toJS() silently drops an entry' }, () => {
+test('toJS() of a dict whose keys collide as JS property names is an error, not silent data loss', () => {
   const d = PythonEngine.eval('{1: "a", "1": "b"}');
-  assert.throws(() => d.toJS(), TypeError);
+  assert.throws(() => d.toJS(), { name: 'TypeError', message: /same JS property name '1'.*dict: 'map'/ });
+  const m = d.toJS({ dict: 'map' }) as Map<unknown, unknown>;
+  assert.equal(m.get(1), 'a');
+  assert.equal(m.get('1'), 'b');
+  assert.deepEqual(PythonEngine.eval('{1: "a", 2.5: "b", True: "c"}').toJS(), { 1: 'c', 2.5: 'b' }); // Python: True == 1
 });
