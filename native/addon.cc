@@ -95,15 +95,19 @@ class Op {
   // while this thread does not hold the GIL. False: a JS exception is pending.
   // The Snapshot lives on the heap: an Arg stays small, so the inline arguments of a call do not
   // take kilobytes of the stack that nested JS <-> Python calls share.
+  // An array of primitives (the common big argument) keeps its elements as they are, to become
+  // a list under the GIL without a Snapshot per element.
   struct Arg {
     Local<JsValue> primitive;
     std::unique_ptr<Snapshot> snapshot;
+    std::unique_ptr<std::vector<Local<JsValue>>> primitives;
   };
   bool Capture(Local<JsValue> v, Arg* out) {
     if (IsFastPrimitive(v)) {
       out->primitive = v;
       return true;
     }
+    if (v->IsArray()) return CaptureArray(v.As<v8::Array>(), out);
     out->snapshot = std::make_unique<Snapshot>();
     ConvertError error;
     if (!JsToValue(t, v, &*out->snapshot, &error, &pins_)) {
@@ -112,10 +116,45 @@ class Op {
     }
     return true;
   }
+  bool CaptureArray(Local<v8::Array> array, Arg* out) {
+    Local<v8::Context> context = isolate->GetCurrentContext();
+    uint32_t n = array->Length();
+    auto elements = std::make_unique<std::vector<Local<JsValue>>>();
+    elements->reserve(n);
+    for (uint32_t i = 0; i < n; i++) {
+      Local<JsValue> e;
+      if (!array->Get(context, i).ToLocal(&e)) return ArrayReadFailed();  // each element is read once
+      elements->push_back(e);
+      if (IsFastPrimitive(e)) continue;
+      // Not all primitives: a list Snapshot, from the elements read so far and the rest.
+      out->snapshot = std::make_unique<Snapshot>();
+      Snapshot& list = *out->snapshot;
+      list.kind = Snapshot::Kind::kList;
+      list.items.resize(n);
+      ConvertError error;
+      for (uint32_t k = 0; k < n; k++) {
+        if (k > i && !array->Get(context, k).ToLocal(&e)) return ArrayReadFailed();
+        if (!JsToValue(t, k <= i ? (*elements)[k] : e, &list.items[k], &error, &pins_)) {
+          ThrowConvertError(isolate, error);
+          return false;
+        }
+      }
+      return true;
+    }
+    out->primitives = std::move(elements);
+    return true;
+  }
+  bool ArrayReadFailed() {  // as the Snapshot path reports it
+    ConvertError error;
+    error.message = "cannot read an array element";
+    ThrowConvertError(isolate, error);
+    return false;
+  }
 
   // After Enter(): a new reference for a captured argument, or null (JS exception pending).
   PyObject* ToPython(Arg& a) {
     PyObject* o = nullptr;
+    if (a.primitives) return PrimitivesToList(*a.primitives);
     if (!a.snapshot) {
       Fast f = PrimitiveToPython(isolate, a.primitive, &o);
       if (f == Fast::kDone) return o;
@@ -137,6 +176,22 @@ class Op {
     return o;
   }
 
+  PyObject* PrimitivesToList(const std::vector<Local<JsValue>>& elements) {
+    PyRefOwned list(py.PyList_New(static_cast<Py_ssize_t>(elements.size())));
+    if (!list) {
+      ThrowPythonError(t);
+      return nullptr;
+    }
+    for (size_t i = 0; i < elements.size(); i++) {
+      Arg element;
+      element.primitive = elements[i];
+      PyObject* o = ToPython(element);
+      if (!o) return nullptr;
+      py.PyList_SetItem(list.get(), static_cast<Py_ssize_t>(i), o);  // steals o; cannot fail here
+    }
+    return list.release();
+  }
+
   // Sets the return value from a new reference (consumed); null means a Python error is set.
   void Return(PyObject* result, const ToJsOptions& options = ToJsOptions()) {
     if (!result) {
@@ -145,9 +200,7 @@ class Op {
     }
     Local<JsValue> js;
     Fast f = PrimitiveToJs(isolate, result, &js);
-    if (f == Fast::kNotHandled && options.deep && TypeOf(result) == py.PyList_Type) {
-      f = ListToJs(t, result, options, &js);
-    }
+    if (f == Fast::kNotHandled) f = ContainerToJs(t, result, options, &js);
     if (f != Fast::kNotHandled) {
       py.Py_DecRef(result);
       if (f == Fast::kDone) info.GetReturnValue().Set(js);

@@ -711,25 +711,113 @@ Fast PrimitiveToJs(v8::Isolate* isolate, PyObject* o, v8::Local<v8::Value>* out)
   return Fast::kDone;
 }
 
-Fast ListToJs(JsThread* thread, PyObject* list, const ToJsOptions& options, v8::Local<v8::Value>* out) {
-  v8::Isolate* isolate = thread->isolate;
-  Py_ssize_t n = py.PyList_Size(list);
-  std::vector<v8::Local<v8::Value>> elements(static_cast<size_t>(n));
-  for (Py_ssize_t i = 0; i < n; i++) {
-    PyObject* item = py.PyList_GetItem(list, i);  // borrowed; nothing below runs Python code
-    if (!item) return Fast::kPythonError;
-    if (PrimitiveToJs(isolate, item, &elements[i]) == Fast::kDone) continue;
-    if (item == list) {
+namespace {
+
+// Deeper structures take the Snapshot path, which has its own depth and stack checks.
+constexpr size_t kFastNestingMax = 64;
+
+struct FastWalk {
+  JsThread* thread;
+  const ToJsOptions& options;
+  std::vector<PyObject*> path;        // the containers being converted (cycle check)
+  v8::Local<v8::Value> objectPrototype;  // Object.prototype, fetched on the first dict
+};
+
+Fast FastContainerToJs(FastWalk& w, PyObject* o, v8::Local<v8::Value>* out);
+
+// An element of a list or a value of a dict: primitives and plain lists/dicts directly, anything
+// else through a Snapshot.
+Fast FastItemToJs(FastWalk& w, PyObject* item, v8::Local<v8::Value>* out) {
+  Fast f = PrimitiveToJs(w.thread->isolate, item, out);
+  if (f != Fast::kNotHandled) return f;
+  PyObject* type = TypeOf(item);
+  if ((type == py.PyList_Type || (type == py.PyDict_Type && !w.options.dictAsMap)) &&
+      w.path.size() < kFastNestingMax) {
+    if (std::find(w.path.begin(), w.path.end(), item) != w.path.end()) {
       py.PyErr_SetString(py.PyExc_ValueError,
                          "cannot convert a cyclic structure to JS (a container contains itself)");
       return Fast::kPythonError;
     }
-    Snapshot snapshot;
-    if (!PythonToValue(item, options, &snapshot)) return Fast::kPythonError;
-    if (!ValueToJs(thread, snapshot, /*wrap=*/true).ToLocal(&elements[i])) return Fast::kConvertError;
+    f = FastContainerToJs(w, item, out);
+    if (f != Fast::kNotHandled) return f;
   }
-  *out = v8::Array::New(isolate, elements.data(), elements.size());
+  Snapshot snapshot;
+  if (!PythonToValue(item, w.options, &snapshot)) return Fast::kPythonError;
+  if (!ValueToJs(w.thread, snapshot, /*wrap=*/true).ToLocal(out)) return Fast::kConvertError;
   return Fast::kDone;
+}
+
+Fast FastListToJs(FastWalk& w, PyObject* list, v8::Local<v8::Value>* out) {
+  std::vector<v8::Local<v8::Value>> elements;
+  elements.reserve(static_cast<size_t>(py.PyList_Size(list)));
+  // The size is read again each turn: a Snapshot conversion may run Python code.
+  for (Py_ssize_t i = 0; i < py.PyList_Size(list); i++) {
+    PyRefOwned item(NewRef(py.PyList_GetItem(list, i)));
+    if (!item) return Fast::kPythonError;
+    elements.emplace_back();
+    Fast f = FastItemToJs(w, item.get(), &elements.back());
+    if (f != Fast::kDone) return f;
+  }
+  *out = v8::Array::New(w.thread->isolate, elements.data(), elements.size());
+  return Fast::kDone;
+}
+
+Fast FastDictToJs(FastWalk& w, PyObject* dict, v8::Local<v8::Value>* out) {
+  v8::Isolate* isolate = w.thread->isolate;
+  Py_ssize_t pos = 0;
+  PyObject *key, *value;
+  size_t n = 0;
+  while (py.PyDict_Next(dict, &pos, &key, &value)) {
+    if (TypeOf(key) != py.PyUnicode_Type) return Fast::kNotHandled;  // the general rules apply
+    n++;
+  }
+  std::vector<v8::Local<v8::Name>> names;
+  std::vector<v8::Local<v8::Value>> values;
+  names.reserve(n);
+  values.reserve(n);
+  pos = 0;
+  while (py.PyDict_Next(dict, &pos, &key, &value)) {
+    PyRefOwned keepKey(NewRef(key)), keepValue(NewRef(value));  // a Snapshot may run Python code
+    Py_ssize_t length = 0;
+    const char* utf8 = py.PyUnicode_AsUTF8AndSize(key, &length);
+    v8::Local<v8::String> name;
+    // Property names are internalized by V8 anyway: made so at once, they are not copied again.
+    if (!utf8 || length > v8::String::kMaxLength ||
+        !v8::String::NewFromUtf8(isolate, utf8, v8::NewStringType::kInternalized, static_cast<int>(length))
+             .ToLocal(&name)) {
+      py.PyErr_Clear();  // lone surrogates, or too long: the general path decides
+      return Fast::kNotHandled;
+    }
+    names.push_back(name);
+    values.emplace_back();
+    Fast f = FastItemToJs(w, value, &values.back());
+    if (f != Fast::kDone) return f;
+  }
+  if (names.size() != n) {
+    py.PyErr_SetString(py.PyExc_RuntimeError, "dictionary changed size during conversion to JS");
+    return Fast::kPythonError;
+  }
+  if (w.objectPrototype.IsEmpty()) w.objectPrototype = v8::Object::New(isolate)->GetPrototype();
+  *out = v8::Object::New(isolate, w.objectPrototype, names.data(), values.data(), n);
+  return Fast::kDone;
+}
+
+Fast FastContainerToJs(FastWalk& w, PyObject* o, v8::Local<v8::Value>* out) {
+  w.path.push_back(o);
+  Fast f = TypeOf(o) == py.PyList_Type ? FastListToJs(w, o, out) : FastDictToJs(w, o, out);
+  w.path.pop_back();
+  return f;
+}
+
+}  // namespace
+
+Fast ContainerToJs(JsThread* thread, PyObject* o, const ToJsOptions& options, v8::Local<v8::Value>* out) {
+  PyObject* type = TypeOf(o);
+  if (!options.deep || !(type == py.PyList_Type || (type == py.PyDict_Type && !options.dictAsMap))) {
+    return Fast::kNotHandled;
+  }
+  FastWalk w{thread, options, {}, {}};
+  return FastContainerToJs(w, o, out);
 }
 
 Snapshot::Snapshot(Snapshot&& other) noexcept

@@ -161,9 +161,10 @@ inline bool IsFastPrimitive(v8::Local<v8::Value> v) {
 enum class Fast { kNotHandled, kDone, kPythonError, kConvertError };
 Fast PrimitiveToPython(v8::Isolate* isolate, v8::Local<v8::Value> v, PyObject** out);
 Fast PrimitiveToJs(v8::Isolate* isolate, PyObject* o, v8::Local<v8::Value>* out);
-// Big lists are common: (deep) a Python list to a JS Array element by element on the fast path;
-// other elements take the Snapshot path.
-Fast ListToJs(JsThread* thread, PyObject* list, const ToJsOptions& options, v8::Local<v8::Value>* out);
+// Big lists and dicts (records) are common: (deep) Python lists and str-keyed dicts, nested or
+// not, straight to JS Arrays and objects, caller attached and holding the isolate; other
+// elements take the Snapshot path. kNotHandled: not such a container (use the Snapshot path).
+Fast ContainerToJs(JsThread* thread, PyObject* o, const ToJsOptions& options, v8::Local<v8::Value>* out);
 
 // The number rule: a JS number becomes a Python int only when it is a safe integer and not -0.
 bool NumberIsPythonInt(double d);

@@ -120,3 +120,36 @@ test('values Python cannot take are TypeErrors', () => {
   assert.throws(() => echo(new (class Widget {})()), /Widget/);
   assert.throws(() => echo({ nested: [Symbol('deep')] }), TypeError);
 });
+
+test('arrays of primitives and nested lists/dicts convert exactly on their fast paths', () => {
+  const long = 'x'.repeat(300);
+  const values = [0, -1, 2 ** 53 - 1, 1.5, -0, NaN, 'a', long, 'é€😀', true, false, null, undefined];
+  const types = PythonEngine.eval('lambda v: [type(x).__name__ for x in v]')(values).toJS();
+  assert.deepEqual(types, ['int', 'int', 'int', 'float', 'float', 'float', 'str', 'str', 'str', 'bool', 'bool', 'NoneType', 'NoneType']);
+  assert.deepEqual(echo(values).toJS(), [0, -1, 2 ** 53 - 1, 1.5, -0, NaN, 'a', long, 'é€😀', true, false, undefined, undefined]);
+
+  // A primitive array that turns out to hold an object midway: every element is read once.
+  let reads = 0;
+  const mixed: unknown[] = [1, 2];
+  Object.defineProperty(mixed, 1, { get: () => { reads++; return 2; }, enumerable: true });
+  mixed.push({ k: [3] }, 'z');
+  assert.deepEqual(echo(mixed).toJS(), [1, 2, { k: [3] }, 'z']);
+  assert.equal(reads, 1);
+
+  // Records (a list of str-keyed dicts), nested containers, and dicts the fast path leaves to
+  // the general rules (non-str keys, very deep nesting).
+  assert.deepEqual(PythonEngine.eval('[{"a": i, "b": str(i), "c": [i, {"d": None}]} for i in range(3)]').toJS(), [
+    { a: 0, b: '0', c: [0, { d: undefined }] },
+    { a: 1, b: '1', c: [1, { d: undefined }] },
+    { a: 2, b: '2', c: [2, { d: undefined }] },
+  ]);
+  assert.deepEqual(PythonEngine.eval('[{1: "one"}, {"x": (1, 2)}]').toJS(), [{ 1: 'one' }, { x: [1, 2] }]);
+  const deep = PythonEngine.eval('(lambda: (d := {"v": 0}, [d := {"v": d} for _ in range(100)], d)[-1])()').toJS();
+  let depth = 0;
+  for (let d = deep as { v: unknown }; typeof d.v === 'object'; d = d.v as { v: unknown }) depth++;
+  assert.equal(depth, 100);
+  for (const cyclic of ['(d := {}, d.__setitem__("self", d), d)[-1]', '(l := [], l.append({"l": l}), l)[-1]',
+    '(l := [], l.append((l,)), l)[-1]']) {
+    assert.throws(() => PythonEngine.eval(cyclic).toJS(), { type: 'ValueError', message: /cyclic/ }, cyclic);
+  }
+});
