@@ -44,6 +44,7 @@ export const WORKLOADS = [
 
 export const PEERS = [
   { id: 'pyembed', label: 'pyembed', kind: 'in-process (this package)' },
+  { id: 'pyembed-gil', label: 'pyembed in Py.GIL()', kind: 'in-process (this package), each round inside one `Py.GIL()` scope: the thread keeps the GIL between calls, as node-calls-python and pymport always do' },
   { id: 'python', label: 'Python itself (floor)', kind: 'floor: the same work in Python (timeit)', floor: true },
   { id: 'c', label: 'C API (floor)', kind: 'floor: a C program calling through the CPython C API (bench/floor.c)', floor: true },
   { id: 'node-calls-python', label: 'node-calls-python', kind: 'in-process (N-API addon)' },
@@ -361,6 +362,34 @@ const adapters = {
     };
     return { info, workloads, close: () => bridge.close() };
   },
+};
+
+// pyembed with the GIL kept across each round by a Py.GIL() scope (JS callbacks still run with
+// it released); the workloads that are not synchronous calls from JS are the same as above.
+adapters['pyembed-gil'] = async (c) => {
+  const { Py } = await import('pyembed');
+  const peer = await adapters.pyembed(c);
+  const scoped = ['noop', 'three', 'attr', 'list', 'dict', 'bytes', 'callbacks'];
+  for (const [id, w] of Object.entries(peer.workloads)) {
+    if (w.skip) continue;
+    if (!scoped.includes(id)) {
+      peer.workloads[id] = { skip: 'as pyembed: not a synchronous call from JS' };
+      continue;
+    }
+    const run = w.run;
+    peer.workloads[id] = {
+      ...w,
+      run: (reps, n) => {
+        const scope = Py.GIL();
+        try {
+          return run(reps, n);
+        } finally {
+          scope.dispose();
+        }
+      },
+    };
+  }
+  return peer;
 };
 
 async function runPeer(name, c) {
