@@ -85,6 +85,7 @@ ${command}
 - The run took ${minutes} minutes.
 
 Times are medians of several rounds; ratios compare with the column named in each table, measured in the same run.
+Earlier runs, the effect of each optimization, and where pyembed is not yet twice as fast as the fastest in-process peer (and why): [HISTORY.md](HISTORY.md).
 `;
 const resultsPath = path.join(outDir, 'RESULTS.md');
 fs.writeFileSync(resultsPath, [header, ...sections].join('\n'));
