@@ -1,5 +1,8 @@
 #include "async_pool.h"
 
+#include <pthread.h>
+#include <sched.h>
+
 #include "engine.h"
 #include "gil.h"
 #include "handles.h"
@@ -202,6 +205,13 @@ void AsyncPool::Submit(AsyncJob* job) {
 void AsyncPool::Worker() {
   tls.pythonName = "pyembed-async";
   tls.pythonDaemon = true;
+#ifdef __linux__
+  // Woken by Submit() on a JS thread, a worker would otherwise preempt that thread on its own
+  // core and keep the event loop off the CPU for milliseconds. SCHED_BATCH threads never preempt
+  // on wakeup; best effort (needs no privilege).
+  sched_param batch{};
+  pthread_setschedparam(pthread_self(), SCHED_BATCH, &batch);
+#endif
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     idle_++;

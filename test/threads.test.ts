@@ -128,6 +128,14 @@ test('callAsync runs on pyembed threads: timers keep firing during a second of p
   assert.ok(r.ticks >= 40, `timer ticks during the call: ${r.ticks}`);
 });
 
+test('callAsync pool threads do not preempt the event loop when woken (SCHED_BATCH on Linux)', { skip: process.platform !== 'linux' }, async () => {
+  const out = await run(`
+    const policy = PythonEngine.eval('lambda: __import__("os").sched_getscheduler(0) == __import__("os").SCHED_BATCH');
+    console.log(JSON.stringify({ pool: await policy.callAsync(), js: policy() }));
+  `);
+  assert.deepEqual(JSON.parse(out), { pool: true, js: false }, 'pool threads run under SCHED_BATCH; the JS thread keeps its own policy');
+});
+
 test('callAsync: results, keyword arguments, PythonError rejections, many at once, from workers', async () => {
   const out = await run(`
     const m = PyModule.fromString('async_mod', \`
