@@ -257,17 +257,23 @@ bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out) {
 
 // --- Python -> Snapshot -----------------------------------------------------------------------
 
+// The payload is `data`, inside the immutable `o` (a str's UTF-8, a bytes' buffer): the snapshot
+// keeps `o` alive instead of copying it.
+void ViewInside(PyObject* o, const char* data, size_t length, Snapshot* out) {
+  out->obj = NewRef(o);
+  out->ownsRef = true;
+  out->generation = engine.generation();
+  out->view = data;
+  out->viewLength = length;
+}
+
 bool TextOfStr(PyObject* o, Snapshot* out) {
   Py_ssize_t size = 0;
   const char* utf8 = py.PyUnicode_AsUTF8AndSize(o, &size);
   out->kind = Snapshot::Kind::kString;
   if (utf8) {
     out->encoding = Snapshot::Encoding::kUtf8;
-    out->obj = NewRef(o);
-    out->ownsRef = true;
-    out->generation = engine.generation();
-    out->view = utf8;
-    out->viewLength = static_cast<size_t>(size);
+    ViewInside(o, utf8, static_cast<size_t>(size), out);
     return true;
   }
   // Lone surrogates have no UTF-8 form; UTF-16 keeps them exactly, as JS strings do.
@@ -443,11 +449,7 @@ bool FromPython(PyWalk& w, PyObject* o, Snapshot* out) {
       Py_ssize_t n = 0;
       if (py.PyBytes_AsStringAndSize(o, &data, &n) < 0) return false;
       out->kind = Snapshot::Kind::kBytes;
-      out->obj = NewRef(o);
-      out->ownsRef = true;
-      out->generation = engine.generation();
-      out->view = data;
-      out->viewLength = static_cast<size_t>(n);
+      ViewInside(o, data, static_cast<size_t>(n), out);
       return true;
     }
     if (type == py.PyByteArray_Type) {
