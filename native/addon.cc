@@ -153,25 +153,33 @@ class Op {
 
   // After Enter(): a new reference for a captured argument, or null (JS exception pending).
   PyObject* ToPython(Arg& a) {
-    PyObject* o = nullptr;
     if (a.primitives) return PrimitivesToList(*a.primitives);
-    if (!a.snapshot) {
-      Fast f = PrimitiveToPython(isolate, a.primitive, &o);
-      if (f == Fast::kDone) return o;
-      if (f == Fast::kPythonError) {
-        ThrowPythonError(t);
-        return nullptr;
-      }
-      // A primitive the fast path leaves alone (a long or two-byte string): the Snapshot path,
-      // which runs no JS for a primitive, so it may run now.
-      a.snapshot = std::make_unique<Snapshot>();
-      ConvertError error;
-      if (!JsToValue(t, a.primitive, &*a.snapshot, &error, &pins_)) {
-        ThrowConvertError(isolate, error);
-        return nullptr;
-      }
+    if (!a.snapshot) return PrimitiveToPythonRef(a.primitive);
+    return SnapshotToPython(*a.snapshot);
+  }
+
+  // After Enter(): a new reference for a JS primitive, or null (JS exception pending).
+  PyObject* PrimitiveToPythonRef(Local<JsValue> v) {
+    PyObject* o = nullptr;
+    Fast f = PrimitiveToPython(isolate, v, &o);
+    if (f == Fast::kDone) return o;
+    if (f == Fast::kPythonError) {
+      ThrowPythonError(t);
+      return nullptr;
     }
-    o = ValueToPython(t, *a.snapshot);
+    // A primitive the fast path leaves alone (a long or two-byte string): the Snapshot path,
+    // which runs no JS for a primitive, so it may run now.
+    Snapshot snapshot;
+    ConvertError error;
+    if (!JsToValue(t, v, &snapshot, &error, &pins_)) {
+      ThrowConvertError(isolate, error);
+      return nullptr;
+    }
+    return SnapshotToPython(snapshot);
+  }
+
+  PyObject* SnapshotToPython(Snapshot& v) {
+    PyObject* o = ValueToPython(t, v);
     if (!o) ThrowPythonError(t);
     return o;
   }
@@ -183,9 +191,7 @@ class Op {
       return nullptr;
     }
     for (size_t i = 0; i < elements.size(); i++) {
-      Arg element;
-      element.primitive = elements[i];
-      PyObject* o = ToPython(element);
+      PyObject* o = PrimitiveToPythonRef(elements[i]);
       if (!o) return nullptr;
       py.PyList_SetItem(list.get(), static_cast<Py_ssize_t>(i), o);  // steals o; cannot fail here
     }

@@ -298,7 +298,6 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
   me.scopeDepth = savedScopes - closedOutside;
   me.outerScopesClosed = savedClosed + (me.outerScopesClosed - closedOutside);
   values.clear();
-  (void)t;
   return OutcomeToPython(outcome);
 }
 

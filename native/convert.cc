@@ -783,10 +783,8 @@ Fast FastDictToJs(FastWalk& w, PyObject* dict, v8::Local<v8::Value>* out) {
     Py_ssize_t length = 0;
     const char* utf8 = py.PyUnicode_AsUTF8AndSize(key, &length);
     v8::Local<v8::String> name;
-    // Property names are internalized by V8 anyway: made so at once, they are not copied again.
-    if (!utf8 || length > v8::String::kMaxLength ||
-        !v8::String::NewFromUtf8(isolate, utf8, v8::NewStringType::kInternalized, static_cast<int>(length))
-             .ToLocal(&name)) {
+    if (!utf8 || !NewJsString(isolate, utf8, static_cast<size_t>(length), v8::NewStringType::kInternalized)
+                      .ToLocal(&name)) {
       py.PyErr_Clear();  // lone surrogates, or too long: the general path decides
       return Fast::kNotHandled;
     }
@@ -1033,10 +1031,10 @@ v8::MaybeLocal<v8::Value> PythonToJs(JsThread* thread, PyObject* o, const ToJsOp
   return ToJs(thread, v, false);
 }
 
-v8::MaybeLocal<v8::String> NewJsString(v8::Isolate* isolate, const char* utf8, size_t length) {
+v8::MaybeLocal<v8::String> NewJsString(v8::Isolate* isolate, const char* utf8, size_t length,
+                                       v8::NewStringType type) {
   if (length > static_cast<size_t>(v8::String::kMaxLength)) return {};
-  return v8::String::NewFromUtf8(isolate, utf8, v8::NewStringType::kNormal,
-                                 static_cast<int>(length));
+  return v8::String::NewFromUtf8(isolate, utf8, type, static_cast<int>(length));
 }
 
 v8::Local<v8::String> JsText(v8::Isolate* isolate, const std::string& text) {

@@ -174,7 +174,9 @@ inline bool IsSafeInteger(int64_t i) { return i >= -9007199254740991LL && i <= 9
 // Convenience for synchronous paths that hold both the GIL and the isolate.
 v8::MaybeLocal<v8::Value> PythonToJs(JsThread* thread, PyObject* o, const ToJsOptions& options);
 
-// A JS string from UTF-8; empty when it is longer than V8's maximum string length.
-v8::MaybeLocal<v8::String> NewJsString(v8::Isolate* isolate, const char* utf8, size_t length);
+// A JS string from UTF-8; empty when it is longer than V8's maximum string length. Property
+// names are best made kInternalized (V8 would internalize a copy of them anyway).
+v8::MaybeLocal<v8::String> NewJsString(v8::Isolate* isolate, const char* utf8, size_t length,
+                                       v8::NewStringType type = v8::NewStringType::kNormal);
 // For messages: never fails (a message too long for V8 is cut).
 v8::Local<v8::String> JsText(v8::Isolate* isolate, const std::string& text);
