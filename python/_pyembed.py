@@ -144,6 +144,21 @@ def import_file(path):
     return module
 
 
+def datetime_from_js(ms):
+    """A JS Date (its time value, ms since the epoch) as an aware UTC datetime."""
+    import datetime
+
+    if ms != ms:
+        raise ValueError("cannot convert an invalid JS Date (its time is NaN) to Python")
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    try:
+        return epoch + datetime.timedelta(milliseconds=ms)
+    except OverflowError:
+        raise OverflowError(
+            f"a JS Date {ms:.0f} ms from 1970 is outside Python datetime's years 1 to 9999"
+        ) from None
+
+
 def module_from_string(name, code):
     """PyModule.fromString: a module made from source, importable by name afterwards."""
     filename = f"<pyembed:{name}>"
