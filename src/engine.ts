@@ -51,6 +51,11 @@ function startOptions(options: InitializeOptions): string {
 
 let exitHookInstalled = false;
 
+/** What every use of Python says after shutdown() (native/engine.h says the same). */
+export const SHUT_DOWN_MESSAGE =
+  'Python was shut down (PythonEngine.shutdown()); call PythonEngine.initialize() to start it again ' +
+  '(objects of the old interpreter cannot be used)';
+
 function helperSource(): string {
   return fs.readFileSync(path.join(packageRoot, 'python', '_pyembed.py'), 'utf8');
 }
@@ -62,7 +67,7 @@ function helperSource(): string {
 export function ensureRunning(): void {
   if (native.isRunning()) return;
   if (native.wasShutDown()) {
-    throw new Error('Python was shut down (PythonEngine.shutdown()); call PythonEngine.initialize() to start it again');
+    throw new Error(SHUT_DOWN_MESSAGE);
   }
   PythonEngine.initialize();
 }
