@@ -63,7 +63,7 @@ function isSupported([major, minor]: readonly number[]): boolean {
 }
 
 function tooOld(requested: string, version: string): Error {
-  return new Error(`pyembed: '${requested}' is Python ${version}, which is too old: pyembed needs CPython 3.9 or newer.\n${WHAT_TO_DO}`);
+  return new Error(`pyembed: '${requested}' is Python ${version}; pyembed needs CPython 3.9 or newer (this one is too old).\n${WHAT_TO_DO}`);
 }
 
 /** What `python -V` says (Python 2 says it on stderr), as [major, minor, ...], if it runs at all. */
