@@ -76,6 +76,20 @@ export const Py = {
     ensureRunning();
     return new GILScope();
   },
+  /**
+   * Runs fn in a Py.GIL() scope and returns its result: the form of `using gil = Py.GIL()` for
+   * JavaScript without `using` (Node 20 and 22). Nestable. For synchronous work: the scope ends
+   * when fn returns, so an async fn holds the GIL only until its first `await`.
+   */
+  withGIL<T>(fn: () => T): T {
+    if (typeof fn !== 'function') throw new TypeError('Py.withGIL() needs a function');
+    const scope = Py.GIL();
+    try {
+      return fn();
+    } finally {
+      scope[Symbol.dispose]();
+    }
+  },
   /** `import name`, or a .py file: see PyModule.import(). */
   import(name: string | URL): PyObject {
     return PyModule.import(name);
