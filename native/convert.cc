@@ -926,6 +926,10 @@ PyObject* ValueToPython(JsThread* thread, Snapshot& v) {
     case Snapshot::Kind::kFloat:
       return py.PyFloat_FromDouble(v.d);
     case Snapshot::Kind::kDate: {
+      if (!helpers.datetimeFromJs) {  // finalization has begun (Python threads still run then)
+        py.PyErr_SetString(py.PyExc_RuntimeError, "cannot convert a JS Date: Python is shutting down");
+        return nullptr;
+      }
       PyRefOwned ms(py.PyFloat_FromDouble(v.d));
       PyObject* arg = ms.get();
       return ms ? CallVector(helpers.datetimeFromJs, &arg, 1, nullptr) : nullptr;
