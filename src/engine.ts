@@ -80,13 +80,13 @@ export class PythonEngine {
    * returns with the GIL released, so Python threads run while JS does.
    */
   static initialize(options: InitializeOptions = {}): void {
+    const configuration = startOptions(options);
     if (options.asyncThreads !== undefined) {
       if (!Number.isInteger(options.asyncThreads) || options.asyncThreads < 1) {
         throw new TypeError('asyncThreads must be a positive integer');
       }
       native.setAsyncThreads(options.asyncThreads);
     }
-    const configuration = startOptions(options);
     const running = native.info();
     if (running) {
       if (options.python !== undefined && locatePython(options.python).executable !== running[1]) {
@@ -185,7 +185,8 @@ function runCode(code: string, globals: unknown, mode: 'exec' | 'eval'): any {
   }
   ensureRunning();
   const filename = `<pyembed ${mode}>`;
-  if (globals === undefined || globals === null || isPyObject(globals)) {
+  const proto = globals === undefined || globals === null || isPyObject(globals) ? undefined : Object.getPrototypeOf(globals);
+  if (proto !== Object.prototype && proto !== null) {
     return fromNative(native.run(code, globals ?? undefined, mode, filename));
   }
   // A plain object becomes a new dict: write back what the code bound or deleted in it.
