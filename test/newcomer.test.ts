@@ -180,6 +180,7 @@ test('exec(code, plainObject) writes back the names the code assigned or deleted
   const walrus: Record<string, unknown> = {};
   assert.equal(PythonEngine.eval('(z := 5) + 1', walrus), 6);
   assert.equal(walrus.z, 5);
+  assert.equal(PythonEngine.eval('x * 2', new Map([['x', 3]]) as never), 6); // a Map is converted, not written to
   const failed: Record<string, unknown> = { a: 1 };
   assert.throws(() => PythonEngine.exec('b = 2\nraise KeyError("k")', failed), PythonError);
   assert.deepEqual(failed, { a: 1 }); // an exception writes nothing back
@@ -249,6 +250,10 @@ test('an executable that is not Python, and a Python 2, get messages that say wh
   assert.match(silent, /point PYEMBED_PYTHON/);
   const old = await tryPython(path.join(fakePython2, 'python2.7'));
   assert.match(old, /is Python 2\.7\.18; pyembed needs CPython 3\.9 or newer \(this one is too old\)/);
+  // A real Python 2, when pyenv has one.
+  const pyenv = path.join(process.env.PYENV_ROOT ?? path.join(process.env.HOME ?? '/root', '.pyenv'), 'versions');
+  const real = fs.existsSync(pyenv) ? fs.readdirSync(pyenv).find((v) => v.startsWith('2.')) : undefined;
+  if (real) assert.match(await tryPython(path.join(pyenv, real, 'bin', 'python')), /is Python 2\.\d+\.\d+; pyembed needs CPython 3\.9 or newer/);
 });
 
 // --- item 11: Py.withGIL -----------------------------------------------------------------------
