@@ -9,6 +9,7 @@
 #include "gil.h"
 #include "handles.h"
 #include "js_thread.h"
+#include "python_helpers.h"
 #include "stack.h"
 #include "v8_util.h"
 
@@ -216,6 +217,11 @@ bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out) {
     out->ownsRef = false;
     out->generation = h->generation;  // a later getter may shut Python down (and start it again)
     w.pins->Add(h);
+    return true;
+  }
+  if (v->IsDate()) {
+    out->kind = Snapshot::Kind::kDate;
+    out->d = v.As<v8::Date>()->ValueOf();
     return true;
   }
   if (v->IsFunction()) {
@@ -541,6 +547,8 @@ v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested) {
       return v8::BigInt::New(isolate, v.i);
     case Snapshot::Kind::kFloat:
       return v8::Number::New(isolate, v.d);
+    case Snapshot::Kind::kDate:
+      return AsValue(v8::Date::New(ctx, v.d));
     case Snapshot::Kind::kBigInt:
       return AsValue(BigIntFromHex(ctx, v.text));
     case Snapshot::Kind::kString:
@@ -917,6 +925,15 @@ PyObject* ValueToPython(JsThread* thread, Snapshot& v) {
       return py.PyLong_FromLongLong(v.i);
     case Snapshot::Kind::kFloat:
       return py.PyFloat_FromDouble(v.d);
+    case Snapshot::Kind::kDate: {
+      if (!helpers.datetimeFromJs) {  // finalization has begun (Python threads still run then)
+        py.PyErr_SetString(py.PyExc_RuntimeError, "cannot convert a JS Date: Python is shutting down");
+        return nullptr;
+      }
+      PyRefOwned ms(py.PyFloat_FromDouble(v.d));
+      PyObject* arg = ms.get();
+      return ms ? CallVector(helpers.datetimeFromJs, &arg, 1, nullptr) : nullptr;
+    }
     case Snapshot::Kind::kBigInt:
       return py.PyLong_FromString(v.text.c_str(), nullptr, 16);
     case Snapshot::Kind::kString: {

@@ -50,6 +50,7 @@ struct Snapshot {
     kJsFunction, // fn, and obj when it came from Python
     kJsBytes,    // jsBytes: JS binary data, to become a memoryview over the same memory
     kPyBuffer,   // pyBuffer: a Python buffer, to become a TypedArray
+    kDate,       // d: a JS Date's time value (ms since the epoch), to become an aware UTC datetime
     kNaN         // never produced: placeholder to keep switch statements exhaustive
   };
   enum class Encoding : uint8_t { kLatin1, kUtf16, kUtf8 };
@@ -99,6 +100,7 @@ inline bool IsScalar(Snapshot::Kind kind) {
     case Snapshot::Kind::kFloat:
     case Snapshot::Kind::kBigInt:
     case Snapshot::Kind::kString:
+    case Snapshot::Kind::kDate:
       return true;
     default:
       return false;

@@ -14,6 +14,11 @@
 
 #include "capi.h"
 
+// What every use of Python says after PythonEngine.shutdown() (src/engine.ts says the same).
+inline constexpr const char kShutDownMessage[] =
+    "Python was shut down (PythonEngine.shutdown()); call PythonEngine.initialize() to start it "
+    "again (objects of the old interpreter cannot be used)";
+
 enum class EngineState : int { kStopped, kStarting, kRunning, kStopping };
 
 struct EngineConfig {

@@ -110,8 +110,7 @@ class PythonCall {
 
 inline PythonCall::PythonCall(ThreadContext& ctx) : ctx_(ctx) {
   if (!engine.running()) {
-    error_ = "Python is not running: it was shut down (objects of that interpreter cannot be used; "
-             "PythonEngine.initialize() starts a new one)";
+    error_ = kShutDownMessage;
     return;
   }
   if (!ctx_.attached) {

@@ -70,7 +70,11 @@ PyHandle* HandleFromValue(JsThread*, v8::Local<v8::Value> value) {
 }
 
 PyObject* LiveObject(PyHandle* h, const char** why) {
-  if (h->generation != engine.generation() || !engine.running()) {
+  if (!engine.running()) {
+    *why = kShutDownMessage;
+    return nullptr;
+  }
+  if (h->generation != engine.generation()) {
     *why = "this Python object belongs to an interpreter that was shut down";
     return nullptr;
   }

@@ -46,6 +46,7 @@ bool LoadPythonHelpers(const std::string& source, std::string* error) {
   helpers.stopLoop = get("stop_loop");
   helpers.adoptThread = get("adopt_thread");
   helpers.restartHazards = get("restart_hazards");
+  helpers.datetimeFromJs = get("datetime_from_js");
   PyRefOwned describe(get("describe_exception"));
   PyRefOwned jsError(get("JSError"));
   PyRefOwned submit(get("submit_coroutine"));
@@ -67,7 +68,8 @@ bool LoadPythonHelpers(const std::string& source, std::string* error) {
 
 void UnloadPythonHelpers() {
   for (PyObject** slot : {&helpers.run, &helpers.moduleFromString, &helpers.exposeModule,
-                          &helpers.stopLoop, &helpers.adoptThread, &helpers.restartHazards}) {
+                          &helpers.stopLoop, &helpers.adoptThread, &helpers.restartHazards,
+                          &helpers.datetimeFromJs}) {
     if (*slot) py.Py_DecRef(*slot);
     *slot = nullptr;
   }

@@ -13,6 +13,7 @@ struct PythonHelpers {
   PyObject* stopLoop = nullptr;          // stop_loop()
   PyObject* adoptThread = nullptr;       // adopt_thread(name, daemon)
   PyObject* restartHazards = nullptr;    // restart_hazards()
+  PyObject* datetimeFromJs = nullptr;    // datetime_from_js(ms): a JS Date's time as a datetime
   std::string version;                   // sys.version
 };
 

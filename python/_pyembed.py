@@ -71,6 +71,94 @@ def run(code, globals_, mode, filename):
     return None
 
 
+def run_in_object(code, namespace, mode, filename):
+    """exec/eval with a plain JS object's entries as globals: returns (result, changed names).
+
+    The changed names are those the code bound or rebound (by identity), so PythonEngine can write
+    them back into the JS object; `__builtins__`, which exec adds, is not one of them.
+    """
+    before = dict(namespace)
+    result = run(code, namespace, mode, filename)
+    changed = {
+        k: v
+        for k, v in namespace.items()
+        if k != "__builtins__" and (k not in before or before[k] is not v)
+    }
+    removed = [k for k in before if k not in namespace]
+    return result, changed, removed
+
+
+def configure(cwd_on_path, path, argv):
+    """At start, before any user code: what `python -c` sets up, plus initialize()'s options."""
+    entries = [p for p in path if p not in sys.path]
+    # Like `python -c`: the working directory ("" follows chdir) first, unless -P/PYTHONSAFEPATH.
+    if cwd_on_path and not getattr(sys.flags, "safe_path", False) and "" not in sys.path:
+        entries.insert(0, "")
+    sys.path[0:0] = entries
+    sys.argv = list(argv)
+
+
+def import_file(path):
+    """PyModule.import(file path): a .py file or a package folder, its folder first on sys.path so
+    its siblings import too (as `python path/to/x.py` does)."""
+    import importlib.util
+    import os
+
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        folder, name = os.path.split(path.rstrip(os.sep))
+        init = os.path.join(path, "__init__.py")
+        if not os.path.isfile(init):
+            raise ModuleNotFoundError(f"{path} is a folder without __init__.py, not a Python package")
+        spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[path])
+        target = init
+    else:
+        folder, filename = os.path.split(path)
+        name, ext = os.path.splitext(filename)
+        if ext != ".py":
+            raise ModuleNotFoundError(f"{path} is not a .py file (PyModule.import takes a module name or a .py file)")
+        if not os.path.isfile(path):
+            raise ModuleNotFoundError(f"no Python file at {path}")
+        spec = importlib.util.spec_from_file_location(name, path)
+        target = path
+    if not name.isidentifier():
+        raise ModuleNotFoundError(f"{path}: '{name}' is not a valid Python module name")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        loaded_file = getattr(loaded, "__file__", None)
+        if loaded_file and os.path.realpath(loaded_file) == os.path.realpath(target):
+            return loaded
+        raise ImportError(
+            f"cannot import {path} as '{name}': a different module '{name}' is already imported "
+            f"(from {loaded_file or 'a built-in or generated module'}); rename the file"
+        )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def datetime_from_js(ms):
+    """A JS Date (its time value, ms since the epoch) as an aware UTC datetime."""
+    import datetime
+
+    if ms != ms:
+        raise ValueError("cannot convert an invalid JS Date (its time is NaN) to Python")
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    try:
+        return epoch + datetime.timedelta(milliseconds=ms)
+    except OverflowError:
+        raise OverflowError(
+            f"a JS Date {ms:.0f} ms from 1970 is outside Python datetime's years 1 to 9999"
+        ) from None
+
+
 def module_from_string(name, code):
     """PyModule.fromString: a module made from source, importable by name afterwards."""
     filename = f"<pyembed:{name}>"

@@ -6,16 +6,55 @@ import { isMainThread } from 'node:worker_threads';
 import { allowThreads, beginAllowThreads, endAllowThreads, type ThreadState } from './gil.js';
 import { locatePython } from './locate.js';
 import { native, packageRoot } from './native.js';
-import { fromNative, isPyObject, type PyObject } from './proxy.js';
+import { fromNative, isPyObject, wrap, type PyObject } from './proxy.js';
 
 export interface InitializeOptions {
   /** The python executable to embed (a virtualenv's bin/python works). Default: PYEMBED_PYTHON, then python3. */
   python?: string;
   /** Most threads that run callAsync calls at once (default 4). */
   asyncThreads?: number;
+  /**
+   * Put the working directory first on sys.path, as `python -c` does, so `import mymodule` finds
+   * ./mymodule.py (default true; false, or PYTHONSAFEPATH in the environment, leaves it out).
+   */
+  cwdOnPath?: boolean;
+  /** More folders for sys.path, in front of the standard ones (relative ones resolved against the working directory). */
+  path?: string[];
+  /** sys.argv[0] as Python code sees it (argparse's program name, ...). Default ''. */
+  programName?: string;
+  /** The arguments after the program name: sys.argv = [programName, ...argv]. Default []. */
+  argv?: string[];
+}
+
+/** The start-time options (applied once, when Python starts), as the helper module records them. */
+function startOptions(options: InitializeOptions): string {
+  const strings = (value: unknown, name: string): string[] => {
+    if (value === undefined) return [];
+    if (!Array.isArray(value) || !value.every((s) => typeof s === 'string')) {
+      throw new TypeError(`options.${name} must be an array of strings`);
+    }
+    return value;
+  };
+  if (options.cwdOnPath !== undefined && typeof options.cwdOnPath !== 'boolean') {
+    throw new TypeError('options.cwdOnPath must be a boolean');
+  }
+  if (options.programName !== undefined && typeof options.programName !== 'string') {
+    throw new TypeError('options.programName must be a string');
+  }
+  // A Python literal: JSON strings and arrays of strings are valid Python as they are.
+  return [
+    options.cwdOnPath === false ? 'False' : 'True',
+    JSON.stringify(strings(options.path, 'path').map((p) => path.resolve(p))),
+    JSON.stringify([options.programName ?? '', ...strings(options.argv, 'argv')]),
+  ].join(', ');
 }
 
 let exitHookInstalled = false;
+
+/** What every use of Python says after shutdown() (native/engine.h says the same). */
+export const SHUT_DOWN_MESSAGE =
+  'Python was shut down (PythonEngine.shutdown()); call PythonEngine.initialize() to start it again ' +
+  '(objects of the old interpreter cannot be used)';
 
 function helperSource(): string {
   return fs.readFileSync(path.join(packageRoot, 'python', '_pyembed.py'), 'utf8');
@@ -28,7 +67,7 @@ function helperSource(): string {
 export function ensureRunning(): void {
   if (native.isRunning()) return;
   if (native.wasShutDown()) {
-    throw new Error('Python was shut down (PythonEngine.shutdown()); call PythonEngine.initialize() to start it again');
+    throw new Error(SHUT_DOWN_MESSAGE);
   }
   PythonEngine.initialize();
 }
@@ -41,6 +80,7 @@ export class PythonEngine {
    * returns with the GIL released, so Python threads run while JS does.
    */
   static initialize(options: InitializeOptions = {}): void {
+    const configuration = startOptions(options);
     if (options.asyncThreads !== undefined) {
       if (!Number.isInteger(options.asyncThreads) || options.asyncThreads < 1) {
         throw new TypeError('asyncThreads must be a positive integer');
@@ -54,13 +94,22 @@ export class PythonEngine {
           `Python is already running (${running[1]}); call PythonEngine.shutdown() before initializing '${options.python}'`,
         );
       }
+      const startOnly = (['cwdOnPath', 'path', 'programName', 'argv'] as const).filter((k) => options[k] !== undefined);
+      if (startOnly.length > 0 && helperModule().started_with !== configuration) {
+        throw new Error(
+          `Python is already running, and the options ${startOnly.join(', ')} only take effect when it starts: ` +
+            'pass them to the first PythonEngine.initialize(), before any other use of Python (or shutdown() first)',
+        );
+      }
       return;
     }
     if (options.python !== undefined && typeof options.python !== 'string') {
       throw new TypeError('options.python must be the path of a python executable');
     }
     const chosen = locatePython(options.python);
-    native.start(chosen.library, chosen.executable, helperSource());
+    // Runs as the helper module loads, before any other Python code.
+    const setup = `\nconfigure(${configuration})\nstarted_with = ${JSON.stringify(configuration)}\n`;
+    native.start(chosen.library, chosen.executable, helperSource() + setup);
     if (isMainThread && !exitHookInstalled) {
       exitHookInstalled = true;
       // If the user never calls shutdown(): finalize at exit so atexit handlers run and buffered
@@ -115,7 +164,10 @@ export class PythonEngine {
     return allowThreads(fn);
   }
 
-  /** Runs Python statements, in `globals` (a dict PyObject or a plain object) or __main__'s. */
+  /**
+   * Runs Python statements, in `globals` (a dict PyObject or a plain object) or __main__'s. With a
+   * plain object, the names the code assigns (or deletes) are written back into it afterwards.
+   */
   static exec(code: string, globals?: PyObject | Record<string, unknown>): void {
     runCode(code, globals, 'exec');
   }
@@ -132,5 +184,29 @@ function runCode(code: string, globals: unknown, mode: 'exec' | 'eval'): any {
     throw new TypeError('globals must be a dict PyObject or a plain object');
   }
   ensureRunning();
-  return fromNative(native.run(code, globals ?? undefined, mode, `<pyembed ${mode}>`));
+  const filename = `<pyembed ${mode}>`;
+  const proto = globals === undefined || globals === null || isPyObject(globals) ? undefined : Object.getPrototypeOf(globals);
+  if (proto !== Object.prototype && proto !== null) {
+    return fromNative(native.run(code, globals ?? undefined, mode, filename));
+  }
+  // A plain object becomes a new dict: write back what the code bound or deleted in it.
+  const [result, changed, removed] = helperModule().run_in_object(code, globals, mode, filename);
+  try {
+    const target = globals as Record<string, unknown>;
+    for (const name of changed) target[name] = changed.get(name);
+    for (const name of removed) delete target[name];
+    return result;
+  } finally {
+    changed.dispose();
+    removed.dispose();
+  }
+}
+
+let helpers: PyObject | undefined;
+
+/** python/_pyembed.py's module, for what TypeScript asks of it directly. */
+export function helperModule(): PyObject {
+  ensureRunning();
+  if (helpers === undefined || helpers.isDisposed) helpers = wrap(native.importModule('_pyembed')) as PyObject;
+  return helpers as PyObject;
 }

@@ -2,7 +2,7 @@
 // named by `initialize({ python })`, else PYEMBED_PYTHON, else `python3` on PATH. We ask that
 // executable itself (sysconfig) where libpython is, so a virtualenv's python leads to its base
 // installation's library while the interpreter still starts as the venv (see engine.cc).
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -54,6 +54,25 @@ print(json.dumps({
 
 const cache = new Map<string, PythonInstallation>();
 
+const WHAT_TO_DO =
+  'Install Python 3.9 or newer, or point PYEMBED_PYTHON (or initialize({ python })) at a ' +
+  "python executable, e.g. /usr/bin/python3 or a virtualenv's bin/python.";
+
+function isSupported([major, minor]: readonly number[]): boolean {
+  return major === 3 && minor! >= 9;
+}
+
+function tooOld(requested: string, version: string): Error {
+  return new Error(`pyembed: '${requested}' is Python ${version}; pyembed needs CPython 3.9 or newer (this one is too old).\n${WHAT_TO_DO}`);
+}
+
+/** What `python -V` says (Python 2 says it on stderr), as [major, minor, ...], if it runs at all. */
+function reportedVersion(requested: string): number[] | undefined {
+  const r = spawnSync(requested, ['-V'], { encoding: 'utf8', timeout: 10_000 });
+  const m = /^Python (\d+)\.(\d+)(?:\.(\d+))?/m.exec(`${r.stdout ?? ''}\n${r.stderr ?? ''}`.trim());
+  return m ? m.slice(1).filter((x) => x !== undefined).map(Number) : undefined;
+}
+
 export function defaultPython(): string {
   return process.env.PYEMBED_PYTHON || 'python3';
 }
@@ -69,11 +88,12 @@ export function locatePython(requested: string = defaultPython()): PythonInstall
       timeout: 30_000,
     });
   } catch (error) {
+    // Python 2 has no -I (and other old ones may fail the probe): say "too old" when it is.
+    const old = reportedVersion(requested);
+    if (old !== undefined && !isSupported(old)) throw tooOld(requested, old.join('.'));
     const detail = error instanceof Error ? error.message.split('\n')[0] : String(error);
     throw new Error(
-      `pyembed: cannot run the Python interpreter '${requested}' (${detail}).\n` +
-        'Install Python 3.9 or newer, or point PYEMBED_PYTHON (or initialize({ python })) at a ' +
-        'python executable, e.g. /usr/bin/python3 or a virtualenv\'s bin/python.',
+      `pyembed: cannot run the Python interpreter '${requested}' (${detail}).\n${WHAT_TO_DO}`,
     );
   }
   let probe: {
@@ -89,12 +109,14 @@ export function locatePython(requested: string = defaultPython()): PythonInstall
   try {
     probe = JSON.parse(output.trim().split('\n').pop() ?? '');
   } catch {
-    throw new Error(`pyembed: '${requested}' did not answer like a Python interpreter: ${output.slice(0, 200)}`);
+    const printed = output.trim() === '' ? 'it printed nothing' : `it printed: ${JSON.stringify(output.trim().slice(0, 200))}`;
+    throw new Error(
+      `pyembed: '${requested}' did not answer like a Python interpreter (asked to print its ` +
+        `configuration, ${printed}).\n${WHAT_TO_DO}`,
+    );
   }
-  const [major, minor] = probe.versionInfo;
-  if (major !== 3 || minor < 9) {
-    throw new Error(`pyembed: '${requested}' is Python ${probe.version}; pyembed needs CPython 3.9 or newer.`);
-  }
+  const [, minor] = probe.versionInfo;
+  if (!isSupported(probe.versionInfo)) throw tooOld(requested, probe.version);
   if (probe.freeThreaded) {
     // pyembed's bookkeeping relies on the GIL's mutual exclusion (native/gil.h says where).
     throw new Error(

@@ -1,5 +1,8 @@
 // Py and PyModule: the entry points for importing and creating Python modules.
-import { ensureRunning } from './engine.js';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { ensureRunning, helperModule } from './engine.js';
 import { GILScope } from './gil.js';
 import { KwArgs, native } from './native.js';
 import { handleOf, wrap, type PyObject } from './proxy.js';
@@ -13,11 +16,35 @@ function checkName(name: unknown, what: string): asserts name is string {
   if (typeof name !== 'string' || name.length === 0) throw new TypeError(`${what} needs a module name (a non-empty string)`);
 }
 
+/** The file that PyModule.import() was given, or undefined for a module name. */
+function moduleFile(name: unknown): string | undefined {
+  if (name instanceof URL || (typeof name === 'string' && name.startsWith('file:'))) {
+    try {
+      return fileURLToPath(name as string | URL);
+    } catch (error) {
+      throw new TypeError(`PyModule.import(): ${String(name)} is not a file URL (${(error as Error).message})`);
+    }
+  }
+  if (typeof name === 'string' && (name.startsWith('./') || name.startsWith('../') || path.isAbsolute(name))) {
+    return path.resolve(name);
+  }
+  return undefined;
+}
+
 export class PyModule {
   private constructor() {}
 
-  /** `import name` */
-  static import(name: string): PyObject {
+  /**
+   * `import name`; or, given a file (`./tool.py`, `../lib/tool.py`, an absolute path, a `file:`
+   * URL such as `new URL('./tool.py', import.meta.url)`) or a package folder, imports that file
+   * with its folder first on sys.path, so the modules beside it import too.
+   */
+  static import(name: string | URL): PyObject {
+    const file = moduleFile(name);
+    if (file !== undefined) {
+      ensureRunning();
+      return helperModule().import_file(file);
+    }
     checkName(name, 'PyModule.import()');
     ensureRunning();
     return wrap(native.importModule(name));
@@ -49,8 +76,22 @@ export const Py = {
     ensureRunning();
     return new GILScope();
   },
-  /** `import name` */
-  import(name: string): PyObject {
+  /**
+   * Runs fn in a Py.GIL() scope and returns its result: the form of `using gil = Py.GIL()` for
+   * JavaScript without `using` (Node 20 and 22). Nestable. For synchronous work: the scope ends
+   * when fn returns, so an async fn holds the GIL only until its first `await`.
+   */
+  withGIL<T>(fn: () => T): T {
+    if (typeof fn !== 'function') throw new TypeError('Py.withGIL() needs a function');
+    const scope = Py.GIL();
+    try {
+      return fn();
+    } finally {
+      scope[Symbol.dispose]();
+    }
+  },
+  /** `import name`, or a .py file: see PyModule.import(). */
+  import(name: string | URL): PyObject {
     return PyModule.import(name);
   },
   /** Keyword arguments, as the last argument of a call: `f(1, Py.kw({ sep: ',' }))`. */

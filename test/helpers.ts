@@ -30,19 +30,22 @@ export interface ChildOptions {
   stdinText?: string;
   /** The script's file extension: '.mjs' (default, an ES module) or '.cjs' (CommonJS). */
   extension?: '.mjs' | '.cjs';
+  /** Write the script into this folder (inside the package, so `import 'pyembed'` resolves) and run it there. */
+  dir?: string;
 }
 
 let counter = 0;
 
 /** Runs an ES module (or CommonJS, see `extension`) with node; it can `import ... from 'pyembed'`. */
 export function runScript(source: string, options: ChildOptions = {}): Promise<ChildResult> {
-  fs.mkdirSync(scratch, { recursive: true });
-  const file = path.join(scratch, `script-${process.pid}-${counter++}${options.extension ?? '.mjs'}`);
+  const dir = options.dir ?? scratch;
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `script-${process.pid}-${counter++}${options.extension ?? '.mjs'}`);
   fs.writeFileSync(file, source);
   const timeoutMs = options.timeoutMs ?? 60_000;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...(options.nodeArgs ?? []), file], {
-      cwd: packageRoot,
+      cwd: options.dir ?? packageRoot,
       env: { ...process.env, ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });

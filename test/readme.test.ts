@@ -5,7 +5,8 @@
 // user's project would be. `console.log(...)  // text` lines state the output: stdout must show
 // each such text as a line, in order. Tags: `numpy` runs the block with the system Python
 // (/usr/bin/python3) and skips it when numpy is not importable there; `cjs` runs a JS block as
-// CommonJS.
+// CommonJS. A code block preceded by `<!-- file: name.py -->` is a file of the user's project: it
+// is written into the folder where the examples run (their working directory, beside the script).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -40,8 +41,17 @@ function expectedOutput(code: string): string[] {
   });
 }
 
+/** The project files that `<!-- file: name -->` blocks show. */
+function projectFiles(markdown: string): Map<string, string> {
+  const files = new Map<string, string>();
+  const re = /<!--\s*file:\s*([\w./-]+)\s*-->\s*\n```\w*\n([\s\S]*?)\n```/g;
+  for (const m of markdown.matchAll(re)) files.set(m[1]!, `${m[2]!}\n`);
+  return files;
+}
+
 const readme = fs.readFileSync(path.join(packageRoot, 'README.md'), 'utf8');
 const blocks = runnableBlocks(readme);
+const files = projectFiles(readme);
 const SYSTEM_PYTHON = '/usr/bin/python3';
 const numpyMissing = spawnSync(SYSTEM_PYTHON, ['-c', 'import numpy']).status !== 0;
 
@@ -52,6 +62,8 @@ test('the README has runnable examples', () => {
 
 // Type-check and compile the TypeScript blocks once, together.
 const project = path.join(packageRoot, 'build', 'test-readme', String(process.pid));
+// Where the examples run, as in a user's project folder (inside the package, so 'pyembed' resolves).
+const runDir = path.join(project, 'run');
 let compiled: { code: number | null; output: string } | undefined;
 after(() => fs.rmSync(project, { recursive: true, force: true }));
 function compileAll(): { code: number | null; output: string } {
@@ -81,7 +93,12 @@ for (const b of blocks) {
       assert.equal(c.code, 0, `the README's TypeScript examples do not compile:\n${c.output}`);
       source = fs.readFileSync(path.join(project, 'out', `block${b.index}.js`), 'utf8');
     }
+    for (const [name, text] of files) {
+      fs.mkdirSync(path.dirname(path.join(runDir, name)), { recursive: true });
+      fs.writeFileSync(path.join(runDir, name), text);
+    }
     const r = await runScript(source, {
+      dir: runDir,
       extension: b.tags.includes('cjs') ? '.cjs' : '.mjs',
       env: needsNumpy ? { PYEMBED_PYTHON: SYSTEM_PYTHON } : {},
     });
