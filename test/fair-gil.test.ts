@@ -55,7 +55,8 @@ const ticks = m.ticks;
 const now = () => ticks.get(0);
 const supported = m.keeping_supported();
 function keep() {
-  for (let i = 0; i < 100000; i++) {
+  // Without keeping (3.12+) each call here waits a switch interval: one is enough there.
+  for (let i = 0; i < (supported ? 100000 : 1); i++) {
     m.small(i);
     if (native.stats().gilKept === 1) return true;
   }
@@ -152,10 +153,15 @@ test('a Python thread runs while JS blocks in Atomics.wait after keeping the GIL
   assert.equal(out.called, 20);
 });
 
-test('10^6 small calls finish while a Python thread spins, and the thread keeps ticking', async () => {
+test('10^6 small calls finish while a Python thread spins, and the thread keeps ticking', async (t) => {
   // Before the fair GIL each call waited for the spinning thread's switch interval (5 ms): this
-  // loop would take over an hour, and the watchdog fails it.
+  // loop would take over an hour, and the watchdog fails it. CPython 3.12+ has no fair GIL yet.
   const out = await run(`
+    if (!supported) {
+      m.halt(spinner);
+      console.log(JSON.stringify({ skip: true }));
+      process.exit(0);
+    }
     const cb = callbacks(20);
     const before = now();
     const small = m.small;
@@ -170,6 +176,10 @@ test('10^6 small calls finish while a Python thread spins, and the thread keeps 
     m.halt(spinner);
     console.log(JSON.stringify({ sum, progress: after - before, called, keptSeen, supported }));
   `);
+  if (out.skip) {
+    t.skip('no fair GIL on CPython 3.12+ (README, limits)');
+    return;
+  }
   assert.equal(out.sum, 1_000_000);
   // On a loaded machine the old per-call release can be fast too (the spinning thread is slow to
   // wake): that the loop kept the GIL is what shows the fair path ran.
@@ -180,13 +190,15 @@ test('10^6 small calls finish while a Python thread spins, and the thread keeps 
 
 test('two workers and the main thread making small calls, a Python thread spinning: all finish', async () => {
   const out = await run(`
+    // Without the fair GIL (3.12+) each call waits a switch interval: fewer calls there.
+    const calls = supported ? 100_000 : 100;
     const body = \`
       import { PythonEngine, PyModule } from '\${import.meta.resolve('pyembed')}';
       import { parentPort } from 'node:worker_threads';
       PythonEngine.initialize();
       const small = PyModule.import('fair').small;
       let sum = 0;
-      for (let i = 0; i < 100_000; i++) sum += small(1);
+      for (let i = 0; i < \${calls}; i++) sum += small(1);
       parentPort.postMessage(sum);
     \`;
     const before = now();
@@ -196,13 +208,13 @@ test('two workers and the main thread making small calls, a Python thread spinni
       w.on('error', reject);
     }));
     let sum = 0;
-    for (let i = 0; i < 100_000; i++) sum += m.small(1);
+    for (let i = 0; i < calls; i++) sum += m.small(1);
     const sums = await Promise.all(results);
     const progress = now() - before;
     m.halt(spinner);
-    console.log(JSON.stringify({ sums: [sum, ...sums], progress }));
+    console.log(JSON.stringify({ sums: [sum, ...sums].map((s) => s / calls), progress }));
   `);
-  assert.deepEqual(out.sums, [100_000, 100_000, 100_000]);
+  assert.deepEqual(out.sums, [1, 1, 1]);
   assert.ok((out.progress as number) > 0);
 });
 
