@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <ctime>
 #include <condition_variable>
 #include <thread>
 
@@ -22,8 +23,19 @@ int64_t SteadyNs() {
       .count();
 }
 
-// A take of the GIL that waited longer than this met another thread running Python.
-constexpr int64_t kContendedNs = 100'000;
+// A cheap clock (a few ns: it reads what the kernel's last tick wrote) to notice a take of the
+// GIL that waited: a wait of a switch interval always spans a tick, an uncontended take (~100
+// ns) almost never does, and a rare false alarm only makes the thread keep the GIL until the
+// watcher's next look.
+int64_t TickNs() {
+#ifdef CLOCK_MONOTONIC_COARSE
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+#else
+  return SteadyNs();
+#endif
+}
 
 // Takes back a GIL this thread kept, or waits for the watcher to finish releasing it.
 // True: attached again.
@@ -54,12 +66,11 @@ void Attach(ThreadContext& tls) {
   }
   if (tls.tstate && tls.generation == gen) {
     if (tls.mayKeepGil && GilKeepingSupported()) {
-      int64_t before = SteadyNs();
+      int64_t before = TickNs();
       py.PyEval_RestoreThread(tls.tstate);
-      int64_t after = SteadyNs();
-      tls.keepsGil = after - before > kContendedNs;
+      tls.keepsGil = TickNs() != before;
       if (tls.keepsGil) {
-        tls.heldSince.store(after, std::memory_order_relaxed);
+        tls.heldSince.store(SteadyNs(), std::memory_order_relaxed);
         StartWatching(tls);
       }
     } else {
@@ -71,6 +82,7 @@ void Attach(ThreadContext& tls) {
     // PyGILState_Ensure on this thread find it instead of making a second one. The state is kept
     // (the GILState counter stays at 1) and reused by every later attach.
     py.PyGILState_Ensure();
+    tls.keepsGil = false;  // a choice made against an interpreter that is gone
     tls.tstate = py.PyThreadState_Get();
     tls.generation = gen;
     tls.ownsTstate = true;
