@@ -304,6 +304,7 @@ void Stop(const FunctionCallbackInfo<JsValue>& info) {
   Attach();
   DropSharedObjects();
   Detach();
+  StopKeepingGil(tls);  // nothing kept, and the GIL watcher forgets this thread
   // 4. Finalize on the interpreter thread (atexit handlers, thread joins, flushing).
   engine.Stop();
   tls.ForgetInterpreter();
@@ -1011,7 +1012,10 @@ void OnPrepare(uv_prepare_t*) {
   // thread. The scope attaches again on its next operation.
   if (tls.attached && tls.callDepth == 0) Detach();
   // So is a GIL kept between operations (gil.cc): never across the loop's idle time.
-  if (tls.keepsGil || tls.gilKept.load(std::memory_order_relaxed) != kNotKept) StopKeepingGil(tls);
+  if (tls.keepsGil || tls.gilKept.load(std::memory_order_relaxed) != kNotKept ||
+      tls.watched.load(std::memory_order_relaxed)) {
+    StopKeepingGil(tls);
+  }
 }
 
 struct CloseState {
