@@ -25,7 +25,7 @@ struct ThreadContext {
   PyThreadState* tstate = nullptr;
   uint64_t generation = 0;   // interpreter run the tstate belongs to
   bool ownsTstate = false;   // made by pyembed (JS and pool threads), not by Python's threading
-  bool attached = false;     // holds the GIL right now
+  bool attached = false;     // holds the GIL with its thread state current (not when kept)
   int scopeDepth = 0;        // open Py.GIL() scopes (keep the GIL between operations)
   int callDepth = 0;         // pyembed operations in progress on this thread, nested included
   int trampolineDepth = 0;   // Python -> JS callbacks in progress on this thread
@@ -34,7 +34,7 @@ struct ThreadContext {
   uintptr_t stackLow = 0;    // lowest usable stack address (0: not known yet), see stack.cc
   uintptr_t v8StackLimit = 0; // the lowest V8 stack limit pyembed set on Node's main thread
 
-  // The fair GIL (see KeepGil below). Fields marked (watcher) are read by the GIL watcher thread.
+  // The fair GIL (gil.cc). Fields marked (watcher) are read by the GIL watcher thread.
   bool mayKeepGil = false;    // a JS thread's own context (not a pool or Python thread)
   bool keepsGil = false;      // its last take of the GIL had to wait: keep it between operations
   std::atomic<int> gilKept{0};          // (watcher) a GilKept value
@@ -65,7 +65,8 @@ extern thread_local ThreadContext tls;
 extern std::atomic<int64_t> threadStatesMade;
 extern std::atomic<int64_t> threadStatesReleased;
 
-// Attaches the calling thread (takes the GIL), creating its thread state on first use.
+// Attaches the calling thread (takes the GIL, or takes back the GIL it kept), creating its thread
+// state on first use.
 // Precondition: the engine is running and the thread is not attached. `ctx` is the calling
 // thread's own context (passing it saves thread-local lookups on hot paths).
 void Attach(ThreadContext& ctx = tls);
