@@ -273,3 +273,40 @@ def call_in_thread(f):
   assert.ok((out.allowProgress as number) > 0);
   assert.equal(out.running, false);
 });
+
+test('a worker terminated in the middle of a loop of calls, keeping the GIL, leaves Python running', async () => {
+  const out = await run(`
+    const body = \`
+      import { PythonEngine, PyModule } from '\${import.meta.resolve('pyembed')}';
+      import { parentPort } from 'node:worker_threads';
+      const { native } = await import('\${new URL('./dist/native.js', 'file://' + process.cwd() + '/').href}');
+      PythonEngine.initialize();
+      const small = PyModule.import('fair').small;
+      let told = false;
+      for (;;) {
+        small(1);
+        if (!told && native.stats().gilKept === 1) {
+          told = true;
+          parentPort.postMessage('kept');
+        }
+      }
+    \`;
+    const worker = new Worker(new URL('data:text/javascript,' + encodeURIComponent(body)));
+    const exited = new Promise((resolve) => worker.on('exit', resolve));
+    const first = await Promise.race([
+      new Promise((resolve) => worker.once('message', resolve)),
+      sleep(supported ? 20000 : 2000).then(() => 'timeout'),
+    ]);
+    await worker.terminate();
+    await exited;
+    const before = now();
+    await sleep(50);
+    const progress = now() - before;
+    const after = m.small(5); // and this thread still gets the GIL
+    m.halt(spinner);
+    console.log(JSON.stringify({ first, supported, progress, after }));
+  `);
+  assert.equal(out.first, out.supported ? 'kept' : 'timeout');
+  assert.ok((out.progress as number) > 0, 'the Python thread ticks after the worker is gone');
+  assert.equal(out.after, 5);
+});
