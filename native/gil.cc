@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <condition_variable>
+#include <system_error>
 #include <thread>
 
 #include "engine.h"
@@ -205,8 +206,18 @@ void ReleaseFor(ThreadContext* ctx) {
 }
 
 void StartWatching(ThreadContext& ctx) {
-  static std::once_flag started;
-  std::call_once(started, [] { std::thread(Watch).detach(); });
+  static const bool watching = [] {
+    try {
+      std::thread(Watch).detach();
+      return true;
+    } catch (const std::system_error&) {
+      return false;  // no thread to spare: release after every operation, as without keeping
+    }
+  }();
+  if (!watching) {
+    ctx.keepsGil = false;
+    return;
+  }
   std::lock_guard<std::mutex> lock(watchMu);
   if (ctx.watched.load(std::memory_order_relaxed)) return;
   ctx.operationsSeen = ctx.operations.load(std::memory_order_relaxed);
