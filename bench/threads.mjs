@@ -8,19 +8,27 @@
 //    function (the main thread idle in its event loop, or blocked in a synchronous call that
 //    waits for that thread) against a callback on the calling thread.
 //
+// 4. The fair GIL: JS calls/s and a Python thread's progress, alone and together, for a Python
+//    thread spinning in pure Python, one doing file I/O, and two workers with a spinning thread;
+//    the same with Python threads only (what CPython gives its own threads) beside them.
+//
 // Prints a Markdown section on stdout, progress on stderr. Environment (BENCH_QUICK=1: small):
 //   BENCH_THREADS_MAX [cores]  BENCH_THREADS_SECONDS [2] per round  BENCH_THREADS_ROUNDS [3]
 //   BENCH_HASH_MB [8]  BENCH_ELD_SECONDS [3]  BENCH_ROUNDTRIPS [20000]
+//   BENCH_THREADS_SECTIONS [scaling,eld,roundtrips,fair]: the sections to run
+//   PYEMBED_FAIR_GIL=0: pyembed without the fair GIL (a release after every call), to compare
+import { rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
+import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
 import { PythonEngine, Py, PyModule } from 'pyembed';
 
-import { envNumber, formatRate, median, quick, summary } from './lib/measure.mjs';
+import { envList, envNumber, formatRate, median, quick, summary } from './lib/measure.mjs';
 
 const SOURCE = `
-import hashlib, threading, time
+import hashlib, sys, threading, time
 
 def make_data(n):
     return bytes(range(256)) * (n // 256)
@@ -68,6 +76,70 @@ def call_n(f, n):
         r = f(i)
     return r
 
+# The fair GIL: a background thread (spinning, or reading a file in 64 KB chunks) counts its
+# steps in steps[0]; JS reads it with an item access, which runs no Python code.
+steps = [0]
+running = [False]
+
+def _spinning():
+    while running[0]:
+        steps[0] += 1
+
+def _reading(path):
+    with open(path, 'rb', buffering=0) as f:
+        while running[0]:
+            if not f.read(65536):
+                f.seek(0)
+            steps[0] += 1
+
+def background(kind, path):
+    steps[0] = 0
+    running[0] = True
+    target = _spinning if kind == 'spin' else lambda: _reading(path)
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    return t
+
+def background_stop(t):
+    running[0] = False
+    t.join()
+
+def small(x):
+    return x
+
+def switch_interval():
+    return sys.getswitchinterval()
+
+def calls_for(seconds):
+    """What a JS loop of small calls does, on a Python thread: small(i) as often as it can."""
+    n = 0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for i in range(100):
+            small(i)
+        n += 100
+    return n / seconds
+
+def reference(kind, path, callers, seconds):
+    """Python threads only: callers threads looping over small() (0: none), with or without a
+    background thread (kind None: none). Returns [calls/s summed, background steps/s]."""
+    rates = []
+    def call():
+        rates.append(calls_for(seconds))
+    bg = background(kind, path) if kind else None
+    start = time.perf_counter()
+    if callers:
+        threads = [threading.Thread(target=call) for _ in range(callers)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+    else:
+        time.sleep(seconds)
+    done = steps[0]
+    elapsed = time.perf_counter() - start
+    if bg:
+        background_stop(bg)
+    return [sum(rates), done / elapsed if bg else 0]
+
 def call_n_in_thread(f, n):
     """A new Python thread calls f n times; the caller waits for it (join)."""
     out = []
@@ -89,7 +161,18 @@ const config = {
 
 // ---- worker: runs one kind of work for a given time whenever asked ------------------------------
 
-if (!isMainThread) {
+if (!isMainThread && workerData.smallCalls) {
+  // The fair-GIL section's workers: a loop of small calls for the given time.
+  const { small } = Py.import('bench_threads');
+  const seconds = workerData.smallCalls;
+  let n = 0;
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end) {
+    for (let i = 0; i < 100; i++) small(i);
+    n += 100;
+  }
+  parentPort.postMessage(n / seconds);
+} else if (!isMainThread) {
   const m = Py.import('bench_threads');
   const data = m.make_data(workerData.hashBytes);
   const { sha, spin } = m;
@@ -197,6 +280,82 @@ async function timePerOpAsync(fn, n) {
   return Number(process.hrtime.bigint() - t0) / n;
 }
 
+// ---- 4. the fair GIL -----------------------------------------------------------------------
+
+function jsSmallCalls(small, seconds) {
+  let n = 0;
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end) {
+    for (let i = 0; i < 100; i++) small(i);
+    n += 100;
+  }
+  return n / seconds;
+}
+
+function workerSmallCalls(n, seconds) {
+  return Promise.all(Array.from({ length: n }, () => new Promise((resolve, reject) => {
+    const worker = new Worker(new URL(import.meta.url), { workerData: { smallCalls: seconds } });
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  }))).then((rates) => rates.reduce((a, b) => a + b, 0));
+}
+
+// One measurement: `callers` ('main', a number of workers, or none) make small calls while a
+// background thread of `kind` (or none) runs. Returns [calls/s, background steps/s].
+async function together(m, callers, kind, path, seconds) {
+  const steps = m.steps;
+  const bg = kind ? m.background(kind, path) : null;
+  const t0 = performance.now();
+  const s0 = kind ? steps.get(0) : 0;
+  let calls = 0;
+  if (callers === 'main') calls = jsSmallCalls(m.small, seconds);
+  else if (callers > 0) calls = await workerSmallCalls(callers, seconds);
+  else await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  const s1 = kind ? steps.get(0) : 0;
+  const elapsed = (performance.now() - t0) / 1000;
+  if (bg) m.background_stop(bg);
+  return [calls, (s1 - s0) / elapsed];
+}
+
+async function fairness(m) {
+  const seconds = config.seconds;
+  const path = join(os.tmpdir(), `pyembed-bench-fair-${process.pid}`);
+  writeFileSync(path, Buffer.alloc(16 * 2 ** 20, 7));
+  const med = async (fn) => {
+    const a = [];
+    const b = [];
+    for (let r = 0; r < config.rounds; r++) {
+      const [x, y] = await fn();
+      a.push(x);
+      b.push(y);
+    }
+    return [median(a), median(b)];
+  };
+  const scenarios = [
+    ['a Python thread spinning (pure Python)', 'main', 'spin', 1],
+    ['a Python thread reading a file (64 KB reads)', 'main', 'io', 1],
+    ['two workers, a Python thread spinning', 2, 'spin', 2],
+  ];
+  jsSmallCalls(m.small, 0.3); // warm up: the first loop would measure V8 compiling it
+  m.calls_for(0.3);
+  const rows = [];
+  for (const [label, callers, kind, nCallers] of scenarios) {
+    const [callsAlone] = await med(() => together(m, callers, null, path, seconds));
+    const [, bgAlone] = await med(() => together(m, 0, kind, path, seconds));
+    const [calls, bg] = await med(() => together(m, callers, kind, path, seconds));
+    const [refCallsAlone] = await med(() => m.reference(null, path, nCallers, seconds).toJS());
+    const [, refBgAlone] = await med(() => m.reference(kind, path, 0, seconds).toJS());
+    const [refCalls, refBg] = await med(() => m.reference(kind, path, nCallers, seconds).toJS());
+    rows.push({ label, who: typeof callers === 'number' ? `${callers} JS workers` : 'JS main thread',
+      callsAlone, bgAlone, calls, bg, refWho: `${nCallers} Python thread${nCallers > 1 ? 's' : ''}`,
+      refCallsAlone, refBgAlone, refCalls, refBg });
+    process.stderr.write(`  threads: fair GIL, ${label}: JS ${(100 * calls / callsAlone).toFixed(1)} %, ` +
+      `background ${(100 * bg / bgAlone).toFixed(1)} %\n`);
+  }
+  rmSync(path, { force: true });
+  return rows;
+}
+
 async function main() {
   PythonEngine.initialize();
   const m = PyModule.fromString('bench_threads', SOURCE);
@@ -205,7 +364,10 @@ async function main() {
     `Rounds of ${config.seconds} s, ${config.rounds} per point; the median, and min–max.`);
   out.push('');
 
+  const sections = new Set(envList('BENCH_THREADS_SECTIONS') ?? ['scaling', 'eld', 'roundtrips', 'fair']);
+
   // 1. scaling
+  if (sections.has('scaling')) {
   process.stderr.write('threads: scaling ...\n');
   const scale = await scaling(m);
   out.push('### Workers calling Python at once');
@@ -232,9 +394,12 @@ async function main() {
   }
   out.push('');
 
-  // 2. event-loop delay
-  process.stderr.write('threads: event-loop delay ...\n');
+  }
+
   const data = m.make_data(config.hashBytes);
+  // 2. event-loop delay
+  if (sections.has('eld')) {
+  process.stderr.write('threads: event-loop delay ...\n');
   const { spin_for, sha, noop: noopFn } = m; // read once: an attribute read needs the GIL
   const shaLoops = Math.max(1, cores - 1);
   const keepBusy = (call, loops = 4) => (stopped, count, timed) => Array.from({ length: loops }, async () => {
@@ -271,7 +436,10 @@ async function main() {
   }
   out.push('');
 
+  }
+
   // 3. round trips
+  if (sections.has('roundtrips')) {
   process.stderr.write('threads: round trips ...\n');
   const n = config.roundTrips;
   const { noop, call_n, call_n_in_thread } = m;
@@ -294,7 +462,6 @@ async function main() {
     ['a Python thread calls a main-thread function; main is idle in its event loop (`await call_n.callAsync(f, n)`)',
       await sample((k) => timePerOpAsync((c) => call_n.callAsync(f, c), k), quarter)],
   ];
-  data.dispose();
   out.push('### Round trips');
   out.push('');
   out.push('Per call or callback, the median over the rounds (min–max). Each callback returns at once, so this is the cost of crossing.');
@@ -307,6 +474,36 @@ async function main() {
     const vs = label.includes('callback') || label.includes('Python thread') ? `${(s.median / sameThread).toFixed(1)}×` : '';
     out.push(`| ${label} | ${fmt(s.median)} | ${fmt(s.min)}–${fmt(s.max)} | ${vs} |`);
     process.stderr.write(`  threads: ${label.slice(0, 60)}: ${fmt(s.median)}\n`);
+  }
+  out.push('');
+  }
+  data.dispose();
+
+  // 4. the fair GIL
+  if (sections.has('fair')) {
+    process.stderr.write('threads: fair GIL ...\n');
+    const fair = await fairness(m);
+    const fairOn = process.env.PYEMBED_FAIR_GIL !== '0';
+    out.push('### The fair GIL: JS calls and a busy Python thread');
+    out.push('');
+    out.push(`A loop of small calls (\`small(i)\`, a Python function returning its argument) for ${config.seconds} s, ` +
+      'alone and while a background Python thread runs; the background thread\'s steps/s (a pure-Python ' +
+      'increment, or one 64 KB read of a 16 MB file), alone and together. "%": of the same thing alone. ' +
+      'The goal: both ≥ 25 % together. The reference rows do the same with Python threads only (a Python ' +
+      'thread calls `small(i)` in a loop): what CPython gives its own threads. ' +
+      `Fair GIL: ${fairOn ? 'on' : '**off** (PYEMBED_FAIR_GIL=0: released after every call)'}; ` +
+      `switch interval ${(m.switch_interval() * 1000).toFixed(1)} ms. Median of ${config.rounds} rounds.`);
+    out.push('');
+    out.push('| background thread | callers | calls/s alone | together | % | background steps/s alone | together | % |');
+    out.push('|---|---|---:|---:|---:|---:|---:|---:|');
+    const pct = (a, b) => `${(100 * a / b).toFixed(1)} %`;
+    for (const r of fair) {
+      out.push(`| ${r.label} | ${r.who} | ${formatRate(r.callsAlone)} | ${formatRate(r.calls)} | ${pct(r.calls, r.callsAlone)} | ` +
+        `${formatRate(r.bgAlone)} | ${formatRate(r.bg)} | ${pct(r.bg, r.bgAlone)} |`);
+      out.push(`| ${r.label} | ${r.refWho} (reference) | ${formatRate(r.refCallsAlone)} | ${formatRate(r.refCalls)} | ` +
+        `${pct(r.refCalls, r.refCallsAlone)} | ${formatRate(r.refBgAlone)} | ${formatRate(r.refBg)} | ${pct(r.refBg, r.refBgAlone)} |`);
+    }
+    out.push('');
   }
   console.log(out.join('\n'));
 }

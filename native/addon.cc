@@ -304,6 +304,7 @@ void Stop(const FunctionCallbackInfo<JsValue>& info) {
   Attach();
   DropSharedObjects();
   Detach();
+  StopKeepingGil(tls);  // nothing kept, and the GIL watcher forgets this thread
   // 4. Finalize on the interpreter thread (atexit handlers, thread joins, flushing).
   engine.Stop();
   tls.ForgetInterpreter();
@@ -380,6 +381,7 @@ void GilSuspend(const FunctionCallbackInfo<JsValue>& info) {
   bool wasAttached = tls.attached && tls.callDepth == 0;
   tls.scopeDepth = 0;
   if (wasAttached) Detach();
+  if (tls.callDepth == 0) StopKeepingGil(tls);
   info.GetReturnValue().Set(depth);
 }
 
@@ -965,6 +967,8 @@ void Stats(const FunctionCallbackInfo<JsValue>& info) {
   set("generation", static_cast<double>(engine.generation()));
   set("threadStatesMade", static_cast<double>(threadStatesMade.load()));
   set("threadStatesReleased", static_cast<double>(threadStatesReleased.load()));
+  // The fair GIL (gil.cc): whether this thread keeps the GIL between operations right now.
+  set("gilKept", tls.gilKept.load() == kKept ? 1 : 0);
   info.GetReturnValue().Set(out);
 }
 
@@ -986,6 +990,7 @@ void Configure(const FunctionCallbackInfo<JsValue>& info) {
   tls.pythonName = t->threadName.c_str();
   tls.pythonDaemon = false;  // a JS thread is a "main" thread: threads it starts are joined at exit
   tls.isMainJsThread = get("isMainThread")->IsTrue();
+  tls.mayKeepGil = true;
 }
 
 // --- per-JS-thread lifecycle -----------------------------------------------------------------
@@ -1006,6 +1011,11 @@ void OnPrepare(uv_prepare_t*) {
   // await) is released now, so Python threads and async calls are never starved by an idle JS
   // thread. The scope attaches again on its next operation.
   if (tls.attached && tls.callDepth == 0) Detach();
+  // So is a GIL kept between operations (gil.cc): never across the loop's idle time.
+  if (tls.keepsGil || tls.gilKept.load(std::memory_order_relaxed) != kNotKept ||
+      tls.watched.load(std::memory_order_relaxed)) {
+    StopKeepingGil(tls);
+  }
 }
 
 struct CloseState {
@@ -1033,6 +1043,7 @@ void OnEnvironmentExit(void* arg, void (*done)(void*), void* doneArg) {
   // already finalized (PythonEngine registers shutdown on 'exit'), and this is a no-op.
   // (Not while this thread is still inside a Python call: process.exit() in a callback.)
   if (tls.ownsTstate && engine.running() && tls.callDepth == 0) ReleaseThreadState();
+  StopKeepingGil(tls);  // the GIL watcher must not look at this thread's context any more
   auto* state = new CloseState{t, done, doneArg};
   t->wake->data = state;
   t->prepare->data = state;

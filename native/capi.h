@@ -92,6 +92,8 @@ struct PyStatus {
   REQ(PyGILState_STATE, PyGILState_Ensure, (void))                                                \
   REQ(void, PyGILState_Release, (PyGILState_STATE))                                               \
   REQ(PyThreadState*, PyThreadState_Get, (void))                                                  \
+  REQ(PyThreadState*, PyThreadState_Swap, (PyThreadState*))                                       \
+  OPT(unsigned long, _PyEval_GetSwitchInterval, (void))                                           \
   REQ(int, PyThreadState_SetAsyncExc, (unsigned long, PyObject*))                                 \
   REQ(unsigned long, PyThread_get_thread_ident, (void))                                           \
   OPT(int, PyErr_SetInterruptEx, (int))                                                           \

@@ -25,7 +25,7 @@ struct ThreadContext {
   PyThreadState* tstate = nullptr;
   uint64_t generation = 0;   // interpreter run the tstate belongs to
   bool ownsTstate = false;   // made by pyembed (JS and pool threads), not by Python's threading
-  bool attached = false;     // holds the GIL right now
+  bool attached = false;     // holds the GIL with its thread state current (not when kept)
   int scopeDepth = 0;        // open Py.GIL() scopes (keep the GIL between operations)
   int callDepth = 0;         // pyembed operations in progress on this thread, nested included
   int trampolineDepth = 0;   // Python -> JS callbacks in progress on this thread
@@ -34,6 +34,15 @@ struct ThreadContext {
   uintptr_t stackLow = 0;    // lowest usable stack address (0: not known yet), see stack.cc
   uintptr_t v8StackLimit = 0; // the lowest V8 stack limit pyembed set on Node's main thread
 
+  // The fair GIL (gil.cc). Fields marked (watcher) are read by the GIL watcher thread.
+  bool mayKeepGil = false;    // a JS thread's own context (not a pool or Python thread)
+  bool keepsGil = false;      // its last take of the GIL had to wait: keep it between operations
+  std::atomic<int> gilKept{0};          // (watcher) a GilKept value
+  std::atomic<uint64_t> operations{0};  // (watcher) operations ended while keeping the GIL
+  std::atomic<int64_t> heldSince{0};    // (watcher) steady-clock ns of its last real take
+  uint64_t operationsSeen = 0;          // the watcher's own: `operations` at its last look
+  std::atomic<bool> watched{false};     // in the watcher's list (written under its mutex)
+
   // After this thread's Python thread state is gone (worker exit, or finalization).
   void ForgetInterpreter() {
     tstate = nullptr;
@@ -41,8 +50,14 @@ struct ThreadContext {
     ownsTstate = false;
     attached = false;
     scopeDepth = 0;
+    keepsGil = false;
   }
 };
+
+// A kept GIL: locked, with no thread state current, lent to nobody. Only its JS thread takes it
+// back (CAS kKept -> kNotKept, then swaps its thread state in); the watcher releases it for the
+// JS thread (CAS kKept -> kReleasing, swap in, release, then kNotKept).
+enum GilKept : int { kNotKept = 0, kKept = 1, kReleasing = 2 };
 
 extern thread_local ThreadContext tls;
 
@@ -50,12 +65,21 @@ extern thread_local ThreadContext tls;
 extern std::atomic<int64_t> threadStatesMade;
 extern std::atomic<int64_t> threadStatesReleased;
 
-// Attaches the calling thread (takes the GIL), creating its thread state on first use.
+// Attaches the calling thread (takes the GIL, or takes back the GIL it kept), creating its thread
+// state on first use.
 // Precondition: the engine is running and the thread is not attached. `ctx` is the calling
 // thread's own context (passing it saves thread-local lookups on hot paths).
 void Attach(ThreadContext& ctx = tls);
 // Detaches the calling thread (releases the GIL). Precondition: attached.
 void Detach(ThreadContext& ctx = tls);
+// Ends an operation that keeps the GIL for this JS thread (ctx.keepsGil, outermost operation):
+// cheaper than Detach, and the next operation takes it back without waiting its turn again.
+void KeepGil(ThreadContext& ctx);
+// Releases a GIL this thread keeps, and keeps it no more until a take has to wait again: at the
+// end of the event loop's turn, in allowThreads, when the thread exits.
+void StopKeepingGil(ThreadContext& ctx);
+// Whether this libpython lets a GIL be kept (3.9-3.11: PyThreadState_Swap leaves the GIL alone).
+bool GilKeepingSupported();
 // For threads Python made (a callback arriving on a threading.Thread): adopt its current state.
 void AdoptCurrentPythonThread();
 // Drops the calling JS thread's thread state for good (worker exit). Takes the GIL if needed.
@@ -151,7 +175,11 @@ inline PythonCall::~PythonCall() {
   // level does (callDepth). A thread a scope attached, whose scope was closed meanwhile (in a
   // callback), is detached here too.
   if ((attachedHere_ || ctx_.callDepth == 0) && ctx_.scopeDepth == 0 && ctx_.attached) {
-    Detach(ctx_);
+    // Contended (the take had to wait): keep the GIL between this JS thread's operations, so
+    // a loop of calls does not wait a switch interval per call. Only at the outermost level:
+    // inside a callback the caller's operation takes the GIL back on return anyway.
+    if (ctx_.keepsGil && ctx_.callDepth == 0 && ctx_.trampolineDepth == 0) KeepGil(ctx_);
+    else Detach(ctx_);
   }
 }
 
