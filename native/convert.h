@@ -110,6 +110,13 @@ struct ConvertError {
   bool isTypeError = true;  // else RangeError / Python ValueError
 };
 
+// The longest array converted either way: V8's limit for an array with its elements in one block
+// (FixedArray::kMaxLength). A longer JS array is necessarily sparse (its length set, or a far
+// index), and its holes would all become None: refused up front (RangeError) instead of
+// allocating a list of billions of Nones; a longer Python sequence cannot become a JS array.
+constexpr uint32_t kMaxArrayLength = 134217725;
+ConvertError ArrayTooLongError(uint32_t length);
+
 struct ToJsOptions {
   bool deep = false;
   bool dictAsMap = false;
@@ -140,6 +147,9 @@ class PinnedHandles {
 // `error` set (no JS exception pending).
 bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertError* error,
                PinnedHandles* pins);
+// A JS string as a Python str, lone surrogates kept (as values are): source text and names
+// reach Python whole, never cut or re-encoded. Null with a Python error set. Caller attached.
+PyObject* StringToPython(v8::Isolate* isolate, v8::Local<v8::String> s);
 // Snapshot -> Python: a new reference, or null with a Python exception set. Caller attached.
 PyObject* ValueToPython(JsThread* thread, Snapshot& v);
 
