@@ -853,6 +853,17 @@ void Buffer(const FunctionCallbackInfo<JsValue>& info) {
 // toBytes(value) -> handle of a Python bytes copy of JS binary data (or of any buffer)
 void ToBytes(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
+  Local<JsValue> data = info[0];
+  if (data->IsArrayBufferView() || data->IsArrayBuffer() || data->IsSharedArrayBuffer()) {
+    // Copied straight from JS memory (a resizable ArrayBuffer too, which cannot be shared).
+    if (!op.Enter()) return;
+    PyObject* bytes = CopyJsBytes(data);
+    Local<v8::Object> handle;
+    if (!bytes) ThrowPythonError(op.t);
+    else if (NewHandle(op.t, bytes, 0).ToLocal(&handle)) info.GetReturnValue().Set(handle);
+    else py.Py_DecRef(bytes);
+    return;
+  }
   Op::Arg arg;
   if (!op.Capture(info[0], &arg) || !op.Enter()) return;
   PyRefOwned source(op.ToPython(arg));

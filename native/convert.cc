@@ -249,23 +249,8 @@ bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out) {
   if (v->IsArray()) return ConvertArray(w, v.As<v8::Array>(), out);
   if (v->IsArrayBufferView() || v->IsArrayBuffer() || v->IsSharedArrayBuffer()) {
     std::string why;
-    if (CaptureJsBytes(v, &out->jsBytes, &why)) {
-      out->kind = Snapshot::Kind::kJsBytes;
-      return true;
-    }
-    // Memory that may move (a resizable ArrayBuffer) is copied into bytes instead.
-    out->kind = Snapshot::Kind::kBytes;
-    if (v->IsArrayBufferView()) {
-      auto view = v.As<v8::ArrayBufferView>();
-      out->text.resize(view->ByteLength());
-      if (!out->text.empty()) view->CopyContents(out->text.data(), out->text.size());
-    } else if (v->IsArrayBuffer()) {
-      auto buffer = v.As<v8::ArrayBuffer>();
-      out->text.assign(static_cast<const char*>(buffer->Data()), buffer->ByteLength());
-    } else {
-      auto buffer = v.As<v8::SharedArrayBuffer>();
-      out->text.assign(static_cast<const char*>(buffer->Data()), buffer->ByteLength());
-    }
+    if (!CaptureJsBytes(v, &out->jsBytes, &why)) return Fail(w.error, why);
+    out->kind = Snapshot::Kind::kJsBytes;
     return true;
   }
   if (v->IsMap()) return ConvertMapOrSet(w, obj, true, out);
@@ -389,8 +374,10 @@ bool DictItems(PyWalk& w, PyObject* o, Snapshot* out) {
     out->items.emplace_back();
     Snapshot& k = out->items[out->items.size() - 2];
     if (!FromPython(w, key, &k)) return false;
+    // An int key of any size becomes its decimal text, as a JS property key would.
     if (!w.options.dictAsMap && k.kind != Snapshot::Kind::kString && k.kind != Snapshot::Kind::kInt &&
-        k.kind != Snapshot::Kind::kFloat && k.kind != Snapshot::Kind::kBool) {
+        k.kind != Snapshot::Kind::kBigInt && k.kind != Snapshot::Kind::kFloat &&
+        k.kind != Snapshot::Kind::kBool) {
       py.PyErr_SetString(py.PyExc_TypeError,
                          "a dict key of this type cannot become a JS object key; use "
                          "toJS({ dict: 'map' })");
@@ -415,6 +402,27 @@ bool SetItems(PyWalk& w, PyObject* o, Snapshot* out) {
   if (py.PyErr_Occurred()) return false;
   w.path.erase(o);
   return true;
+}
+
+// toJS() makes a memoryview one flat TypedArray: only right when its elements lie one after the
+// other in one dimension. A strided or n-d view would come out as the raw memory under it (not
+// what Python's tolist() shows), so it is refused with the ways to get it.
+bool IsFlatContiguous(const PyBufferCapture& c) {
+  bool flat = c.shape.size() == 1 &&
+              (c.shape[0] <= 1 || c.strides[0] * static_cast<int64_t>(c.elementSize) == c.itemsize);
+  if (flat) return true;
+  auto list = [](const std::vector<int64_t>& values) {
+    std::string text = "(";
+    for (size_t k = 0; k < values.size(); k++) text += (k ? ", " : "") + std::to_string(values[k]);
+    return text + (values.size() == 1 ? ",)" : ")");
+  };
+  std::vector<int64_t> byteStrides;
+  for (int64_t stride : c.strides) byteStrides.push_back(stride * static_cast<int64_t>(c.elementSize));
+  std::string message = "toJS() turns only a 1-D contiguous memoryview into a TypedArray; this one has shape " +
+                        list(c.shape) + " and strides " + list(byteStrides) +
+                        " (bytes): use getBuffer() for its memory with shape and strides, or tolist()";
+  py.PyErr_SetString(py.PyExc_ValueError, message.c_str());
+  return false;
 }
 
 bool FromPython(PyWalk& w, PyObject* o, Snapshot* out) {
@@ -465,6 +473,7 @@ bool FromPython(PyWalk& w, PyObject* o, Snapshot* out) {
     if (type == py.PyMemoryView_Type) {
       auto capture = std::make_unique<PyBufferCapture>();
       if (!CapturePyBuffer(o, capture.get())) return false;
+      if (!IsFlatContiguous(*capture)) return false;
       out->kind = Snapshot::Kind::kPyBuffer;
       out->pyBuffer = std::move(capture);
       return true;
