@@ -109,6 +109,7 @@ void RunJsFunction(JsThread* t, JsFunctionRef* ref, ArgValues& args, CallbackOut
     } catch (const std::bad_alloc&) {  // never through Python's C frames
       out->failed = true;
       out->convertError.message = "out of memory for the arguments of a JS function";
+      out->convertError.isTypeError = false;
       return;
     }
     argv = heapArgv.data();
@@ -176,8 +177,10 @@ PyObject* OutcomeToPython(CallbackOutcome& outcome) {
     return nullptr;
   }
   if (outcome.failed) {
-    py.PyErr_SetString(outcome.terminated ? py.PyExc_RuntimeError : py.PyExc_TypeError,
-                       outcome.convertError.message.c_str());
+    PyObject* type = outcome.terminated                      ? py.PyExc_RuntimeError
+                     : outcome.convertError.isTypeError ? py.PyExc_TypeError
+                                                        : py.PyExc_ValueError;  // too long, out of memory
+    py.PyErr_SetString(type, outcome.convertError.message.c_str());
     return nullptr;
   }
   if (outcome.hasScalar) {
