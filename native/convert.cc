@@ -945,9 +945,24 @@ constexpr const char* kOutOfMemory = "out of memory converting the value";
 bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertError* error,
                PinnedHandles* pins) {
   v8::Isolate* isolate = thread->isolate;
+  // A getter that throws leaves no exception pending: its message joins the conversion error
+  // (callAsync rejects with it rather than throwing the getter's error synchronously).
+  v8::TryCatch tryCatch(isolate);
   try {
     JsWalk w{thread, isolate, isolate->GetCurrentContext(), error, pins, {}};
-    return Convert(w, v, out);
+    bool ok = Convert(w, v, out);
+    if (!ok && tryCatch.HasCaught()) {
+      if (tryCatch.HasTerminated() || !tryCatch.CanContinue()) {
+        tryCatch.ReThrow();  // a worker being terminated stays terminated
+        return false;
+      }
+      v8::Local<v8::Message> message = tryCatch.Message();
+      if (!message.IsEmpty()) {
+        v8::String::Utf8Value text(isolate, message->Get());
+        if (*text) error->message += std::string(" (") + *text + ")";
+      }
+    }
+    return ok;
   } catch (const std::exception&) {  // bad_alloc, length_error
     out->Reset();
     error->message = kOutOfMemory;
