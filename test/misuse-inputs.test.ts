@@ -132,6 +132,15 @@ test('100 MB source text and names: the right result or the error Python gives, 
   `);
 });
 
+test('initialize() with a NUL, a lone surrogate or 100 MB in the python path: a clear error, then Python starts', async () => {
+  await scenario(`
+    for (const python of ['/usr/bin/python3\\0junk', 'python3\\ud800', 'x'.repeat(100 * 1024 * 1024)]) {
+      assert.throws(() => PythonEngine.initialize({ python }), (e) => e instanceof Error && /cannot run the Python interpreter/.test(e.message));
+      assert.equal(PythonEngine.isInitialized, false);
+    }
+  `);
+});
+
 // --- arrays: sparse, huge, holes ---------------------------------------------------------------
 
 test('a sparse array of length 2**32 - 1 is a RangeError wherever it appears, at once', async () => {
