@@ -125,9 +125,10 @@ class Op {
     }
     auto elements = std::make_unique<std::vector<Local<JsValue>>>();
     elements->reserve(n);
+    v8::TryCatch tryCatch(isolate);  // a getter's error joins the conversion error
     for (uint32_t i = 0; i < n; i++) {
       Local<JsValue> e;
-      if (!array->Get(context, i).ToLocal(&e)) return ArrayReadFailed();  // each element is read once
+      if (!array->Get(context, i).ToLocal(&e)) return ArrayReadFailed(tryCatch);  // each element is read once
       elements->push_back(e);
       if (IsFastPrimitive(e)) continue;
       // Not all primitives: a list Snapshot, from the elements read so far and the rest.
@@ -137,9 +138,10 @@ class Op {
       list.items.resize(n);
       ConvertError error;
       for (uint32_t k = 0; k < n; k++) {
-        if (k > i && !array->Get(context, k).ToLocal(&e)) return ArrayReadFailed();
+        if (k > i && !array->Get(context, k).ToLocal(&e)) return ArrayReadFailed(tryCatch);
         if (!JsToValue(t, k <= i ? (*elements)[k] : e, &list.items[k], &error, &pins_)) {
           ThrowConvertError(isolate, error);
+          tryCatch.ReThrow();  // past this function's TryCatch
           return false;
         }
       }
@@ -148,10 +150,13 @@ class Op {
     out->primitives = std::move(elements);
     return true;
   }
-  bool ArrayReadFailed() {  // as the Snapshot path reports it
+  bool ArrayReadFailed(v8::TryCatch& tryCatch) {  // as the Snapshot path reports it
     ConvertError error;
     error.message = "cannot read an array element";
+    AddCaughtMessage(isolate, tryCatch, &error);
+    if (tryCatch.HasTerminated()) return false;  // rethrown: JS is being terminated
     ThrowConvertError(isolate, error);
+    tryCatch.ReThrow();  // past CaptureArray's TryCatch
     return false;
   }
 

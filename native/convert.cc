@@ -938,6 +938,18 @@ Snapshot::~Snapshot() { Reset(); }
 
 PyObject* SnapshotToPython(JsThread* thread, Snapshot& v);
 
+void AddCaughtMessage(v8::Isolate* isolate, v8::TryCatch& tryCatch, ConvertError* error) {
+  if (!tryCatch.HasCaught()) return;
+  if (tryCatch.HasTerminated() || !tryCatch.CanContinue()) {
+    tryCatch.ReThrow();  // a worker being terminated stays terminated
+    return;
+  }
+  v8::Local<v8::Message> message = tryCatch.Message();
+  if (message.IsEmpty()) return;
+  v8::String::Utf8Value text(isolate, message->Get());
+  if (*text) error->message += std::string(" (") + *text + ")";
+}
+
 // No C++ exception leaves a conversion: memory that cannot be had (a huge string or container)
 // becomes a clean error of the side that asked (a JS RangeError, a Python MemoryError).
 constexpr const char* kOutOfMemory = "out of memory converting the value";
@@ -951,17 +963,7 @@ bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertE
   try {
     JsWalk w{thread, isolate, isolate->GetCurrentContext(), error, pins, {}};
     bool ok = Convert(w, v, out);
-    if (!ok && tryCatch.HasCaught()) {
-      if (tryCatch.HasTerminated() || !tryCatch.CanContinue()) {
-        tryCatch.ReThrow();  // a worker being terminated stays terminated
-        return false;
-      }
-      v8::Local<v8::Message> message = tryCatch.Message();
-      if (!message.IsEmpty()) {
-        v8::String::Utf8Value text(isolate, message->Get());
-        if (*text) error->message += std::string(" (") + *text + ")";
-      }
-    }
+    if (!ok) AddCaughtMessage(isolate, tryCatch, error);
     return ok;
   } catch (const std::exception&) {  // bad_alloc, length_error
     out->Reset();

@@ -150,6 +150,9 @@ bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertE
 // A JS string as a Python str, lone surrogates kept (as values are): source text and names
 // reach Python whole, never cut or re-encoded. Null with a Python error set. Caller attached.
 PyObject* StringToPython(v8::Isolate* isolate, v8::Local<v8::String> s);
+// After a conversion failed inside `tryCatch`: the message of the JS exception a getter threw
+// joins `error` (and the exception is dropped), or, when JS is being terminated, it is rethrown.
+void AddCaughtMessage(v8::Isolate* isolate, v8::TryCatch& tryCatch, ConvertError* error);
 // Snapshot -> Python: a new reference, or null with a Python exception set. Caller attached.
 PyObject* ValueToPython(JsThread* thread, Snapshot& v);
 
