@@ -119,11 +119,16 @@ class Op {
   bool CaptureArray(Local<v8::Array> array, Arg* out) {
     Local<v8::Context> context = isolate->GetCurrentContext();
     uint32_t n = array->Length();
+    if (n > kMaxArrayLength) {
+      ThrowConvertError(isolate, ArrayTooLongError(n));
+      return false;
+    }
     auto elements = std::make_unique<std::vector<Local<JsValue>>>();
     elements->reserve(n);
+    v8::TryCatch tryCatch(isolate);  // a getter's error joins the conversion error
     for (uint32_t i = 0; i < n; i++) {
       Local<JsValue> e;
-      if (!array->Get(context, i).ToLocal(&e)) return ArrayReadFailed();  // each element is read once
+      if (!array->Get(context, i).ToLocal(&e)) return ArrayReadFailed(tryCatch);  // each element is read once
       elements->push_back(e);
       if (IsFastPrimitive(e)) continue;
       // Not all primitives: a list Snapshot, from the elements read so far and the rest.
@@ -133,9 +138,10 @@ class Op {
       list.items.resize(n);
       ConvertError error;
       for (uint32_t k = 0; k < n; k++) {
-        if (k > i && !array->Get(context, k).ToLocal(&e)) return ArrayReadFailed();
+        if (k > i && !array->Get(context, k).ToLocal(&e)) return ArrayReadFailed(tryCatch);
         if (!JsToValue(t, k <= i ? (*elements)[k] : e, &list.items[k], &error, &pins_)) {
           ThrowConvertError(isolate, error);
+          tryCatch.ReThrow();  // past this function's TryCatch
           return false;
         }
       }
@@ -144,10 +150,13 @@ class Op {
     out->primitives = std::move(elements);
     return true;
   }
-  bool ArrayReadFailed() {  // as the Snapshot path reports it
+  bool ArrayReadFailed(v8::TryCatch& tryCatch) {  // as the Snapshot path reports it
     ConvertError error;
     error.message = "cannot read an array element";
+    AddCaughtMessage(isolate, tryCatch, &error);
+    if (tryCatch.HasTerminated()) return false;  // rethrown: JS is being terminated
     ThrowConvertError(isolate, error);
+    tryCatch.ReThrow();  // past CaptureArray's TryCatch
     return false;
   }
 
@@ -176,6 +185,33 @@ class Op {
       return nullptr;
     }
     return SnapshotToPython(snapshot);
+  }
+
+  // A JS string argument as a Python str, whole (lone surrogates kept, so Python reports source
+  // it cannot encode as it would for its own str), or null (JS exception pending).
+  PyObject* StrArg(int index) {
+    if (!info[index]->IsString()) {
+      ThrowTypeError(isolate, "expected a string");
+      return nullptr;
+    }
+    PyObject* s = StringToPython(isolate, info[index].As<v8::String>());
+    if (!s) ThrowPythonError(t);
+    return s;
+  }
+
+  // A module name: as StrArg, but a NUL in it is a ValueError on every Python version (the
+  // import system would cut the name there, or not, depending on the version).
+  PyObject* ModuleNameArg(int index) {
+    PyRefOwned name(StrArg(index));
+    if (!name) return nullptr;
+    PyRefOwned nul(py.PyUnicode_FromStringAndSize("\0", 1));
+    int found = nul ? py.PySequence_Contains(name.get(), nul.get()) : -1;
+    if (found != 0) {
+      if (found > 0) py.PyErr_SetString(py.PyExc_ValueError, "embedded null character in module name");
+      ThrowPythonError(t);
+      return nullptr;
+    }
+    return name.release();
   }
 
   PyObject* SnapshotToPython(Snapshot& v) {
@@ -238,10 +274,6 @@ class Op {
   PinnedHandles pins_;  // destroyed after call_: unpinned while still attached
   std::optional<PythonCall> call_;
 };
-
-PyObject* NewStr(const std::string& s) {
-  return py.PyUnicode_FromStringAndSize(s.data(), static_cast<Py_ssize_t>(s.size()));
-}
 
 void DropSharedObjects();
 
@@ -408,11 +440,12 @@ void ThreadState(const FunctionCallbackInfo<JsValue>& info) {
 void Import(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
   if (!op.Enter()) return;
-  std::string name = Utf8(op.isolate, info[0]);
+  PyRefOwned name(op.ModuleNameArg(0));
+  if (!name) return;
   PyObject* module;
   {
     ParkedIsolate park(op.t);
-    module = py.PyImport_ImportModule(name.c_str());
+    module = py.PyImport_Import(name.get());
   }
   op.Return(module);
 }
@@ -422,11 +455,14 @@ void Run(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
   Op::Arg globalsArg;
   if (!op.Capture(info[1], &globalsArg) || !op.Enter()) return;
-  PyRefOwned code(NewStr(Utf8(op.isolate, info[0])));
+  PyRefOwned code(op.StrArg(0));
+  if (!code) return;
   PyRefOwned globals(op.ToPython(globalsArg));  // undefined: None, __main__'s globals
   if (!globals) return;
-  PyRefOwned mode(NewStr(Utf8(op.isolate, info[2])));
-  PyRefOwned filename(NewStr(Utf8(op.isolate, info[3])));
+  PyRefOwned mode(op.StrArg(2));
+  if (!mode) return;
+  PyRefOwned filename(op.StrArg(3));
+  if (!filename) return;
   PyObject* args[] = {code.get(), globals.get(), mode.get(), filename.get()};
   PyObject* result;
   {
@@ -439,8 +475,10 @@ void Run(const FunctionCallbackInfo<JsValue>& info) {
 void ModuleFromString(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
   if (!op.Enter()) return;
-  PyRefOwned name(NewStr(Utf8(op.isolate, info[0])));
-  PyRefOwned code(NewStr(Utf8(op.isolate, info[1])));
+  PyRefOwned name(op.ModuleNameArg(0));
+  if (!name) return;
+  PyRefOwned code(op.StrArg(1));
+  if (!code) return;
   PyObject* args[] = {name.get(), code.get()};
   PyObject* module;
   {
@@ -455,7 +493,8 @@ void Expose(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
   Op::Arg exports;
   if (!op.Capture(info[1], &exports) || !op.Enter()) return;
-  PyRefOwned name(NewStr(Utf8(op.isolate, info[0])));
+  PyRefOwned name(op.ModuleNameArg(0));
+  if (!name) return;
   PyRefOwned attributes(op.ToPython(exports));
   if (!attributes) return;
   PyObject* args[] = {name.get(), attributes.get()};
@@ -821,6 +860,17 @@ void Buffer(const FunctionCallbackInfo<JsValue>& info) {
 // toBytes(value) -> handle of a Python bytes copy of JS binary data (or of any buffer)
 void ToBytes(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
+  Local<JsValue> data = info[0];
+  if (data->IsArrayBufferView() || data->IsArrayBuffer() || data->IsSharedArrayBuffer()) {
+    // Copied straight from JS memory (a resizable ArrayBuffer too, which cannot be shared).
+    if (!op.Enter()) return;
+    PyObject* bytes = CopyJsBytes(data);
+    Local<v8::Object> handle;
+    if (!bytes) ThrowPythonError(op.t);
+    else if (NewHandle(op.t, bytes, 0).ToLocal(&handle)) info.GetReturnValue().Set(handle);
+    else py.Py_DecRef(bytes);
+    return;
+  }
   Op::Arg arg;
   if (!op.Capture(info[0], &arg) || !op.Enter()) return;
   PyRefOwned source(op.ToPython(arg));
@@ -1051,6 +1101,22 @@ void OnEnvironmentExit(void* arg, void (*done)(void*), void* doneArg) {
   uv_close(reinterpret_cast<uv_handle_t*>(t->prepare), OnClosed<uv_prepare_t>);
 }
 
+// Every entry point runs inside this: a C++ exception (std::bad_alloc for memory that cannot be
+// had, or any other) becomes a JS error instead of reaching std::terminate. The scoped objects
+// of the call (GIL, references, pins) are released on the way out.
+template <v8::FunctionCallback F>
+void Guarded(const FunctionCallbackInfo<JsValue>& info) {
+  v8::Isolate* isolate = info.GetIsolate();
+  try {
+    F(info);
+  } catch (const std::bad_alloc&) {
+    isolate->ThrowException(v8::Exception::RangeError(
+        v8::String::NewFromUtf8Literal(isolate, "out of memory in pyembed")));
+  } catch (const std::exception& e) {
+    ThrowError(isolate, std::string("internal error in pyembed: ") + e.what());
+  }
+}
+
 void SetMethod(v8::Isolate* isolate, Local<v8::Object> target, JsThread* t, const char* name,
                v8::FunctionCallback fn) {
   Local<v8::Context> ctx = isolate->GetCurrentContext();
@@ -1096,27 +1162,27 @@ NODE_MODULE_INIT(/* exports, module, context */) {
     v8::FunctionCallback fn;
   };
   static const Entry entries[] = {
-      {"start", Start},          {"stop", Stop},
-      {"isRunning", IsRunning},  {"setAsyncThreads", SetAsyncThreads},
-      {"info", Info},            {"wasShutDown", WasShutDown},
-      {"gilEnter", GilEnter},    {"gilExit", GilExit},
-      {"gilSuspend", GilSuspend}, {"gilResume", GilResume},
-      {"threadState", ThreadState}, {"importModule", Import},
-      {"run", Run},              {"moduleFromString", ModuleFromString},
-      {"expose", Expose},        {"getattr", GetAttr},
-      {"setattr", SetAttr},      {"hasattr", HasAttr},
-      {"item", Item},            {"len", Len},
-      {"text", Text},            {"handleFlags", HandleFlags},
-      {"dir", Dir},              {"call", Call},
-      {"callKw", CallKw},        {"callAsync", CallAsync},
-      {"awaitAsync", AwaitAsync},
-      {"iter", Iter},            {"next", Next},
-      {"toJS", ToJS},            {"toPython", ToPythonObject},
-      {"dispose", Dispose},      {"isDisposed", IsDisposed},
-      {"isInstance", IsInstance}, {"compare", Compare},
-      {"stats", Stats},          {"configure", Configure},
-      {"share", Share},          {"unshare", Unshare},
-      {"buffer", Buffer},        {"toBytes", ToBytes},
+      {"start", Guarded<Start>},          {"stop", Guarded<Stop>},
+      {"isRunning", Guarded<IsRunning>},  {"setAsyncThreads", Guarded<SetAsyncThreads>},
+      {"info", Guarded<Info>},            {"wasShutDown", Guarded<WasShutDown>},
+      {"gilEnter", Guarded<GilEnter>},    {"gilExit", Guarded<GilExit>},
+      {"gilSuspend", Guarded<GilSuspend>}, {"gilResume", Guarded<GilResume>},
+      {"threadState", Guarded<ThreadState>}, {"importModule", Guarded<Import>},
+      {"run", Guarded<Run>},              {"moduleFromString", Guarded<ModuleFromString>},
+      {"expose", Guarded<Expose>},        {"getattr", Guarded<GetAttr>},
+      {"setattr", Guarded<SetAttr>},      {"hasattr", Guarded<HasAttr>},
+      {"item", Guarded<Item>},            {"len", Guarded<Len>},
+      {"text", Guarded<Text>},            {"handleFlags", Guarded<HandleFlags>},
+      {"dir", Guarded<Dir>},              {"call", Guarded<Call>},
+      {"callKw", Guarded<CallKw>},        {"callAsync", Guarded<CallAsync>},
+      {"awaitAsync", Guarded<AwaitAsync>},
+      {"iter", Guarded<Iter>},            {"next", Guarded<Next>},
+      {"toJS", Guarded<ToJS>},            {"toPython", Guarded<ToPythonObject>},
+      {"dispose", Guarded<Dispose>},      {"isDisposed", Guarded<IsDisposed>},
+      {"isInstance", Guarded<IsInstance>}, {"compare", Guarded<Compare>},
+      {"stats", Guarded<Stats>},          {"configure", Guarded<Configure>},
+      {"share", Guarded<Share>},          {"unshare", Guarded<Unshare>},
+      {"buffer", Guarded<Buffer>},        {"toBytes", Guarded<ToBytes>},
   };
   for (const Entry& e : entries) SetMethod(isolate, exports, t, e.name, e.fn);
 }

@@ -207,13 +207,10 @@ bool CaptureJsBytes(v8::Local<v8::Value> value, JsBytes* out, std::string* error
     buffer = value.As<v8::ArrayBuffer>();
     out->length = buffer->ByteLength();
   } else if (value->IsSharedArrayBuffer()) {
+    // A growable SharedArrayBuffer is shared too: its memory is reserved up front and never moves
+    // or shrinks, so the view (of the length at this moment) stays valid.
     auto shared = value.As<v8::SharedArrayBuffer>();
     out->store = shared->GetBackingStore();
-    if (out->store->IsResizableByUserJavaScript()) {
-      out->store.reset();
-      *error = "a growable SharedArrayBuffer cannot be shared with Python";
-      return false;
-    }
     out->length = shared->ByteLength();
     return true;
   } else {
@@ -221,12 +218,45 @@ bool CaptureJsBytes(v8::Local<v8::Value> value, JsBytes* out, std::string* error
     return false;
   }
   out->store = buffer->GetBackingStore();
-  if (out->store->IsResizableByUserJavaScript()) {
+  // A resizable ArrayBuffer can shrink, and V8 then makes the pages past the new length
+  // inaccessible: a memoryview kept by Python would read them and crash. Refused; Py.bytes()
+  // copies it. (A TypedArray over a growable SharedArrayBuffer gets here too: its buffer is a
+  // SharedArrayBuffer, which only grows.)
+  if (out->store->IsResizableByUserJavaScript() && !out->store->IsShared()) {
     out->store.reset();
-    *error = "a resizable ArrayBuffer cannot be shared with Python (its memory can move)";
+    *error = "a resizable ArrayBuffer (or a view of one) cannot be shared with Python: it can "
+             "shrink under Python's memoryview. Use Py.bytes(data) for a copy, or a fixed-length "
+             "ArrayBuffer";
     return false;
   }
   return true;
+}
+
+PyObject* CopyJsBytes(v8::Local<v8::Value> value) {
+  size_t n = 0;
+  if (value->IsArrayBufferView()) n = value.As<v8::ArrayBufferView>()->ByteLength();
+  else if (value->IsArrayBuffer()) n = value.As<v8::ArrayBuffer>()->ByteLength();
+  else if (value->IsSharedArrayBuffer()) n = value.As<v8::SharedArrayBuffer>()->ByteLength();
+  PyObject* bytes = py.PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(n));
+  if (!bytes || n == 0) return bytes;
+  char* data = nullptr;
+  Py_ssize_t size = 0;
+  if (py.PyBytes_AsStringAndSize(bytes, &data, &size) < 0) {
+    py.Py_DecRef(bytes);
+    return nullptr;
+  }
+  // Through the buffer, not ArrayBufferView::CopyContents, which misreads views of resizable
+  // buffers.
+  const char* source;
+  if (value->IsArrayBufferView()) {
+    auto view = value.As<v8::ArrayBufferView>();
+    source = static_cast<const char*>(view->Buffer()->Data()) + view->ByteOffset();
+  } else {
+    source = static_cast<const char*>(value->IsArrayBuffer() ? value.As<v8::ArrayBuffer>()->Data()
+                                                             : value.As<v8::SharedArrayBuffer>()->Data());
+  }
+  std::memcpy(data, source, n);
+  return bytes;
 }
 
 PyObject* MemoryViewOfJsBytes(const JsBytes& bytes) {

@@ -32,8 +32,12 @@ struct JsBytes {
 };
 
 // Isolate only: the view's memory. False (with `error`) for buffers that cannot be shared
-// (resizable ArrayBuffers, whose memory can move or shrink).
+// (resizable ArrayBuffers, which can shrink under Python's view). A growable SharedArrayBuffer
+// (which only grows) is shared at its length when captured.
 bool CaptureJsBytes(v8::Local<v8::Value> value, JsBytes* out, std::string* error);
+// Isolate and GIL: a Python bytes copy of any JS binary data (resizable buffers included); null
+// with a Python error set.
+PyObject* CopyJsBytes(v8::Local<v8::Value> value);
 // Caller attached: a memoryview over the captured memory (new reference), or null with a Python
 // error set.
 PyObject* MemoryViewOfJsBytes(const JsBytes& bytes);

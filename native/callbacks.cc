@@ -1,6 +1,7 @@
 #include "callbacks.h"
 
 #include <algorithm>
+#include <new>
 
 #include "convert.h"
 #include "engine.h"
@@ -103,7 +104,14 @@ void RunJsFunction(JsThread* t, JsFunctionRef* ref, ArgValues& args, CallbackOut
   std::vector<v8::Local<v8::Value>> heapArgv;
   v8::Local<v8::Value>* argv = inlineArgv;
   if (args.size() > kInlineArgv) {
-    heapArgv.resize(args.size());
+    try {
+      heapArgv.resize(args.size());
+    } catch (const std::bad_alloc&) {  // never through Python's C frames
+      out->failed = true;
+      out->convertError.message = "out of memory for the arguments of a JS function";
+      out->convertError.isTypeError = false;
+      return;
+    }
     argv = heapArgv.data();
   }
   for (size_t i = 0; i < args.size(); i++) {
@@ -169,8 +177,10 @@ PyObject* OutcomeToPython(CallbackOutcome& outcome) {
     return nullptr;
   }
   if (outcome.failed) {
-    py.PyErr_SetString(outcome.terminated ? py.PyExc_RuntimeError : py.PyExc_TypeError,
-                       outcome.convertError.message.c_str());
+    PyObject* type = outcome.terminated                      ? py.PyExc_RuntimeError
+                     : outcome.convertError.isTypeError ? py.PyExc_TypeError
+                                                        : py.PyExc_ValueError;  // too long, out of memory
+    py.PyErr_SetString(type, outcome.convertError.message.c_str());
     return nullptr;
   }
   if (outcome.hasScalar) {
@@ -229,7 +239,16 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
   // Arguments to thread-neutral values now, while we hold the GIL.
   Py_ssize_t nargs = nargsf & ~(static_cast<Py_ssize_t>(1) << (sizeof(Py_ssize_t) * 8 - 1));
   Py_ssize_t nkw = kwnames ? py.PyTuple_Size(kwnames) : 0;
-  ArgValues values(static_cast<size_t>(nargs) + (nkw ? 1 : 0));
+  // A C++ exception must not unwind through Python's C frames: memory for the arguments that
+  // cannot be had is a MemoryError.
+  ArgValues values;
+  try {
+    values.resize(static_cast<size_t>(nargs) + (nkw ? 1 : 0));
+    if (nkw) values.back().items.resize(static_cast<size_t>(nkw) * 2);
+  } catch (const std::bad_alloc&) {
+    py.PyErr_NoMemory();
+    return nullptr;
+  }
   ToJsOptions shallow;
   for (Py_ssize_t i = 0; i < nargs; i++) {
     if (!PythonToValue(args[i], shallow, &values[i])) return nullptr;
@@ -237,7 +256,6 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
   if (nkw) {  // keyword arguments arrive as one trailing plain object
     Snapshot& kw = values.back();
     kw.kind = Snapshot::Kind::kDict;
-    kw.items.resize(static_cast<size_t>(nkw) * 2);
     for (Py_ssize_t k = 0; k < nkw; k++) {
       if (!PythonToValue(py.PyTuple_GetItem(kwnames, k), shallow, &kw.items[2 * k]) ||
           !PythonToValue(args[nargs + k], shallow, &kw.items[2 * k + 1])) {

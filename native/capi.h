@@ -174,6 +174,7 @@ struct PyStatus {
   REQ(int, PySet_Add, (PyObject*, PyObject*))                                                     \
   /* modules */                                                                                   \
   REQ(PyObject*, PyImport_ImportModule, (const char*))                                            \
+  REQ(PyObject*, PyImport_Import, (PyObject*))                                                    \
   REQ(PyObject*, PyImport_GetModuleDict, (void))                                                  \
   REQ(PyObject*, PyModule_GetDict, (PyObject*))                                                   \
   REQ(PyObject*, PyEval_GetBuiltins, (void))                                                      \

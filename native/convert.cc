@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <new>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "callbacks.h"
 #include "engine.h"
@@ -36,19 +39,39 @@ struct JsWalk {
   v8::Local<v8::Context> ctx;
   ConvertError* error;
   PinnedHandles* pins;
-  std::vector<v8::Local<v8::Object>> path;  // containers being converted (cycle detection)
+  // The containers being converted (cycle detection), by identity hash: only objects with the
+  // same hash are compared, so each level costs O(1), not O(depth).
+  std::unordered_multimap<int, v8::Local<v8::Object>> path;
 };
 
 bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out);
 
 bool EnterContainer(JsWalk& w, v8::Local<v8::Object> obj) {
-  for (auto& seen : w.path) {
-    if (seen->StrictEquals(obj)) {
+  int hash = obj->GetIdentityHash();
+  auto [first, last] = w.path.equal_range(hash);
+  for (auto it = first; it != last; ++it) {
+    if (it->second == obj) {
       return Fail(w.error, "cannot convert a cyclic structure to Python (an object contains itself)");
     }
   }
   if (StackNearlyExhausted(tls)) return Fail(w.error, "structure nested too deeply to convert");
-  w.path.push_back(obj);
+  w.path.emplace(hash, obj);
+  return true;
+}
+
+void LeaveContainer(JsWalk& w, v8::Local<v8::Object> obj) {
+  auto [first, last] = w.path.equal_range(obj->GetIdentityHash());
+  for (auto it = first; it != last; ++it) {
+    if (it->second == obj) {
+      w.path.erase(it);
+      return;
+    }
+  }
+}
+
+bool ArrayTooLong(JsWalk& w, uint32_t length) {
+  if (length <= kMaxArrayLength) return false;
+  *w.error = ArrayTooLongError(length);
   return true;
 }
 
@@ -97,8 +120,8 @@ void BigIntToValue(v8::Local<v8::BigInt> big, Snapshot* out) {
 }
 
 bool ConvertArray(JsWalk& w, v8::Local<v8::Array> arr, Snapshot* out) {
-  if (!EnterContainer(w, arr)) return false;
   uint32_t n = arr->Length();
+  if (ArrayTooLong(w, n) || !EnterContainer(w, arr)) return false;
   out->kind = Snapshot::Kind::kList;
   out->items.resize(n);
   for (uint32_t i = 0; i < n; i++) {
@@ -106,7 +129,7 @@ bool ConvertArray(JsWalk& w, v8::Local<v8::Array> arr, Snapshot* out) {
     if (!arr->Get(w.ctx, i).ToLocal(&item)) return Fail(w.error, "cannot read an array element");
     if (!Convert(w, item, &out->items[i])) return false;
   }
-  w.path.pop_back();
+  LeaveContainer(w, arr);
   return true;
 }
 
@@ -129,7 +152,7 @@ bool ConvertPlainObject(JsWalk& w, v8::Local<v8::Object> obj, Snapshot* out) {
     CopyString(w.isolate, key.As<v8::String>(), &out->items[2 * i]);
     if (!Convert(w, item, &out->items[2 * i + 1])) return false;
   }
-  w.path.pop_back();
+  LeaveContainer(w, obj);
   return true;
 }
 
@@ -145,7 +168,7 @@ bool ConvertMapOrSet(JsWalk& w, v8::Local<v8::Object> obj, bool isMap, Snapshot*
     if (!flat->Get(w.ctx, i).ToLocal(&item)) return Fail(w.error, "cannot read a collection entry");
     if (!Convert(w, item, &out->items[i])) return false;
   }
-  w.path.pop_back();
+  LeaveContainer(w, obj);
   return true;
 }
 
@@ -232,23 +255,8 @@ bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out) {
   if (v->IsArray()) return ConvertArray(w, v.As<v8::Array>(), out);
   if (v->IsArrayBufferView() || v->IsArrayBuffer() || v->IsSharedArrayBuffer()) {
     std::string why;
-    if (CaptureJsBytes(v, &out->jsBytes, &why)) {
-      out->kind = Snapshot::Kind::kJsBytes;
-      return true;
-    }
-    // Memory that may move (a resizable ArrayBuffer) is copied into bytes instead.
-    out->kind = Snapshot::Kind::kBytes;
-    if (v->IsArrayBufferView()) {
-      auto view = v.As<v8::ArrayBufferView>();
-      out->text.resize(view->ByteLength());
-      if (!out->text.empty()) view->CopyContents(out->text.data(), out->text.size());
-    } else if (v->IsArrayBuffer()) {
-      auto buffer = v.As<v8::ArrayBuffer>();
-      out->text.assign(static_cast<const char*>(buffer->Data()), buffer->ByteLength());
-    } else {
-      auto buffer = v.As<v8::SharedArrayBuffer>();
-      out->text.assign(static_cast<const char*>(buffer->Data()), buffer->ByteLength());
-    }
+    if (!CaptureJsBytes(v, &out->jsBytes, &why)) return Fail(w.error, why);
+    out->kind = Snapshot::Kind::kJsBytes;
     return true;
   }
   if (v->IsMap()) return ConvertMapOrSet(w, obj, true, out);
@@ -318,30 +326,33 @@ bool IntToValue(PyObject* o, Snapshot* out) {
 
 struct PyWalk {
   const ToJsOptions& options;
-  std::vector<PyObject*> path;
+  std::unordered_set<PyObject*> path;  // the containers being converted (cycle detection)
 };
 
 bool FromPython(PyWalk& w, PyObject* o, Snapshot* out);
 
 bool EnterPyContainer(PyWalk& w, PyObject* o) {
-  for (PyObject* seen : w.path) {
-    if (seen == o) {
-      py.PyErr_SetString(py.PyExc_ValueError,
-                         "cannot convert a cyclic structure to JS (a container contains itself)");
-      return false;
-    }
+  if (w.path.count(o)) {
+    py.PyErr_SetString(py.PyExc_ValueError,
+                       "cannot convert a cyclic structure to JS (a container contains itself)");
+    return false;
   }
   if (StackNearlyExhausted()) {
     py.PyErr_SetString(py.PyExc_RecursionError, "structure nested too deeply to convert to JS");
     return false;
   }
-  w.path.push_back(o);
+  w.path.insert(o);
   return true;
 }
 
 bool SequenceItems(PyWalk& w, PyObject* o, bool isTuple, Snapshot* out) {
   if (!EnterPyContainer(w, o)) return false;
   Py_ssize_t n = isTuple ? py.PyTuple_Size(o) : py.PyList_Size(o);
+  if (n > static_cast<Py_ssize_t>(kMaxArrayLength)) {
+    py.PyErr_SetString(py.PyExc_ValueError,
+                       ("a sequence of " + std::to_string(n) + " items is too long for a JS array").c_str());
+    return false;
+  }
   out->kind = isTuple ? Snapshot::Kind::kTuple : Snapshot::Kind::kList;
   out->items.resize(static_cast<size_t>(n));
   for (Py_ssize_t i = 0; i < n; i++) {
@@ -355,7 +366,7 @@ bool SequenceItems(PyWalk& w, PyObject* o, bool isTuple, Snapshot* out) {
     PyObject* item = isTuple ? py.PyTuple_GetItem(o, i) : py.PyList_GetItem(o, i);
     if (!item || !FromPython(w, item, &out->items[i])) return false;
   }
-  w.path.pop_back();
+  w.path.erase(o);
   return true;
 }
 
@@ -369,8 +380,10 @@ bool DictItems(PyWalk& w, PyObject* o, Snapshot* out) {
     out->items.emplace_back();
     Snapshot& k = out->items[out->items.size() - 2];
     if (!FromPython(w, key, &k)) return false;
+    // An int key of any size becomes its decimal text, as a JS property key would.
     if (!w.options.dictAsMap && k.kind != Snapshot::Kind::kString && k.kind != Snapshot::Kind::kInt &&
-        k.kind != Snapshot::Kind::kFloat && k.kind != Snapshot::Kind::kBool) {
+        k.kind != Snapshot::Kind::kBigInt && k.kind != Snapshot::Kind::kFloat &&
+        k.kind != Snapshot::Kind::kBool) {
       py.PyErr_SetString(py.PyExc_TypeError,
                          "a dict key of this type cannot become a JS object key; use "
                          "toJS({ dict: 'map' })");
@@ -378,7 +391,7 @@ bool DictItems(PyWalk& w, PyObject* o, Snapshot* out) {
     }
     if (!FromPython(w, item, &out->items.back())) return false;
   }
-  w.path.pop_back();
+  w.path.erase(o);
   return true;
 }
 
@@ -393,8 +406,29 @@ bool SetItems(PyWalk& w, PyObject* o, Snapshot* out) {
     if (!FromPython(w, item, &out->items.back())) return false;
   }
   if (py.PyErr_Occurred()) return false;
-  w.path.pop_back();
+  w.path.erase(o);
   return true;
+}
+
+// toJS() makes a memoryview one flat TypedArray: only right when its elements lie one after the
+// other in one dimension. A strided or n-d view would come out as the raw memory under it (not
+// what Python's tolist() shows), so it is refused with the ways to get it.
+bool IsFlatContiguous(const PyBufferCapture& c) {
+  bool flat = c.shape.size() == 1 &&
+              (c.shape[0] <= 1 || c.strides[0] * static_cast<int64_t>(c.elementSize) == c.itemsize);
+  if (flat) return true;
+  auto list = [](const std::vector<int64_t>& values) {
+    std::string text = "(";
+    for (size_t k = 0; k < values.size(); k++) text += (k ? ", " : "") + std::to_string(values[k]);
+    return text + (values.size() == 1 ? ",)" : ")");
+  };
+  std::vector<int64_t> byteStrides;
+  for (int64_t stride : c.strides) byteStrides.push_back(stride * static_cast<int64_t>(c.elementSize));
+  std::string message = "toJS() turns only a 1-D contiguous memoryview into a TypedArray; this one has shape " +
+                        list(c.shape) + " and strides " + list(byteStrides) +
+                        " (bytes): use getBuffer() for its memory with shape and strides, or tolist()";
+  py.PyErr_SetString(py.PyExc_ValueError, message.c_str());
+  return false;
 }
 
 bool FromPython(PyWalk& w, PyObject* o, Snapshot* out) {
@@ -445,6 +479,7 @@ bool FromPython(PyWalk& w, PyObject* o, Snapshot* out) {
     if (type == py.PyMemoryView_Type) {
       auto capture = std::make_unique<PyBufferCapture>();
       if (!CapturePyBuffer(o, capture.get())) return false;
+      if (!IsFlatContiguous(*capture)) return false;
       out->kind = Snapshot::Kind::kPyBuffer;
       out->pyBuffer = std::move(capture);
       return true;
@@ -561,6 +596,11 @@ v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested) {
         }
         return s;
       }
+      if ((v.encoding == Snapshot::Encoding::kUtf16 ? v.text.size() / 2 : v.text.size()) >
+          static_cast<size_t>(v8::String::kMaxLength)) {
+        isolate->ThrowException(v8::Exception::RangeError(JsText(isolate, "string too long for JS")));
+        return {};
+      }
       if (v.encoding == Snapshot::Encoding::kUtf16) {
         return AsValue(v8::String::NewFromTwoByte(
             isolate, reinterpret_cast<const uint16_t*>(v.text.data()), v8::NewStringType::kNormal,
@@ -661,6 +701,15 @@ v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested) {
 
 }  // namespace
 
+ConvertError ArrayTooLongError(uint32_t length) {
+  ConvertError error;
+  error.message = "a JS array of length " + std::to_string(length) +
+                  " is too long to convert to Python (the limit is " +
+                  std::to_string(kMaxArrayLength) + " elements; holes would become None)";
+  error.isTypeError = false;
+  return error;
+}
+
 bool NumberIsPythonInt(double d) {
   return std::trunc(d) == d && std::fabs(d) <= kMaxSafeInteger && !(d == 0 && std::signbit(d));
 }
@@ -758,6 +807,7 @@ Fast FastItemToJs(FastWalk& w, PyObject* item, v8::Local<v8::Value>* out) {
 }
 
 Fast FastListToJs(FastWalk& w, PyObject* list, v8::Local<v8::Value>* out) {
+  if (py.PyList_Size(list) > static_cast<Py_ssize_t>(kMaxArrayLength)) return Fast::kNotHandled;
   std::vector<v8::Local<v8::Value>> elements;
   elements.reserve(static_cast<size_t>(py.PyList_Size(list)));
   // The size is read again each turn: a Snapshot conversion may run Python code.
@@ -824,8 +874,13 @@ Fast ContainerToJs(JsThread* thread, PyObject* o, const ToJsOptions& options, v8
   if (!options.deep || !(type == py.PyList_Type || (type == py.PyDict_Type && !options.dictAsMap))) {
     return Fast::kNotHandled;
   }
-  FastWalk w{thread, options, {}, {}};
-  return FastContainerToJs(w, o, out);
+  try {
+    FastWalk w{thread, options, {}, {}};
+    return FastContainerToJs(w, o, out);
+  } catch (const std::exception&) {
+    py.PyErr_NoMemory();
+    return Fast::kPythonError;
+  }
 }
 
 Snapshot::Snapshot(Snapshot&& other) noexcept
@@ -889,11 +944,52 @@ void Snapshot::Reset() {
 
 Snapshot::~Snapshot() { Reset(); }
 
+PyObject* SnapshotToPython(JsThread* thread, Snapshot& v);
+
+void AddCaughtMessage(v8::Isolate* isolate, v8::TryCatch& tryCatch, ConvertError* error) {
+  if (!tryCatch.HasCaught()) return;
+  if (tryCatch.HasTerminated() || !tryCatch.CanContinue()) {
+    tryCatch.ReThrow();  // a worker being terminated stays terminated
+    return;
+  }
+  v8::Local<v8::Message> message = tryCatch.Message();
+  if (message.IsEmpty()) return;
+  v8::String::Utf8Value text(isolate, message->Get());
+  if (*text) error->message += std::string(" (") + *text + ")";
+}
+
+// No C++ exception leaves a conversion: memory that cannot be had (a huge string or container)
+// becomes a clean error of the side that asked (a JS RangeError, a Python MemoryError).
+constexpr const char* kOutOfMemory = "out of memory converting the value";
+
 bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertError* error,
                PinnedHandles* pins) {
   v8::Isolate* isolate = thread->isolate;
-  JsWalk w{thread, isolate, isolate->GetCurrentContext(), error, pins, {}};
-  return Convert(w, v, out);
+  // A getter that throws leaves no exception pending: its message joins the conversion error
+  // (callAsync rejects with it rather than throwing the getter's error synchronously).
+  v8::TryCatch tryCatch(isolate);
+  try {
+    JsWalk w{thread, isolate, isolate->GetCurrentContext(), error, pins, {}};
+    bool ok = Convert(w, v, out);
+    if (!ok) AddCaughtMessage(isolate, tryCatch, error);
+    return ok;
+  } catch (const std::exception&) {  // bad_alloc, length_error
+    out->Reset();
+    error->message = kOutOfMemory;
+    error->isTypeError = false;
+    return false;
+  }
+}
+
+PyObject* StringToPython(v8::Isolate* isolate, v8::Local<v8::String> s) {
+  try {
+    Snapshot v;
+    CopyString(isolate, s, &v);
+    return SnapshotToPython(nullptr, v);
+  } catch (const std::exception&) {
+    py.PyErr_NoMemory();
+    return nullptr;
+  }
 }
 
 void PinnedHandles::Add(PyHandle* handle) {
@@ -914,6 +1010,15 @@ PinnedHandles::~PinnedHandles() {
 }
 
 PyObject* ValueToPython(JsThread* thread, Snapshot& v) {
+  try {
+    return SnapshotToPython(thread, v);
+  } catch (const std::exception&) {
+    py.PyErr_NoMemory();
+    return nullptr;
+  }
+}
+
+PyObject* SnapshotToPython(JsThread* thread, Snapshot& v) {
   switch (v.kind) {
     case Snapshot::Kind::kUndefined:
     case Snapshot::Kind::kNull:
@@ -974,7 +1079,7 @@ PyObject* ValueToPython(JsThread* thread, Snapshot& v) {
       PyRefOwned seq(tuple ? py.PyTuple_New(n) : py.PyList_New(n));
       if (!seq) return nullptr;
       for (Py_ssize_t k = 0; k < n; k++) {
-        PyObject* item = ValueToPython(thread, v.items[k]);
+        PyObject* item = SnapshotToPython(thread, v.items[k]);
         if (!item) return nullptr;
         if ((tuple ? py.PyTuple_SetItem(seq.get(), k, item) : py.PyList_SetItem(seq.get(), k, item)) < 0)
           return nullptr;
@@ -986,9 +1091,9 @@ PyObject* ValueToPython(JsThread* thread, Snapshot& v) {
       PyRefOwned dict(py.PyDict_New());
       if (!dict) return nullptr;
       for (size_t k = 0; k + 1 < v.items.size(); k += 2) {
-        PyRefOwned key(ValueToPython(thread, v.items[k]));
+        PyRefOwned key(SnapshotToPython(thread, v.items[k]));
         if (!key) return nullptr;
-        PyRefOwned item(ValueToPython(thread, v.items[k + 1]));
+        PyRefOwned item(SnapshotToPython(thread, v.items[k + 1]));
         if (!item) return nullptr;
         if (py.PyDict_SetItem(dict.get(), key.get(), item.get()) < 0) return nullptr;
       }
@@ -998,7 +1103,7 @@ PyObject* ValueToPython(JsThread* thread, Snapshot& v) {
       PyRefOwned set(py.PySet_New(nullptr));
       if (!set) return nullptr;
       for (auto& item : v.items) {
-        PyRefOwned element(ValueToPython(thread, item));
+        PyRefOwned element(SnapshotToPython(thread, item));
         if (!element || py.PySet_Add(set.get(), element.get()) < 0) return nullptr;
       }
       return set.release();
@@ -1034,18 +1139,30 @@ PyObject* ValueToPython(JsThread* thread, Snapshot& v) {
 }
 
 bool PythonToValue(PyObject* o, const ToJsOptions& options, Snapshot* out) {
-  PyWalk w{options, {}};
-  return FromPython(w, o, out);
+  try {
+    PyWalk w{options, {}};
+    return FromPython(w, o, out);
+  } catch (const std::exception&) {
+    out->Reset();
+    py.PyErr_NoMemory();
+    return false;
+  }
 }
 
 v8::MaybeLocal<v8::Value> ValueToJs(JsThread* thread, Snapshot& v, bool wrap) {
-  return ToJs(thread, v, wrap);
+  try {
+    return ToJs(thread, v, wrap);
+  } catch (const std::exception&) {
+    thread->isolate->ThrowException(
+        v8::Exception::RangeError(JsText(thread->isolate, kOutOfMemory)));
+    return {};
+  }
 }
 
 v8::MaybeLocal<v8::Value> PythonToJs(JsThread* thread, PyObject* o, const ToJsOptions& options) {
   Snapshot v;
   if (!PythonToValue(o, options, &v)) return {};
-  return ToJs(thread, v, false);
+  return ValueToJs(thread, v, false);
 }
 
 v8::MaybeLocal<v8::String> NewJsString(v8::Isolate* isolate, const char* utf8, size_t length,

@@ -112,6 +112,13 @@ struct ConvertError {
   bool isTypeError = true;  // else RangeError / Python ValueError
 };
 
+// The longest array converted either way: V8's limit for an array with its elements in one block
+// (FixedArray::kMaxLength). A longer JS array is necessarily sparse (its length set, or a far
+// index), and its holes would all become None: refused up front (RangeError) instead of
+// allocating a list of billions of Nones; a longer Python sequence cannot become a JS array.
+constexpr uint32_t kMaxArrayLength = 134217725;
+ConvertError ArrayTooLongError(uint32_t length);
+
 struct ToJsOptions {
   bool deep = false;
   bool dictAsMap = false;
@@ -142,6 +149,12 @@ class PinnedHandles {
 // `error` set (no JS exception pending).
 bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertError* error,
                PinnedHandles* pins);
+// A JS string as a Python str, lone surrogates kept (as values are): source text and names
+// reach Python whole, never cut or re-encoded. Null with a Python error set. Caller attached.
+PyObject* StringToPython(v8::Isolate* isolate, v8::Local<v8::String> s);
+// After a conversion failed inside `tryCatch`: the message of the JS exception a getter threw
+// joins `error` (and the exception is dropped), or, when JS is being terminated, it is rethrown.
+void AddCaughtMessage(v8::Isolate* isolate, v8::TryCatch& tryCatch, ConvertError* error);
 // Snapshot -> Python: a new reference, or null with a Python exception set. Caller attached.
 PyObject* ValueToPython(JsThread* thread, Snapshot& v);
 

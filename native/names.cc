@@ -1,5 +1,6 @@
 #include "names.h"
 
+#include "convert.h"
 #include "engine.h"
 #include "gil.h"
 
@@ -7,8 +8,8 @@ PyObject* NameCache::Get(v8::Isolate* isolate, v8::Local<v8::String> key) {
   uint64_t gen = engine.generation();
   Entry& e = entries_[static_cast<uint32_t>(key->GetIdentityHash()) % entries_.size()];
   if (e.name && e.generation == gen && e.key == key) return NewRef(e.name);
-  v8::String::Utf8Value utf8(isolate, key);
-  PyObject* name = py.PyUnicode_FromStringAndSize(*utf8, utf8.length());
+  // The whole name, lone surrogates and NULs included, as Python's getattr() would get it.
+  PyObject* name = StringToPython(isolate, key);
   if (!name) return nullptr;
   // Interned, Python's dict lookups compare the name by identity (as for names in Python code).
   py.PyUnicode_InternInPlace(&name);

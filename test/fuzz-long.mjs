@@ -40,7 +40,8 @@ const results = [];
 const started = Date.now();
 let remaining = totalCases;
 properties.forEach((p, i) => {
-  const numRuns = i === properties.length - 1 ? remaining : Math.round((totalCases * p.weight) / weights);
+  const share = i === properties.length - 1 ? remaining : Math.round((totalCases * p.weight) / weights);
+  const numRuns = Math.max(1, Math.min(share, p.maxCases ?? share));
   remaining -= numRuns;
   const t0 = Date.now();
   const details = fc.check(p.property, { seed, numRuns });

@@ -17,7 +17,7 @@
 //       format is plain bytes, comes back as a Uint8Array), a Uint8Array for a DataView, a
 //       Buffer and an ArrayBuffer;
 //     - arrays, plain objects (null-prototype ones too), Maps and Sets are converted deeply:
-//       arrays come back as arrays; objects and Maps as plain objects (keys as strings), or, with
+//       arrays come back as arrays (holes of sparse arrays as undefined: they become None); objects and Maps as plain objects (keys as strings), or, with
 //       `toJS({ dict: 'map' })`, both as Maps; Sets as Sets.
 //   Python -> JS (`toJS()` of a value made by Python source code) is compared with Python's own
 //   view of the same value (a tagged description computed in Python, with `json.dumps` for the
@@ -26,6 +26,14 @@
 //   bytes, list/tuple -> Array, dict -> object (or Map, in Python's iteration order),
 //   set/frozenset -> Set (in Python's iteration order), anything else -> a PyObject whose repr()
 //   is Python's repr.
+//
+//   Hostile shapes (issue 10) must give a clear error or the exact result: a sparse array longer
+//   than 134 217 725 anywhere in a value is a RangeError; nesting deeper than any stack (150 000+
+//   levels of mixed Arrays, objects, Maps, Sets) a TypeError, and shallow nesting converts
+//   exactly; a resizable ArrayBuffer is a TypeError while Py.bytes() copies it exactly, and a
+//   growable SharedArrayBuffer is shared (a write from Python is seen in JS); attribute and
+//   keyword names with NULs and lone surrogates reach Python whole, a NUL in a module name is a
+//   ValueError; source text with a lone surrogate is the UnicodeEncodeError compile() gives.
 //
 // Generators avoid only what one side cannot represent distinctly: Map keys and Set elements that
 // are equal in Python (1, 1n, 1.0 and true) are generated at most once per container; Python dict
@@ -126,6 +134,7 @@ export function jsValue(mapMode: boolean): fc.Arbitrary<unknown> {
       { depthSize: 'small', withCrossShrink: true },
       { weight: 6, arbitrary: tie('leaf') },
       { weight: 2, arbitrary: fc.array(tie('value'), { maxLength: 5 }) },
+      { weight: 1, arbitrary: fc.sparseArray(tie('value'), { maxLength: 40, maxNumElements: 4 }) },
       { weight: 2, arbitrary: fc.tuple(fc.uniqueArray(fc.tuple(propertyName, tie('value')), { maxLength: 5, selector: ([k]) => k }), fc.boolean())
         .map(([entries, nullProto]) => plainObject(entries, nullProto)) },
       { weight: 1, arbitrary: (mapMode
@@ -150,7 +159,7 @@ export function expectedRoundTrip(v: unknown, mapMode: boolean): unknown {
     return new Ctor(bytes.buffer);
   }
   if (v instanceof ArrayBuffer) return new Uint8Array(v.slice(0));
-  if (Array.isArray(v)) return v.map((x) => expectedRoundTrip(x, mapMode));
+  if (Array.isArray(v)) return Array.from(v, (x) => expectedRoundTrip(x, mapMode));  // holes: None
   if (v instanceof Set) return new Set([...v].map((x) => expectedRoundTrip(x, mapMode)));
   const entries: [unknown, unknown][] = v instanceof Map
     ? [...v].map(([k, x]) => [expectedRoundTrip(k, mapMode), expectedRoundTrip(x, mapMode)])
@@ -175,10 +184,9 @@ const codePoint = fc.oneof(
 );
 const pyStr: fc.Arbitrary<PyDesc> = fc.array(codePoint, { maxLength: 12 }).map((cps) => ({ t: 'str', cps }));
 const pyInt: fc.Arbitrary<PyDesc> = jsBigInt.map((v) => ({ t: 'int', v }));
-// Object mode takes int keys that fit in 64 bits (larger ones are a TypeError that says to use
-// toJS({ dict: 'map' })).
-const pyInt64: fc.Arbitrary<PyDesc> = fc.oneof(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }),
-  fc.constantFrom(-(2n ** 63n), 2n ** 63n - 1n, 0n, -1n)).map((v) => ({ t: 'int', v }));
+// Object mode takes int keys of any size (each becomes its decimal text).
+const pyIntKey: fc.Arbitrary<PyDesc> = fc.oneof(pyInt, fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n })
+  .map((v): PyDesc => ({ t: 'int', v })));
 const pyFloat: fc.Arbitrary<PyDesc> = fc.oneof(fc.double(), fc.constantFrom(...specialNumbers)).map((v) => ({ t: 'float', v }));
 const pyHashable: fc.Arbitrary<PyDesc> = fc.oneof(
   { weight: 3, arbitrary: pyStr }, { weight: 3, arbitrary: pyInt }, { weight: 1, arbitrary: pyFloat },
@@ -201,7 +209,7 @@ export function pyValue(mapMode: boolean): fc.Arbitrary<PyDesc> {
       { depthSize: 'small', withCrossShrink: true },
       { weight: 6, arbitrary: tie('leaf') },
       { weight: 2, arbitrary: fc.tuple(fc.array(tie('value'), { maxLength: 5 }), fc.boolean()).map(([items, tuple]): PyDesc => ({ t: tuple ? 'tuple' : 'list', items })) },
-      { weight: 2, arbitrary: fc.array(fc.tuple(mapMode ? pyHashable : fc.oneof(pyStr, pyInt64), tie('value')), { maxLength: 5 })
+      { weight: 2, arbitrary: fc.array(fc.tuple(mapMode ? pyHashable : fc.oneof(pyStr, pyIntKey), tie('value')), { maxLength: 5 })
         .map((entries): PyDesc => ({ t: 'dict', entries: mapMode ? oneNaN(entries, ([k]) => k) : distinctAsPropertyNames(entries) })) },
       { weight: 1, arbitrary: fc.tuple(fc.array(pyHashable, { maxLength: 5 }), fc.boolean()).map(([items, frozen]): PyDesc => ({ t: frozen ? 'frozenset' : 'set', items: oneNaN(items, (d) => d) })) },
     ),
@@ -392,12 +400,99 @@ export function assertMatchesView(view: View, actual: unknown, mapMode: boolean,
   }
 }
 
+// --- generators: hostile shapes -------------------------------------------------------------
+// Values that must give a clear error (or the exact result), never a crash, an abort or a hang:
+// sparse arrays of huge length, nesting far deeper than any stack, resizable and growable
+// buffers, names and source text with NULs and lone surrogates.
+
+type Wrapper = 'array' | 'object' | 'map' | 'set' | 'mapKey';
+const convertibleWrapper = fc.constantFrom<Wrapper>('array', 'object', 'map');
+const anyWrapper = fc.constantFrom<Wrapper>('array', 'object', 'map', 'set', 'mapKey');
+function wrapIn(x: unknown, kinds: Wrapper[]): unknown {
+  for (const kind of kinds) {
+    if (kind === 'array') x = [x];
+    else if (kind === 'object') x = { x };
+    else if (kind === 'map') x = new Map([['k', x]]);
+    else if (kind === 'set') x = new Set([x]);
+    else x = new Map([[x, 1]]);
+  }
+  return x;
+}
+
+/** A sparse array longer than pyembed converts (its holes would be billions of Nones), inside a value. */
+export const tooLongArray: fc.Arbitrary<unknown> = fc
+  .tuple(fc.oneof(fc.constantFrom(134217726, 2 ** 32 - 1), fc.integer({ min: 134217726, max: 2 ** 32 - 1 })),
+    fc.array(fc.tuple(fc.nat({ max: 2 ** 32 - 2 }), jsNumber), { maxLength: 3 }), fc.array(anyWrapper, { maxLength: 4 }))
+  .map(([length, elements, path]) => {
+    const a: unknown[] = [];
+    a.length = length;
+    for (const [i, v] of elements) if (i < length) a[i] = v;
+    return wrapIn(a, path);
+  });
+
+/** Nesting of mixed containers: shallow enough to convert exactly, or deeper than any stack allows. */
+export const nesting: fc.Arbitrary<{ deep: boolean; value: unknown }> = fc.oneof(
+  fc.tuple(fc.integer({ min: 1, max: 300 }), fc.array(convertibleWrapper, { minLength: 1, maxLength: 4 }), jsString)
+    .map(([depth, cycle, leaf]) => ({ deep: false, value: wrapIn(leaf, Array.from({ length: depth }, (_, i) => cycle[i % cycle.length]!)) })),
+  fc.tuple(fc.integer({ min: 150000, max: 200000 }), fc.array(anyWrapper, { minLength: 1, maxLength: 4 }))
+    .map(([depth, cycle]) => ({ deep: true, value: wrapIn(1, Array.from({ length: depth }, (_, i) => cycle[i % cycle.length]!)) })),
+);
+
+/** Binary data over a resizable ArrayBuffer or a growable SharedArrayBuffer, views with offsets. */
+export const resizableBinary: fc.Arbitrary<{ value: ArrayBufferView | ArrayBuffer | SharedArrayBuffer; shared: boolean; bytes: Uint8Array }> = fc
+  .tuple(fc.uint8Array({ maxLength: 48 }), fc.nat(), fc.nat(), fc.boolean(), fc.integer({ min: 0, max: 64 }),
+    fc.constantFrom('buffer', 'Uint8Array', 'Int16Array', 'Float64Array', 'DataView', 'tracking'))
+  .map(([content, a, b, shared, extra, kind]) => {
+    const options = { maxByteLength: content.length + extra };
+    // (the TypeScript lib in use predates the options argument)
+    type Resizable = new (length: number, options: { maxByteLength: number }) => ArrayBuffer | SharedArrayBuffer;
+    const buffer = new ((shared ? SharedArrayBuffer : ArrayBuffer) as unknown as Resizable)(content.length, options);
+    new Uint8Array(buffer).set(content);
+    let value: ArrayBufferView | ArrayBuffer | SharedArrayBuffer = buffer;
+    if (kind === 'tracking') value = new Uint8Array(buffer, a % (content.length + 1));
+    else if (kind === 'DataView') {
+      const offset = a % (content.length + 1);
+      value = new DataView(buffer, offset, b % (content.length - offset + 1));
+    } else if (kind !== 'buffer') {
+      const Ctor = (globalThis as unknown as Record<string, new (b: ArrayBufferLike, o: number, n: number) => ArrayBufferView>)[kind]!;
+      const size = (Ctor as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
+      const slots = Math.floor(content.length / size);
+      const first = slots === 0 ? 0 : a % (slots + 1);
+      value = new Ctor(buffer, first * size, b % (slots - first + 1));
+    }
+    const bytes = ArrayBuffer.isView(value)
+      ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength).slice()
+      : new Uint8Array(value).slice();
+    return { value, shared, bytes };
+  });
+
+/** Names with NULs and lone surrogates among ordinary characters (never empty). */
+export const oddName: fc.Arbitrary<string> = fc
+  .array(fc.oneof({ weight: 3, arbitrary: char }, { weight: 1, arbitrary: fc.constantFrom('\0', '\ud800', '\udfff', '\udc00x') }),
+    { minLength: 1, maxLength: 12 })
+  .map((a) => a.join(''));
+
+/** Python source of a str literal holding exactly `s` (control characters escaped, the rest raw). */
+function strLiteralSource(s: string): string {
+  let out = '"';
+  for (const unit of s) {
+    const c = unit.codePointAt(0)!;
+    if (unit === '\\' || unit === '"') out += '\\' + unit;
+    else if (c < 0x20 || c === 0x7f) out += '\\x' + c.toString(16).padStart(2, '0');
+    else out += unit;
+  }
+  return out + '"';
+}
+const hasLoneSurrogate = (s: string): boolean => /\p{Cs}/u.test(s);
+
 // --- the properties -------------------------------------------------------------------------
 
 export interface FuzzProperty {
   name: string;
   /** Share of the long run's cases. */
   weight: number;
+  /** At most this many cases in the long run (for properties whose cases are slow). */
+  maxCases?: number;
   property: fc.IProperty<any>;
 }
 
@@ -469,6 +564,88 @@ export function fuzzProperties(): FuzzProperty[] {
       property: fc.property(fc.oneof(jsString, jsNumber, jsBigInt, fc.boolean(), fc.constantFrom(null, undefined)), (v) => {
         const back = echo(v);
         assert.ok(Object.is(back, expectedRoundTrip(v, false)), `${String(v)} came back as ${String(back)}`);
+      }),
+    },
+    {
+      name: 'sparse arrays of huge length, anywhere in a value: a RangeError, at once',
+      weight: 1,
+      property: fc.property(tooLongArray, (v) => {
+        assert.throws(() => echo(v), (e: unknown) => e instanceof RangeError && /too long to convert to Python/.test(e.message));
+      }),
+    },
+    {
+      name: 'mixed nesting: converts exactly when shallow; deeper than any stack is a TypeError',
+      weight: 1,
+      maxCases: 3000,  // a deep case builds and rejects 150 000+ levels (~0.1 s)
+      property: fc.property(nesting, ({ deep, value }) => {
+        if (deep) assert.throws(() => Py.toPython(value), (e: unknown) => e instanceof TypeError && /nested too deeply/.test(e.message));
+        else assert.deepStrictEqual(roundTrip(value, false), expectedRoundTrip(value, false));
+      }),
+    },
+    {
+      name: 'resizable buffers: a TypeError naming Py.bytes (which copies them exactly); growable shared ones are shared',
+      weight: 1,
+      property: fc.property(resizableBinary, ({ value, shared, bytes }) => {
+        const copy = Py.bytes(value);
+        try {
+          assert.deepStrictEqual(copy.toJS(), bytes);
+        } finally {
+          copy.dispose();
+        }
+        if (!shared) {
+          assert.throws(() => Py.toPython(value), (e: unknown) => e instanceof TypeError && /resizable ArrayBuffer/.test(e.message));
+          return;
+        }
+        const view = Py.toPython(value);
+        try {
+          const back = view.toJS() as ArrayBufferView;
+          assert.deepStrictEqual(new Uint8Array(back.buffer, back.byteOffset, back.byteLength).slice(), bytes);
+          if (bytes.length > 0) {
+            PythonEngine.eval('lambda v: v.cast("B").__setitem__(0, 255 - v.cast("B")[0])')(view);
+            const source = ArrayBuffer.isView(value) ? new Uint8Array(value.buffer, value.byteOffset, 1) : new Uint8Array(value, 0, 1);
+            assert.equal(source[0], 255 - bytes[0]!);
+          }
+        } finally {
+          view.dispose();
+        }
+      }),
+    },
+    {
+      name: 'names with NULs and lone surrogates: attributes and keywords whole; a NUL in a module name is a ValueError',
+      weight: 1,
+      property: fc.property(oddName, fc.integer(), (name, value) => {
+        const o = PythonEngine.eval('type("O", (), {})()') as PyObject;
+        try {
+          o.setAttr(name, value);
+          assert.equal(o.getAttr(name), value);
+          assert.deepStrictEqual((PythonEngine.eval('lambda o: list(vars(o))')(o) as PyObject).toJS(), [name]);
+          o.delAttr(name);
+          assert.equal(o.hasAttr(name), false);
+        } finally {
+          o.dispose();
+        }
+        assert.deepStrictEqual((PythonEngine.eval('lambda **kw: list(kw)')(Py.kw({ [name]: value })) as PyObject).toJS(), [name]);
+        const moduleName = '_fuzz_' + name;
+        if (name.includes('\0')) {
+          const nul = (e: unknown) => (e as { type?: string }).type === 'ValueError';
+          assert.throws(() => Py.import(moduleName), nul);
+          assert.throws(() => PyModule.fromString(moduleName, 'x = 1'), nul);
+        } else {
+          assert.equal(PyModule.fromString(moduleName, 'x = 1').x, 1);
+          PythonEngine.eval('lambda n: __import__("sys").modules.pop(n)')(moduleName);
+        }
+      }),
+    },
+    {
+      name: 'source text with odd characters: the string it spells, or the error compile() gives',
+      weight: 1,
+      property: fc.property(jsString, (s) => {
+        const source = strLiteralSource(s);
+        if (hasLoneSurrogate(s)) {
+          assert.throws(() => PythonEngine.eval(source), (e: unknown) => (e as { type?: string }).type === 'UnicodeEncodeError');
+        } else {
+          assert.equal(PythonEngine.eval(source), s);
+        }
       }),
     },
     {
