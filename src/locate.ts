@@ -68,6 +68,7 @@ function tooOld(requested: string, version: string): Error {
 
 /** What `python -V` says (Python 2 says it on stderr), as [major, minor, ...], if it runs at all. */
 function reportedVersion(requested: string): number[] | undefined {
+  if (requested.includes('\0')) return undefined;  // spawnSync would throw: the caller explains
   const r = spawnSync(requested, ['-V'], { encoding: 'utf8', timeout: 10_000 });
   const m = /^Python (\d+)\.(\d+)(?:\.(\d+))?/m.exec(`${r.stdout ?? ''}\n${r.stderr ?? ''}`.trim());
   return m ? m.slice(1).filter((x) => x !== undefined).map(Number) : undefined;
