@@ -1,6 +1,7 @@
 #include "gil.h"
 
 #include "engine.h"
+#include "interrupt.h"
 #include "python_helpers.h"
 
 thread_local ThreadContext tls;
@@ -22,6 +23,7 @@ void Attach(ThreadContext& tls) {
     tls.generation = gen;
     tls.ownsTstate = true;
     threadStatesMade++;
+    RegisterInterruptible(tls);
     if (tls.isMainJsThread) StartInterruptWatcher();
     if (tls.pythonName && helpers.adoptThread) {
       PyRefOwned name(py.PyUnicode_FromString(tls.pythonName));

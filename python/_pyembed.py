@@ -124,7 +124,14 @@ def _ensure_loop():
                 asyncio.set_event_loop(loop)
                 _loop = loop
                 ready.set()
-                loop.run_forever()
+                while True:
+                    try:
+                        loop.run_forever()
+                        break  # stop_loop()
+                    except KeyboardInterrupt:
+                        # PythonEngine.interrupt() aimed at this thread, landing outside any
+                        # task: the loop must keep serving the other coroutines.
+                        continue
                 loop.close()
 
             _loop_thread = threading.Thread(target=main, name="pyembed-asyncio", daemon=True)
@@ -134,8 +141,13 @@ def _ensure_loop():
 
 
 def submit_coroutine(coro, done):
-    """Runs `coro` on pyembed's loop; calls done(True, result) or done(False, exc) exactly once."""
+    """Runs `coro` on pyembed's loop; calls done(True, result) or done(False, exc) exactly once.
+
+    Returns cancel(): callable from any thread, it cancels the coroutine's task (an AbortSignal).
+    """
     loop = _ensure_loop()
+    task = None
+    cancelled = False
 
     async def run():
         # Everything is caught here, KeyboardInterrupt and SystemExit included: a BaseException
@@ -148,11 +160,29 @@ def submit_coroutine(coro, done):
             done(True, result)
 
     def start():
+        nonlocal task
+        if cancelled:
+            import asyncio
+
+            coro.close()
+            done(False, asyncio.CancelledError())
+            return
         task = loop.create_task(run())
         _pending.add(task)
         task.add_done_callback(_pending.discard)
 
+    def cancel_on_loop():
+        nonlocal cancelled
+        if task is None:
+            cancelled = True
+        else:
+            task.cancel()
+
+    def cancel():
+        loop.call_soon_threadsafe(cancel_on_loop)
+
     loop.call_soon_threadsafe(start)
+    return cancel
 
 
 def stop_loop():

@@ -2,7 +2,7 @@
 // iterables, and datetime <-> Date. Both are built on ordinary calls into a few Python helper
 // functions, made once per interpreter (and again after a restart).
 import { native } from './native.js';
-import { fromNative, handleOf, isPyObject, wrap, type PyObject } from './proxy.js';
+import { awaitPython, fromNative, handleOf, isPyObject, wrap, type PyObject } from './proxy.js';
 
 const HELPER_SOURCE = `
 import datetime as _datetime
@@ -81,7 +81,7 @@ function isStopAsyncIteration(error: unknown): boolean {
  * (break, return, throw) closes an async generator (`aclose()`), as JS does for its own. Objects
  * that are not async iterables are iterated synchronously, as `for await` does for JS iterables.
  */
-export async function* asyncIterate(obj: PyObject): AsyncGenerator<any, void, undefined> {
+export async function* asyncIterate(obj: PyObject, signal?: AbortSignal): AsyncGenerator<any, void, undefined> {
   const h = helpers();
   const iterator = h.aiter_start(obj);
   if (iterator === undefined) {
@@ -94,9 +94,12 @@ export async function* asyncIterate(obj: PyObject): AsyncGenerator<any, void, un
       const step = h.aiter_step(iterator);
       let value: unknown;
       try {
-        value = await step;
+        // With a signal, an abort cancels the step's task: CancelledError in the generator.
+        value = await (signal === undefined ? step : awaitPython(step, signal));
       } catch (error) {
-        finished = true; // ended, or raised: the generator is done either way
+        // Ended, raised, or cancelled (then closed by CancelledError; or, had the step just
+        // finished, by the garbage collector: aclose() now could meet it still running).
+        finished = true;
         if (isStopAsyncIteration(error)) return;
         throw error;
       } finally {
