@@ -110,6 +110,7 @@ void AsyncJob::RequestCancel() {
       // cancelRequested_ when it starts.)
       if (asyncPool.Remove(this)) {
         phase_ = Phase::kDone;
+        CloseUnstarted();
         Fail("the call was aborted before it started");
       }
       break;
@@ -124,6 +125,15 @@ void AsyncJob::RequestCancel() {
   }
 }
 
+void AsyncJob::CloseUnstarted() {
+  // A coroutine to await that will never run: closed, so Python does not warn that it was never
+  // awaited.
+  if (!awaitOnly || TypeOf(callable.obj) != py.PyCoro_Type) return;
+  PyRefOwned close(py.PyObject_GetAttrString(callable.obj, "close"));
+  PyRefOwned ignored(close ? CallVector(close.get(), nullptr, 0, nullptr) : nullptr);
+  if (!ignored) py.PyErr_Clear();
+}
+
 void AsyncJob::CancelTask() {
   PyRefOwned ignored(CallVector(cancelTask_, nullptr, 0, nullptr));
   if (!ignored) py.PyErr_Clear();  // the loop is stopping: shutdown settles the job
@@ -136,6 +146,7 @@ void AsyncJob::Release() {
 void AsyncJob::Execute() {
   if (cancelRequested_) {
     phase_ = Phase::kDone;
+    CloseUnstarted();
     Fail("the call was aborted before it started");
     return;
   }

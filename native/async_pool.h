@@ -62,6 +62,7 @@ class AsyncJob : public Task, public JsHeld {
   void Release();
   void Forget();      // JS thread: settled (or its thread gone); no longer cancellable
   void CancelTask();  // attached, kOnLoop
+  void CloseUnstarted();  // attached
   std::atomic<int> refs_{1};
   // kFinishing: the call returned (converting its result); nothing left to interrupt.
   enum class Phase { kQueued, kRunning, kFinishing, kOnLoop, kDone };

@@ -145,9 +145,18 @@ def submit_coroutine(coro, done):
 
     Returns cancel(): callable from any thread, it cancels the coroutine's task (an AbortSignal).
     """
+    import asyncio
+
     loop = _ensure_loop()
     task = None
     cancelled = False
+    reported = False
+
+    def report(ok, value):
+        nonlocal reported
+        if not reported:
+            reported = True
+            done(ok, value)
 
     async def run():
         # Everything is caught here, KeyboardInterrupt and SystemExit included: a BaseException
@@ -155,21 +164,26 @@ def submit_coroutine(coro, done):
         try:
             result = await coro
         except BaseException as exc:  # noqa: B902 - reported to JS, not swallowed
-            done(False, exc)
+            report(False, exc)
         else:
-            done(True, result)
+            report(True, result)
+
+    def finished(task):
+        _pending.discard(task)
+        if not reported:
+            # Cancelled before its first step: run() never started, nor did the coroutine.
+            coro.close()
+            report(False, asyncio.CancelledError())
 
     def start():
         nonlocal task
         if cancelled:
-            import asyncio
-
             coro.close()
-            done(False, asyncio.CancelledError())
+            report(False, asyncio.CancelledError())
             return
         task = loop.create_task(run())
         _pending.add(task)
-        task.add_done_callback(_pending.discard)
+        task.add_done_callback(finished)
 
     def cancel_on_loop():
         nonlocal cancelled

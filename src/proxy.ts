@@ -410,6 +410,10 @@ export function awaitPython(awaitable: PyObject, signal?: AbortSignal): Promise<
   }
   if (signal === undefined) return native.awaitAsync(h, 0);
   if (!isAbortSignal(signal)) return Promise.reject(new TypeError('signal must be an AbortSignal'));
+  if (signal.aborted && native.text(h, 2) === 'coroutine') {
+    // Never run: closed now, so Python does not warn that it was never awaited.
+    (awaitable.getAttr('close') as () => void)();
+  }
   return cancellable(signal, (token) => native.awaitAsync(h, token));
 }
 
