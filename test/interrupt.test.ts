@@ -136,6 +136,15 @@ test('a synchronous call on the main thread, interrupted from a worker; the next
     await w.done;
     assert.deepEqual(m.log.toJS(), ['main']);
     assert.equal(m.work(10), 45);
+    // A call with no bytecode left to run (time.sleep itself): the interrupt arrives during the
+    // sleep, cannot land before the call returns, and is dropped then: it must not land in the
+    // next call.
+    const sleepFn = Py.import('time').sleep;
+    const w2 = inWorker('setTimeout(() => post(PythonEngine.interrupt(workerData)), 150);', PythonEngine.threadId);
+    assert.equal(sleepFn(0.4), undefined);
+    assert.equal(await w2.next(), true);
+    await w2.done;
+    assert.equal(m.work(10), 45);
     // And from a Python thread, through a JS thread's id.
     const mainId = PythonEngine.threadId;
     PythonEngine.exec('import threading, time');
@@ -190,6 +199,7 @@ test('callAsync with an AbortSignal: aborted before it starts, while queued, whi
 test('callAsync aborted as it completes: never a wrong result, never a pending promise, never an interrupt in a later call', async () => {
   await scenario(`PythonEngine.initialize({ asyncThreads: 1 });\n` + helpers + `
     const expected = (n) => n * (n - 1) / 2;
+    const sleepFn = Py.import('time').sleep;
     const within = (p) => Promise.race([p, sleep(10_000).then(() => { throw new Error('a promise was left pending'); })]);
     let fulfilled = 0, aborted = 0;
     const aborts = [(a) => a.abort(), (a) => queueMicrotask(() => a.abort()), (a) => setImmediate(() => a.abort()),
@@ -197,7 +207,9 @@ test('callAsync aborted as it completes: never a wrong result, never a pending p
     for (let i = 0; i < 600; i++) {
       const n = (i * 37) % 3000;
       const ac = new AbortController();
-      const raced = m.work.callAsync(n, ac.signal);
+      // Every other call is time.sleep itself: no bytecode after the sleep, so an interrupt
+      // posted during it can only be withdrawn when the call returns.
+      const raced = i % 2 === 0 ? m.work.callAsync(n, ac.signal) : sleepFn.callAsync(0.001, ac.signal).then(() => expected(n));
       // Queued right behind it on the same pool thread: an interrupt aimed at the first call
       // must never land here.
       const next = m.work.callAsync(n + 1);
