@@ -751,14 +751,8 @@ void SubmitAsync(const FunctionCallbackInfo<JsValue>& info, bool awaitOnly) {
 // cancelAsync(token): the AbortSignal of a callAsync/awaitAsync call fired. False when the job
 // has settled already (or was never registered).
 void CancelAsync(const FunctionCallbackInfo<JsValue>& info) {
-  JsThread* t = ThreadOf(info);
   double token = info[0]->IsNumber() ? info[0].As<v8::Number>()->Value() : 0;
-  PythonCall call;
-  if (!call.ok()) return;  // shut down: the pool rejected or finished every job
-  // Looked up under the GIL: the job's phase changes are made under it.
-  AsyncJob* job = AsyncJob::FindCancellable(t, token);
-  if (job) job->RequestCancel();
-  info.GetReturnValue().Set(job != nullptr);
+  info.GetReturnValue().Set(AsyncJob::CancelByToken(ThreadOf(info), token));
 }
 
 // interrupt(ident): KeyboardInterrupt in the thread whose threading.get_ident() is ident.

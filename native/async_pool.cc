@@ -95,10 +95,24 @@ void AsyncJob::MakeCancellable(double token) {
   cancellable[{thread, token}] = this;
 }
 
-AsyncJob* AsyncJob::FindCancellable(JsThread* t, double token) {
-  std::lock_guard<std::mutex> lock(cancellableMu);
-  auto it = cancellable.find({t, token});
-  return it == cancellable.end() ? nullptr : it->second;
+bool AsyncJob::CancelByToken(JsThread* t, double token) {
+  AsyncJob* job;
+  {
+    std::lock_guard<std::mutex> lock(cancellableMu);
+    auto it = cancellable.find({t, token});
+    if (it == cancellable.end()) return false;
+    job = it->second;
+    // Still registered, so not yet released by its JS thread: safe to hold.
+    job->refs_.fetch_add(1, std::memory_order_relaxed);
+  }
+  PostAttachedWork(&AsyncJob::CancelOnWatcher, job);
+  return true;
+}
+
+void AsyncJob::CancelOnWatcher(void* arg, bool live) {
+  auto* job = static_cast<AsyncJob*>(arg);
+  if (live) job->RequestCancel();
+  job->Release();
 }
 
 void AsyncJob::RequestCancel() {

@@ -53,14 +53,17 @@ class AsyncJob : public Task, public JsHeld {
   // (KeyboardInterrupt posted there, withdrawn when the call returns), on the asyncio loop (its
   // task is cancelled), or done (nothing to do: the promise settles with what it has).
   void MakeCancellable(double token);
-  static AsyncJob* FindCancellable(JsThread* thread, double token);  // JS thread
-  void RequestCancel();
+  // JS thread, no GIL: hands the cancellation to the watcher thread (interrupt.h), so the event
+  // loop never waits for the GIL. False when the job has settled (or was never registered).
+  static bool CancelByToken(JsThread* thread, double token);
 
  private:
   // The JS thread's settling (Run/Cancel) drops one reference; a pool thread that must look at
   // the job after handing it to the asyncio loop holds another meanwhile.
   void Release();
   void Forget();      // JS thread: settled (or its thread gone); no longer cancellable
+  void RequestCancel();  // attached
+  static void CancelOnWatcher(void* job, bool live);
   void CancelTask();  // attached, kOnLoop
   void CloseUnstarted();  // attached
   std::atomic<int> refs_{1};

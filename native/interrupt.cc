@@ -3,6 +3,8 @@
 #include <atomic>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "engine.h"
 #include "signals.h"
@@ -19,6 +21,10 @@ struct Interruptible {
 std::mutex& registryMu = *new std::mutex();
 auto& registry = *new std::unordered_map<unsigned long, Interruptible>();  // by Python thread id
 std::atomic<int> terminating{0};  // entries with terminating set
+
+std::mutex& workMu = *new std::mutex();
+auto& work = *new std::vector<std::pair<void (*)(void*, bool), void*>>();  // under workMu
+std::atomic<bool> workPending{false};
 
 // Removes the calling thread's entry when the thread exits. Only touched at registration, so
 // the hot paths' thread-local `tls` stays trivially destructible.
@@ -122,10 +128,28 @@ bool InterruptTerminatingWorker(int64_t nodeThreadId) {
   return found;
 }
 
-bool TerminationsPending() { return terminating.load(std::memory_order_relaxed) > 0; }
+void PostAttachedWork(void (*run)(void*, bool), void* arg) {
+  {
+    std::lock_guard<std::mutex> lock(workMu);
+    work.emplace_back(run, arg);
+    workPending.store(true, std::memory_order_release);
+  }
+  WakeWatcher();
+}
 
-void DeliverTerminations() {
+bool InterruptWorkPending() {
+  return workPending.load(std::memory_order_acquire) || terminating.load(std::memory_order_relaxed) > 0;
+}
+
+void DoInterruptWork() {
+  std::vector<std::pair<void (*)(void*, bool), void*>> batch;
+  {
+    std::lock_guard<std::mutex> lock(workMu);
+    batch.swap(work);
+    workPending.store(false, std::memory_order_release);
+  }
   PythonCall call;
+  for (auto& [run, arg] : batch) run(arg, call.ok());
   if (!call.ok()) return;
   std::lock_guard<std::mutex> lock(registryMu);
   for (auto& [ident, entry] : registry) {

@@ -31,6 +31,12 @@ bool InterruptThread(unsigned long ident, ThreadContext& self);
 // it stays inside a Python call, until it exits. False: no such worker has used Python.
 bool InterruptTerminatingWorker(int64_t nodeThreadId);
 
-// The watcher thread (signals.cc), not attached: delivers the terminations asked for.
-bool TerminationsPending();
-void DeliverTerminations();
+// Work that needs the GIL, handed to the watcher thread by a JS thread so that its event loop
+// never waits for the GIL (an abort() listener). `run(arg, true)` is called attached; when
+// Python is not running, `run(arg, false)` unattached (only to release what arg owns).
+void PostAttachedWork(void (*run)(void* arg, bool live), void* arg);
+
+// The watcher thread (signals.cc), not attached: delivers the terminations asked for and runs
+// the posted work.
+bool InterruptWorkPending();
+void DoInterruptWork();

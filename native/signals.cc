@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -71,6 +73,12 @@ void RaiseKeyboardInterrupt() {
 void Watch() {
   tls.pythonName = "pyembed-interrupts";
   tls.pythonDaemon = true;
+#ifdef __linux__
+  // Woken by a JS thread (an abort(), a terminate()), it must not preempt that thread on its
+  // core: the JS thread goes on with its event loop while this one waits for the GIL.
+  sched_param batch{};
+  pthread_setschedparam(pthread_self(), SCHED_BATCH, &batch);
+#endif
   uint64_t seen = 0;
   for (;;) {
     pollfd fd = {wakePipe[0], POLLIN, 0};
@@ -83,8 +91,9 @@ void Watch() {
         RaiseKeyboardInterrupt();
       }
     }
-    // Workers being terminated: at once, then every 100 ms while one is still in Python.
-    if (TerminationsPending() && engine.running()) DeliverTerminations();
+    // Cancellations from JS threads; workers being terminated: at once, then every 100 ms while
+    // one is still in Python.
+    if (InterruptWorkPending()) DoInterruptWork();
     if (ready > 0) continue;
     uint64_t now = mainThreadCallEpoch.load(std::memory_order_acquire);
     // The same synchronous call as 100 ms ago: it is a long one, let Ctrl-C reach it.
