@@ -114,6 +114,17 @@ export interface PyObjectOf<J> extends PyObjectMethods {
   [attribute: string]: any;
 }
 
+/** The argument lists of P with an AbortSignal after them (after any optional ones used). */
+export type WithSignal<P extends unknown[]> = number extends P['length']
+  ? [...P, AbortSignal]
+  : P extends []
+    ? [AbortSignal]
+    : P extends [infer Head, ...infer Rest]
+      ? [Head, ...WithSignal<Rest>]
+      : P extends [(infer Head)?, ...infer Rest]
+        ? [AbortSignal] | [Head, ...WithSignal<Rest>]
+        : [...P, AbortSignal];
+
 /**
  * A Python callable with a known signature, e.g. `PyFunction<(a: number, kw?: KwArgs) => string>`:
  * calls and `callAsync` are typed.
@@ -122,7 +133,7 @@ export type PyFunction<F extends (...args: any[]) => any> = F & PyObjectMethods 
   /** Runs the call on pyembed's thread pool; the event loop keeps running meanwhile. */
   callAsync(...args: Parameters<F>): Promise<Awaited<ReturnType<F>>>;
   /** The same, cancelled when the signal (the last argument) aborts. */
-  callAsync(...args: [...Parameters<F>, AbortSignal]): Promise<Awaited<ReturnType<F>>>;
+  callAsync(...args: WithSignal<Parameters<F>>): Promise<Awaited<ReturnType<F>>>;
 };
 
 /** An awaitable Python object (a coroutine): `await` gives its result. */
