@@ -22,7 +22,7 @@ void Attach(ThreadContext& tls) {
     tls.tstate = py.PyThreadState_Get();
     tls.generation = gen;
     tls.ownsTstate = true;
-    threadStatesMade++;
+    if (!tls.internalThread) threadStatesMade++;
     RegisterInterruptible(tls);
     if (tls.isMainJsThread) StartInterruptWatcher();
     if (tls.pythonName && helpers.adoptThread) {

@@ -36,6 +36,8 @@ struct ThreadContext {
   unsigned long pythonIdent = 0;  // threading.get_ident() of this thread (see interrupt.h)
   bool interruptPosted = false;   // an async exception was posted to this thread's current call
   int64_t nodeThreadId = -1;      // a JS thread's worker_threads.threadId (worker.terminate())
+  bool internalThread = false;    // pyembed's watcher: keeps its thread state for the interpreter's
+                                  // life, so it is not counted in threadStatesMade
 
   // After this thread's Python thread state is gone (worker exit, or finalization).
   void ForgetInterpreter() {

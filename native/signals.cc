@@ -73,6 +73,7 @@ void RaiseKeyboardInterrupt() {
 void Watch() {
   tls.pythonName = "pyembed-interrupts";
   tls.pythonDaemon = true;
+  tls.internalThread = true;
 #ifdef __linux__
   // Woken by a JS thread (an abort(), a terminate()), it must not preempt that thread on its
   // core: the JS thread goes on with its event loop while this one waits for the GIL.
