@@ -12,7 +12,7 @@ import { native } from './native.js';
  * call (a sleep, a socket read) stops only when that returns, and the promise does not wait
  * for it.
  */
-const ABORT_GRACE_MS = 50;
+const ABORT_GRACE_MS = 100;
 
 let nextToken = 1;
 
