@@ -16,6 +16,26 @@ const ABORT_GRACE_MS = 100;
 
 let nextToken = 1;
 
+// One 'abort' listener per signal, whatever the number of calls it cancels: a signal shared by
+// many calls (a batch under one AbortSignal.timeout) would otherwise pass Node's listener limit.
+const waiting = new WeakMap<AbortSignal, Set<() => void>>();
+
+function onAbort(signal: AbortSignal, callback: () => void): () => void {
+  let callbacks = waiting.get(signal);
+  if (callbacks === undefined) {
+    const set = new Set<() => void>();
+    callbacks = set;
+    waiting.set(signal, set);
+    signal.addEventListener('abort', () => {
+      waiting.delete(signal);
+      for (const f of set) f();
+    }, { once: true });
+  }
+  callbacks.add(callback);
+  const registered = callbacks;
+  return () => registered.delete(callback);
+}
+
 /** The error an aborted call rejects with: the signal's reason, or for the standard reasons (an
  *  AbortError or TimeoutError DOMException) a fresh one whose `cause` is the Python exception. */
 export function abortError(signal: AbortSignal, pythonError?: unknown): unknown {
@@ -43,19 +63,14 @@ export function cancellable<T>(signal: AbortSignal, start: (token: number) => Pr
   const pending = start(token);
   return new Promise<T>((resolve, reject) => {
     let grace: ReturnType<typeof setTimeout> | undefined;
-    const onAbort = (): void => {
-      try {
-        native.cancelAsync(token);
-      } catch {
-        // Python shut down meanwhile: the call was settled by the shutdown.
-      }
+    const forget = onAbort(signal, () => {
+      native.cancelAsync(token);
       grace = setTimeout(() => reject(abortError(signal)), ABORT_GRACE_MS);
-    };
+    });
     const finish = (): void => {
-      signal.removeEventListener('abort', onAbort);
+      forget();
       if (grace !== undefined) clearTimeout(grace);
     };
-    signal.addEventListener('abort', onAbort, { once: true });
     pending.then(
       (value) => {
         finish();

@@ -185,6 +185,19 @@ test('callAsync with an AbortSignal: aborted before it starts, while queued, whi
     await assert.rejects(m.spin.callAsync('custom', custom.signal), (e) => e === reason);
     assert.deepEqual(m.log.toJS(), ['running', 'timeout', 'custom']);
 
+    // One signal for a batch of calls: all of them are cancelled (and Node does not warn about
+    // a listener leak: pyembed listens once per signal).
+    const warnings = [];
+    process.on('warning', (w) => warnings.push(w.name));
+    const batch = new AbortController();
+    const calls = Array.from({ length: 20 }, (_, i) => m.spin.callAsync('batch', batch.signal));
+    await sleep(100);
+    batch.abort();
+    const settled = await Promise.allSettled(calls);
+    assert.deepEqual(settled.map((r) => r.status === 'rejected' && r.reason.name), Array(20).fill('AbortError'));
+    assert.deepEqual(warnings, []);
+    assert.equal(m.log.toJS().filter((t) => t === 'batch').length, 1, 'one started (one pool thread), the others never ran');
+
     // A signal that never fires changes nothing; keywords still come before it.
     assert.equal(await m.work.callAsync(10, new AbortController().signal), 45);
     assert.equal(await m.work.callAsync(Py.kw({ n: 10 }), new AbortController().signal), 45);
