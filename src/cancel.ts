@@ -8,9 +8,9 @@ import { native } from './native.js';
 
 /**
  * How long a promise waits, after abort(), for the Python call to stop so that its exception can
- * be the rejection's `cause`. Pure-Python code stops within microseconds; code blocked in a C
- * call (a sleep, a socket read) stops only when that returns, and the promise does not wait
- * for it.
+ * be the rejection's `cause`. Pure-Python code stops within about the GIL switch interval (5 ms);
+ * code blocked in a C call (a sleep, a socket read) stops only when that returns, and the
+ * promise does not wait for it.
  */
 const ABORT_GRACE_MS = 100;
 
@@ -40,7 +40,8 @@ function onAbort(signal: AbortSignal, callback: () => void): () => void {
  *  AbortError or TimeoutError DOMException) a fresh one whose `cause` is the Python exception. */
 export function abortError(signal: AbortSignal, pythonError?: unknown): unknown {
   const reason: unknown = signal.reason;
-  if (!(reason instanceof DOMException)) return reason ?? new DOMException('This operation was aborted', 'AbortError');
+  const standard = reason instanceof DOMException && (reason.name === 'AbortError' || reason.name === 'TimeoutError');
+  if (!standard) return reason ?? new DOMException('This operation was aborted', 'AbortError');
   const error = new DOMException(reason.message, reason.name);
   if (pythonError instanceof PythonError) {
     Object.defineProperty(error, 'cause', { value: pythonError, writable: true, configurable: true });
