@@ -13,6 +13,7 @@
         "native/errors.cc",
         "native/gil.cc",
         "native/handles.cc",
+        "native/interrupt.cc",
         "native/js_thread.cc",
         "native/names.cc",
         "native/python_helpers.cc",

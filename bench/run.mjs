@@ -1,7 +1,7 @@
 // `npm run bench`: runs every benchmark in this folder, each in its own process, and writes
 // bench/RESULTS.md with the machine, the versions and the exact command.
 //
-//   node bench/run.mjs [SUITE...]   only these suites (core, peers, threads); default all
+//   node bench/run.mjs [SUITE...]   only these suites (core, peers, threads, cancel); default all
 //   BENCH_OUT_DIR=DIR               write RESULTS.md and the chart there instead of bench/
 //                                   (smoke runs: BENCH_QUICK=1 BENCH_OUT_DIR=build/bench-smoke)
 // Each suite reads its own BENCH_* variables (see the top of each file); the ones set are
@@ -17,6 +17,7 @@ const suites = [
   { id: 'core', file: 'core.mjs', title: 'Call overhead: JS → Python against Python → Python' },
   { id: 'peers', file: 'peers.mjs', title: 'pyembed and its peers' },
   { id: 'threads', file: 'threads.mjs', title: 'Threads and async' },
+  { id: 'cancel', file: 'cancel.mjs', title: 'Cancelling Python code' },
 ];
 
 const only = process.argv.slice(2);

@@ -17,6 +17,7 @@
 #include "errors.h"
 #include "gil.h"
 #include "handles.h"
+#include "interrupt.h"
 #include "js_thread.h"
 #include "python_helpers.h"
 #include "stack.h"
@@ -755,7 +756,7 @@ void SubmitAsync(const FunctionCallbackInfo<JsValue>& info, bool awaitOnly) {
   ConvertError error;
   PinnedHandles pins;
   bool ok = true;
-  for (int i = 2; i < info.Length() && ok; i++) {
+  for (int i = 3; i < info.Length() && ok; i++) {
     job->args.emplace_back();
     ok = JsToValue(t, info[i], &job->args.back(), &error, &pins);
   }
@@ -781,7 +782,66 @@ void SubmitAsync(const FunctionCallbackInfo<JsValue>& info, bool awaitOnly) {
               error.isTypeError);
     return;
   }
+  // callAsync(h, kwargs, cancelToken, ...args), awaitAsync(h, cancelToken)
+  Local<JsValue> tokenArg = info[awaitOnly ? 1 : 2];
+  double cancelToken = tokenArg->IsNumber() ? tokenArg.As<v8::Number>()->Value() : 0;
+  if (cancelToken != 0) job->MakeCancellable(cancelToken);
   asyncPool.Submit(job);
+}
+
+// cancelAsync(token): the AbortSignal of a callAsync/awaitAsync call fired. False when the job
+// has settled already (or was never registered).
+void CancelAsync(const FunctionCallbackInfo<JsValue>& info) {
+  double token = info[0]->IsNumber() ? info[0].As<v8::Number>()->Value() : 0;
+  info.GetReturnValue().Set(AsyncJob::CancelByToken(ThreadOf(info), token));
+}
+
+// interrupt(ident): KeyboardInterrupt in the thread whose threading.get_ident() is ident.
+void Interrupt(const FunctionCallbackInfo<JsValue>& info) {
+  v8::Isolate* isolate = info.GetIsolate();
+  unsigned long ident = 0;
+  if (info[0]->IsBigInt()) {
+    bool lossless = true;
+    uint64_t v = info[0].As<v8::BigInt>()->Uint64Value(&lossless);
+    if (lossless) ident = static_cast<unsigned long>(v);
+  } else if (info[0]->IsNumber()) {
+    double d = info[0].As<v8::Number>()->Value();
+    if (d >= 0 && d <= 9007199254740991.0 && d == static_cast<double>(static_cast<uint64_t>(d))) {
+      ident = static_cast<unsigned long>(d);
+    }
+  }
+  if (ident == 0) {
+    ThrowTypeError(isolate, "PythonEngine.interrupt() needs a thread id: a positive integer (number or bigint), "
+                            "as threading.get_ident() gives");
+    return;
+  }
+  PythonCall call;
+  if (!call.ok()) {
+    ThrowError(isolate, call.error());
+    return;
+  }
+  info.GetReturnValue().Set(InterruptThread(ident, tls));
+}
+
+// threadIdent() -> threading.get_ident() of the calling thread (a number, or a bigint if unsafe)
+void ThreadIdent(const FunctionCallbackInfo<JsValue>& info) {
+  v8::Isolate* isolate = info.GetIsolate();
+  if (!engine.running()) {
+    ThrowError(isolate, "Python is not running");
+    return;
+  }
+  uint64_t ident = py.PyThread_get_thread_ident();
+  if (ident <= 9007199254740991ull) {
+    info.GetReturnValue().Set(v8::Number::New(isolate, static_cast<double>(ident)));
+  } else {
+    info.GetReturnValue().Set(v8::BigInt::NewFromUnsigned(isolate, ident));
+  }
+}
+
+// interruptWorker(threadId): a Worker (this Node threadId) is being terminated (src/cancel.ts).
+void InterruptWorker(const FunctionCallbackInfo<JsValue>& info) {
+  double id = info[0]->IsNumber() ? info[0].As<v8::Number>()->Value() : -1;
+  info.GetReturnValue().Set(id > 0 && InterruptTerminatingWorker(static_cast<int64_t>(id)));
 }
 
 void CallAsync(const FunctionCallbackInfo<JsValue>& info) { SubmitAsync(info, false); }
@@ -1041,6 +1101,8 @@ void Configure(const FunctionCallbackInfo<JsValue>& info) {
   tls.pythonDaemon = false;  // a JS thread is a "main" thread: threads it starts are joined at exit
   tls.isMainJsThread = get("isMainThread")->IsTrue();
   tls.mayKeepGil = true;
+  Local<JsValue> nodeThreadId = get("threadId");
+  if (nodeThreadId->IsNumber()) tls.nodeThreadId = static_cast<int64_t>(nodeThreadId.As<v8::Number>()->Value());
 }
 
 // --- per-JS-thread lifecycle -----------------------------------------------------------------
@@ -1183,6 +1245,8 @@ NODE_MODULE_INIT(/* exports, module, context */) {
       {"stats", Guarded<Stats>},          {"configure", Guarded<Configure>},
       {"share", Guarded<Share>},          {"unshare", Guarded<Unshare>},
       {"buffer", Guarded<Buffer>},        {"toBytes", Guarded<ToBytes>},
+      {"cancelAsync", Guarded<CancelAsync>}, {"interrupt", Guarded<Interrupt>},
+      {"threadIdent", Guarded<ThreadIdent>}, {"interruptWorker", Guarded<InterruptWorker>},
   };
   for (const Entry& e : entries) SetMethod(isolate, exports, t, e.name, e.fn);
 }

@@ -3,9 +3,12 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <map>
+
 #include "engine.h"
 #include "gil.h"
 #include "handles.h"
+#include "interrupt.h"
 #include "v8_util.h"
 
 // Never destroyed: its threads may still run when the process exits.
@@ -36,6 +39,11 @@ PyObject* CoroutineDone(PyObject* self, PyObject* const* args, Py_ssize_t nargsf
   }
   return NewRef(py.None);
 }
+
+// Jobs that an AbortSignal may cancel, by (JS thread, token). Inserted and erased on the JS
+// thread (erased from another thread only when that JS thread has gone).
+std::mutex cancellableMu;
+std::map<std::pair<JsThread*, double>, AsyncJob*> cancellable;
 
 PyMethodDef coroutineDoneDef = {"pyembed_coroutine_done", reinterpret_cast<void*>(&CoroutineDone),
                                 kMethFastcall | kMethKeywords, nullptr};
@@ -81,8 +89,86 @@ void AsyncJob::DropJsReferences() {
   pinned_.clear();
 }
 
+void AsyncJob::MakeCancellable(double token) {
+  cancelToken_ = token;
+  std::lock_guard<std::mutex> lock(cancellableMu);
+  cancellable[{thread, token}] = this;
+}
+
+bool AsyncJob::CancelByToken(JsThread* t, double token) {
+  AsyncJob* job;
+  {
+    std::lock_guard<std::mutex> lock(cancellableMu);
+    auto it = cancellable.find({t, token});
+    if (it == cancellable.end()) return false;
+    job = it->second;
+    // Still registered, so not yet released by its JS thread: safe to hold.
+    job->refs_.fetch_add(1, std::memory_order_relaxed);
+  }
+  PostAttachedWork(&AsyncJob::CancelOnWatcher, job);
+  return true;
+}
+
+void AsyncJob::CancelOnWatcher(void* arg, bool live) {
+  auto* job = static_cast<AsyncJob*>(arg);
+  if (live) job->RequestCancel();
+  job->Release();
+}
+
+void AsyncJob::RequestCancel() {
+  if (cancelRequested_) return;
+  cancelRequested_ = true;
+  switch (phase_) {
+    case Phase::kQueued:
+      // Not started: off the queue, never run. (If a pool thread took it a moment ago, it sees
+      // cancelRequested_ when it starts.)
+      if (asyncPool.Remove(this)) {
+        phase_ = Phase::kDone;
+        CloseUnstarted();
+        Fail("the call was aborted before it started");
+      }
+      break;
+    case Phase::kRunning:
+      PostInterrupt(*runner_, py.PyExc_KeyboardInterrupt);
+      break;
+    case Phase::kOnLoop:
+      CancelTask();
+      break;
+    default:
+      break;
+  }
+}
+
+void AsyncJob::CloseUnstarted() {
+  // A coroutine to await that will never run: closed, so Python does not warn that it was never
+  // awaited.
+  if (!awaitOnly || TypeOf(callable.obj) != py.PyCoro_Type) return;
+  PyRefOwned close(py.PyObject_GetAttrString(callable.obj, "close"));
+  PyRefOwned ignored(close ? CallVector(close.get(), nullptr, 0, nullptr) : nullptr);
+  if (!ignored) py.PyErr_Clear();
+}
+
+void AsyncJob::CancelTask() {
+  PyRefOwned ignored(CallVector(cancelTask_, nullptr, 0, nullptr));
+  if (!ignored) py.PyErr_Clear();  // the loop is stopping: shutdown settles the job
+}
+
+void AsyncJob::Release() {
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+}
+
 void AsyncJob::Execute() {
+  if (cancelRequested_) {
+    phase_ = Phase::kDone;
+    CloseUnstarted();
+    Fail("the call was aborted before it started");
+    return;
+  }
+  phase_ = Phase::kRunning;
+  runner_ = &tls;
   if (awaitOnly) {
+    phase_ = Phase::kFinishing;
+    runner_ = nullptr;
     RunResult(NewRef(callable.obj));
     return;
   }
@@ -108,6 +194,11 @@ void AsyncJob::Execute() {
     size_t nargsf = npos | (static_cast<size_t>(1) << (sizeof(size_t) * 8 - 1));
     result = CallVector(callable.obj, argv.data() + 1, nargsf, names);
   }
+  // Whatever happens next, an abort can no longer interrupt this call: one that was posted and
+  // has not landed is withdrawn, so it cannot land in the pool thread's next job.
+  phase_ = Phase::kFinishing;
+  runner_ = nullptr;
+  if (tls.interruptPosted) WithdrawInterrupt(tls);
   for (PyObject* o : argv) {
     if (o) py.Py_DecRef(o);
   }
@@ -125,7 +216,18 @@ void AsyncJob::RunResult(PyObject* result) {
     PyRefOwned done(MakeCoroutineDoneCallback(this));
     if (done) {
       PyObject* submitArgs[] = {coro.get(), done.get()};
-      PyRefOwned submitted(CallVector(submitCoroutine, submitArgs, 2, nullptr));
+      // The coroutine may finish (and the JS thread settle the job) before submit returns: hold
+      // the job until we have looked at it.
+      refs_.fetch_add(1, std::memory_order_relaxed);
+      PyRefOwned cancel(CallVector(submitCoroutine, submitArgs, 2, nullptr));
+      bool submitted = static_cast<bool>(cancel);
+      if (submitted && phase_ == Phase::kFinishing) {
+        phase_ = Phase::kOnLoop;
+        cancelTask_ = cancel.release();
+        if (cancelRequested_) CancelTask();
+      }
+      submitted = submitted || phase_ == Phase::kDone;
+      Release();  // `this` may be gone from here on when submitted
       if (submitted) return;
     }
     Complete(nullptr);
@@ -136,6 +238,11 @@ void AsyncJob::RunResult(PyObject* result) {
 }
 
 void AsyncJob::Complete(PyObject* result) {
+  phase_ = Phase::kDone;
+  if (cancelTask_) {
+    py.Py_DecRef(cancelTask_);
+    cancelTask_ = nullptr;
+  }
   if (result) {
     ToJsOptions shallow;
     if (!PythonToValue(result, shallow, &result_)) result = nullptr;
@@ -178,12 +285,20 @@ void AsyncJob::Run(JsThread* t) {
   pinned_.clear();
   resolver_.Reset();
   t->AsyncFinished();
-  delete this;
+  Forget();
 }
 
 void AsyncJob::Cancel() {
   // The JS thread has gone: its references were dropped by DropJsReferences already.
-  delete this;
+  Forget();
+}
+
+void AsyncJob::Forget() {
+  if (cancelToken_ != 0) {
+    std::lock_guard<std::mutex> lock(cancellableMu);
+    cancellable.erase({thread, cancelToken_});
+  }
+  Release();
 }
 
 void AsyncPool::SetMaxThreads(int n) {
@@ -200,6 +315,17 @@ void AsyncPool::Submit(AsyncJob* job) {
   }
   lock.unlock();
   cv_.notify_one();
+}
+
+bool AsyncPool::Remove(AsyncJob* job) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    if (*it == job) {
+      queue_.erase(it);
+      return true;
+    }
+  }
+  return false;
 }
 
 void AsyncPool::Worker() {

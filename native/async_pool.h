@@ -8,6 +8,7 @@
 
 #include <v8.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -46,7 +47,34 @@ class AsyncJob : public Task, public JsHeld {
   JsThread* const thread;
   uint64_t generation = 0;  // interpreter run the callable and arguments belong to
 
+  // AbortSignal support. The JS thread registers the job under a token of its choosing; abort
+  // calls RequestCancel (JS thread, attached). Every phase change is made under the GIL, so
+  // RequestCancel sees where the job is: queued (taken off the queue), running on a pool thread
+  // (KeyboardInterrupt posted there, withdrawn when the call returns), on the asyncio loop (its
+  // task is cancelled), or done (nothing to do: the promise settles with what it has).
+  void MakeCancellable(double token);
+  // JS thread, no GIL: hands the cancellation to the watcher thread (interrupt.h), so the event
+  // loop never waits for the GIL. False when the job has settled (or was never registered).
+  static bool CancelByToken(JsThread* thread, double token);
+
  private:
+  // The JS thread's settling (Run/Cancel) drops one reference; a pool thread that must look at
+  // the job after handing it to the asyncio loop holds another meanwhile.
+  void Release();
+  void Forget();      // JS thread: settled (or its thread gone); no longer cancellable
+  void RequestCancel();  // attached
+  static void CancelOnWatcher(void* job, bool live);
+  void CancelTask();  // attached, kOnLoop
+  void CloseUnstarted();  // attached
+  std::atomic<int> refs_{1};
+  // kFinishing: the call returned (converting its result); nothing left to interrupt.
+  enum class Phase { kQueued, kRunning, kFinishing, kOnLoop, kDone };
+  Phase phase_ = Phase::kQueued;
+  bool cancelRequested_ = false;
+  ThreadContext* runner_ = nullptr;     // the pool thread, while kRunning
+  PyObject* cancelTask_ = nullptr;      // owned, while kOnLoop: cancels the asyncio task
+  double cancelToken_ = 0;              // registered under this token (0: not cancellable)
+
   v8::Global<v8::Promise::Resolver> resolver_;
   std::vector<std::pair<PyHandle*, v8::Global<v8::Object>>> pinned_;
   Snapshot result_;
@@ -57,6 +85,8 @@ class AsyncJob : public Task, public JsHeld {
 class AsyncPool {
  public:
   void Submit(AsyncJob* job);
+  // Takes a job off the queue if it has not started; false if a pool thread took it already.
+  bool Remove(AsyncJob* job);
   void SetMaxThreads(int n);
   // At shutdown, with the GIL *not* held: rejects queued jobs, waits for running ones and joins
   // the threads (each drops its thread state first).

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "engine.h"
+#include "interrupt.h"
 #include "python_helpers.h"
 
 thread_local ThreadContext tls;
@@ -87,7 +88,8 @@ void Attach(ThreadContext& tls) {
     tls.tstate = py.PyThreadState_Get();
     tls.generation = gen;
     tls.ownsTstate = true;
-    threadStatesMade++;
+    if (!tls.internalThread) threadStatesMade++;
+    RegisterInterruptible(tls);
     if (tls.isMainJsThread) StartInterruptWatcher();
     if (tls.pythonName && helpers.adoptThread) {
       PyRefOwned name(py.PyUnicode_FromString(tls.pythonName));

@@ -33,6 +33,11 @@ struct ThreadContext {
                              // JS code inside it closed (callbacks.cc takes them off on return)
   uintptr_t stackLow = 0;    // lowest usable stack address (0: not known yet), see stack.cc
   uintptr_t v8StackLimit = 0; // the lowest V8 stack limit pyembed set on Node's main thread
+  unsigned long pythonIdent = 0;  // threading.get_ident() of this thread (see interrupt.h)
+  bool interruptPosted = false;   // an async exception was posted to this thread's current call
+  int64_t nodeThreadId = -1;      // a JS thread's worker_threads.threadId (worker.terminate())
+  bool internalThread = false;    // pyembed's watcher: keeps its thread state for the interpreter's
+                                  // life, so it is not counted in threadStatesMade
 
   // The fair GIL (gil.cc). Fields marked (watcher) are read by the GIL watcher thread.
   bool mayKeepGil = false;    // a JS thread's own context (not a pool or Python thread)
@@ -111,6 +116,10 @@ class PendingDecrefs {
 };
 extern PendingDecrefs& pendingDecrefs;
 
+// Attached, on ctx's own thread: withdraws an exception posted by interrupt.cc that has not
+// landed yet, so that it cannot land in a later call.
+void WithdrawInterrupt(ThreadContext& ctx);
+
 // Releases a reference now when the thread holds the GIL, else queues it.
 void ReleaseRef(PyObject* o, uint64_t generation);
 
@@ -164,6 +173,7 @@ inline PythonCall::PythonCall(ThreadContext& ctx) : ctx_(ctx) {
 inline PythonCall::~PythonCall() {
   if (!ok_) return;
   if (--ctx_.callDepth == 0) {
+    if (ctx_.interruptPosted && ctx_.attached) WithdrawInterrupt(ctx_);
     if (ctx_.isMainJsThread) MainThreadCallEnded();
     engine.busyThreads--;
     if (engine.state() == EngineState::kStopping) {

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -10,6 +12,7 @@
 
 #include "engine.h"
 #include "gil.h"
+#include "interrupt.h"
 
 std::atomic<uint64_t> mainThreadCallEpoch{0};
 std::atomic<bool> interruptHandlerInstalled{false};
@@ -21,10 +24,12 @@ struct sigaction nodeAction;   // what was there before ours (under handlerMu)
 int wakePipe[2] = {-1, -1};    // the signal handler writes, the watcher reads
 unsigned long mainPythonThread = 0;
 std::once_flag started;
+std::atomic<bool> sigintPending{false};  // the pipe also wakes the watcher for terminations
 
 void OnInterrupt(int sig, siginfo_t* info, void* context) {
   // Async-signal context: only async-signal-safe calls here.
   if (mainThreadCallEpoch.load(std::memory_order_acquire) & 1) {
+    sigintPending.store(true, std::memory_order_release);
     char byte = 1;
     ssize_t ignored = write(wakePipe[1], &byte, 1);
     (void)ignored;
@@ -61,14 +66,20 @@ void Install() {
 void RaiseKeyboardInterrupt() {
   PythonCall call;  // attaches the watcher (it has its own thread state)
   if (!call.ok()) return;
-  if (mainThreadCallEpoch.load(std::memory_order_acquire) & 1) {
-    py.PyThreadState_SetAsyncExc(mainPythonThread, py.PyExc_KeyboardInterrupt);
-  }
+  // Through interrupt.cc: posted only while the call runs, withdrawn if it ends first.
+  if (mainThreadCallEpoch.load(std::memory_order_acquire) & 1) InterruptThread(mainPythonThread, tls);
 }
 
 void Watch() {
   tls.pythonName = "pyembed-interrupts";
   tls.pythonDaemon = true;
+  tls.internalThread = true;
+#ifdef __linux__
+  // Woken by a JS thread (an abort(), a terminate()), it must not preempt that thread on its
+  // core: the JS thread goes on with its event loop while this one waits for the GIL.
+  sched_param batch{};
+  pthread_setschedparam(pthread_self(), SCHED_BATCH, &batch);
+#endif
   uint64_t seen = 0;
   for (;;) {
     pollfd fd = {wakePipe[0], POLLIN, 0};
@@ -77,9 +88,14 @@ void Watch() {
       char buffer[64];
       while (read(wakePipe[0], buffer, sizeof buffer) > 0) {
       }
-      if (engine.running()) RaiseKeyboardInterrupt();
-      continue;
+      if (sigintPending.exchange(false, std::memory_order_acq_rel) && engine.running()) {
+        RaiseKeyboardInterrupt();
+      }
     }
+    // Cancellations from JS threads; workers being terminated: at once, then every 100 ms while
+    // one is still in Python.
+    if (InterruptWorkPending()) DoInterruptWork();
+    if (ready > 0) continue;
     uint64_t now = mainThreadCallEpoch.load(std::memory_order_acquire);
     // The same synchronous call as 100 ms ago: it is a long one, let Ctrl-C reach it.
     if ((now & 1) && now == seen && !interruptHandlerInstalled.load(std::memory_order_acquire)) {
@@ -100,6 +116,17 @@ void RestoreNodeInterruptHandler() {
 
 void StartInterruptWatcher() {
   mainPythonThread = py.PyThread_get_thread_ident();
+  StartWatcher();
+}
+
+void WakeWatcher() {
+  StartWatcher();
+  char byte = 2;
+  ssize_t ignored = write(wakePipe[1], &byte, 1);
+  (void)ignored;
+}
+
+void StartWatcher() {
   std::call_once(started, [] {
     if (pipe(wakePipe) != 0) return;
     for (int fd : wakePipe) {

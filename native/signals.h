@@ -31,3 +31,7 @@ inline void MainThreadCallEnded() {
 
 // On the JS main thread, attached: remember its Python thread id and start the watcher (once).
 void StartInterruptWatcher();
+// Any thread: starts the watcher if needed (it also delivers worker terminations: interrupt.h).
+void StartWatcher();
+// Any thread: wakes the watcher now (worker terminations to deliver).
+void WakeWatcher();

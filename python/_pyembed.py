@@ -212,7 +212,14 @@ def _ensure_loop():
                 asyncio.set_event_loop(loop)
                 _loop = loop
                 ready.set()
-                loop.run_forever()
+                while True:
+                    try:
+                        loop.run_forever()
+                        break  # stop_loop()
+                    except KeyboardInterrupt:
+                        # PythonEngine.interrupt() aimed at this thread, landing outside any
+                        # task: the loop must keep serving the other coroutines.
+                        continue
                 loop.close()
 
             _loop_thread = threading.Thread(target=main, name="pyembed-asyncio", daemon=True)
@@ -222,8 +229,22 @@ def _ensure_loop():
 
 
 def submit_coroutine(coro, done):
-    """Runs `coro` on pyembed's loop; calls done(True, result) or done(False, exc) exactly once."""
+    """Runs `coro` on pyembed's loop; calls done(True, result) or done(False, exc) exactly once.
+
+    Returns cancel(): callable from any thread, it cancels the coroutine's task (an AbortSignal).
+    """
+    import asyncio
+
     loop = _ensure_loop()
+    task = None
+    cancelled = False
+    reported = False
+
+    def report(ok, value):
+        nonlocal reported
+        if not reported:
+            reported = True
+            done(ok, value)
 
     async def run():
         # Everything is caught here, KeyboardInterrupt and SystemExit included: a BaseException
@@ -231,16 +252,39 @@ def submit_coroutine(coro, done):
         try:
             result = await coro
         except BaseException as exc:  # noqa: B902 - reported to JS, not swallowed
-            done(False, exc)
+            report(False, exc)
         else:
-            done(True, result)
+            report(True, result)
+
+    def finished(task):
+        _pending.discard(task)
+        if not reported:
+            # Cancelled before its first step: run() never started, nor did the coroutine.
+            coro.close()
+            report(False, asyncio.CancelledError())
 
     def start():
+        nonlocal task
+        if cancelled:
+            coro.close()
+            report(False, asyncio.CancelledError())
+            return
         task = loop.create_task(run())
         _pending.add(task)
-        task.add_done_callback(_pending.discard)
+        task.add_done_callback(finished)
+
+    def cancel_on_loop():
+        nonlocal cancelled
+        if task is None:
+            cancelled = True
+        else:
+            task.cancel()
+
+    def cancel():
+        loop.call_soon_threadsafe(cancel_on_loop)
 
     loop.call_soon_threadsafe(start)
+    return cancel
 
 
 def stop_loop():

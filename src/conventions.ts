@@ -1,8 +1,9 @@
 // JS conventions for Python objects that need no native support: `for await` over Python async
 // iterables, and datetime <-> Date. Both are built on ordinary calls into a few Python helper
 // functions, made once per interpreter (and again after a restart).
+import { abortError } from './cancel.js';
 import { native } from './native.js';
-import { fromNative, handleOf, isPyObject, wrap, type PyObject } from './proxy.js';
+import { awaitPython, fromNative, handleOf, isPyObject, wrap, type PyObject } from './proxy.js';
 
 const HELPER_SOURCE = `
 import datetime as _datetime
@@ -24,7 +25,10 @@ async def aiter_step(iterator):
 async def aiter_close(iterator):
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
-        await aclose()
+        try:
+            await aclose()
+        except RuntimeError:
+            pass  # a step still running, being cancelled: CancelledError ends the generator
 
 _EPOCH = _datetime.datetime(1970, 1, 1, tzinfo=_datetime.timezone.utc)
 _MS = _datetime.timedelta(milliseconds=1)
@@ -81,7 +85,7 @@ function isStopAsyncIteration(error: unknown): boolean {
  * (break, return, throw) closes an async generator (`aclose()`), as JS does for its own. Objects
  * that are not async iterables are iterated synchronously, as `for await` does for JS iterables.
  */
-export async function* asyncIterate(obj: PyObject): AsyncGenerator<any, void, undefined> {
+export async function* asyncIterate(obj: PyObject, signal?: AbortSignal): AsyncGenerator<any, void, undefined> {
   const h = helpers();
   const iterator = h.aiter_start(obj);
   if (iterator === undefined) {
@@ -91,12 +95,17 @@ export async function* asyncIterate(obj: PyObject): AsyncGenerator<any, void, un
   let finished = false;
   try {
     for (;;) {
+      // Aborted between steps: the generator is suspended, so the finally below closes it.
+      if (signal?.aborted) throw abortError(signal);
       const step = h.aiter_step(iterator);
       let value: unknown;
       try {
-        value = await step;
+        // With a signal, an abort cancels the step's task: CancelledError in the generator.
+        value = await (signal === undefined ? step : awaitPython(step, signal));
       } catch (error) {
-        finished = true; // ended, or raised: the generator is done either way
+        // Ended or raised: the generator is done. Aborted: the step was cancelled (CancelledError
+        // ended the generator), or never started, or had just finished: aclose() below.
+        finished = signal?.aborted !== true;
         if (isStopAsyncIteration(error)) return;
         throw error;
       } finally {

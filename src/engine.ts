@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 
+import './cancel.js'; // worker.terminate() interrupts the worker's Python code
 import { allowThreads, beginAllowThreads, endAllowThreads, type ThreadState } from './gil.js';
 import { locatePython } from './locate.js';
 import { native, packageRoot } from './native.js';
@@ -162,6 +163,29 @@ export class PythonEngine {
   /** Runs fn with the GIL released (for long JS work inside a Py.GIL() scope). */
   static allowThreads<T>(fn: () => T): T {
     return allowThreads(fn);
+  }
+
+  /**
+   * Raises KeyboardInterrupt in the Python thread whose `threading.get_ident()` is `threadId`, at
+   * its next bytecode (code blocked in a C call, such as a sleep, is interrupted when that
+   * returns). A JS thread (see `threadId`) is a target only while it is inside a synchronous
+   * Python call. Returns whether such a thread was running Python. From any JS thread.
+   */
+  static interrupt(threadId: number | bigint): boolean {
+    if (typeof threadId !== 'number' && typeof threadId !== 'bigint') {
+      throw new TypeError('PythonEngine.interrupt() needs a thread id (threading.get_ident()): a number or a bigint');
+    }
+    if (!native.isRunning()) return false;
+    return native.interrupt(threadId);
+  }
+
+  /**
+   * The calling JS thread's Python thread id (`threading.get_ident()` in the Python code it
+   * calls): what another thread passes to interrupt(). Starts Python if needed.
+   */
+  static get threadId(): number | bigint {
+    ensureRunning();
+    return native.threadIdent();
   }
 
   /**

@@ -5,7 +5,9 @@ import { fileURLToPath } from 'node:url';
 import { ensureRunning, helperModule } from './engine.js';
 import { GILScope } from './gil.js';
 import { KwArgs, native } from './native.js';
-import { handleOf, wrap, type PyObject } from './proxy.js';
+import { isAbortSignal } from './cancel.js';
+import { asyncIterate } from './conventions.js';
+import { awaitPython, handleOf, wrap, type PyObject } from './proxy.js';
 
 /** A Python object in transit to another JS thread (see Py.share). Survives postMessage. */
 export interface SharedPyObject {
@@ -123,6 +125,24 @@ export const Py = {
     }
     ensureRunning();
     return wrap(native.toBytes(data));
+  },
+  /**
+   * `await awaitable` (a Python coroutine) on pyembed's asyncio loop, cancellable: an abort of
+   * `signal` cancels the coroutine's task (asyncio.CancelledError in it) and rejects the promise
+   * (see callAsync).
+   */
+  awaitAsync(awaitable: PyObject, signal?: AbortSignal): Promise<any> {
+    return awaitPython(awaitable, signal);
+  },
+  /**
+   * `for await (const x of Py.aiter(asyncIterable, signal))`: as `for await` over the object
+   * itself, and an abort of `signal` cancels the step in progress (CancelledError in the
+   * generator) and ends the loop with the abort's error.
+   */
+  aiter(iterable: PyObject, signal?: AbortSignal): AsyncIterable<any> {
+    if (signal !== undefined && !isAbortSignal(signal)) throw new TypeError('signal must be an AbortSignal');
+    handleOf(iterable);
+    return { [Symbol.asyncIterator]: () => asyncIterate(iterable, signal) };
   },
   /** Converts a JS value to a Python object (a list for an array, a dict for an object, ...). */
   toPython(value: unknown): PyObject {

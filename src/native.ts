@@ -30,6 +30,7 @@ export interface NativeBinding {
     kwargsPrototype: object;
     threadName: string;
     isMainThread: boolean;
+    threadId: number;
   }): void;
   start(library: string, executable: string, helperSource: string): string;
   stop(): void;
@@ -58,8 +59,13 @@ export interface NativeBinding {
   dir(h: Handle): string[];
   call(h: Handle, ...args: unknown[]): NativeResult;
   callKw(h: Handle, kwargs: Readonly<Record<string, unknown>>, ...args: unknown[]): NativeResult;
-  callAsync(h: Handle, kwargs: Readonly<Record<string, unknown>> | undefined, ...args: unknown[]): Promise<any>;
-  awaitAsync(h: Handle): Promise<any>;
+  /** cancelToken: 0, or a token that cancelAsync(token) cancels the call with (src/cancel.ts). */
+  callAsync(h: Handle, kwargs: Readonly<Record<string, unknown>> | undefined, cancelToken: number, ...args: unknown[]): Promise<any>;
+  awaitAsync(h: Handle, cancelToken: number): Promise<any>;
+  cancelAsync(cancelToken: number): boolean | undefined;
+  interrupt(threadId: number | bigint): boolean;
+  threadIdent(): number | bigint;
+  interruptWorker(nodeThreadId: number): boolean;
   iter(h: Handle): Handle;
   next(h: Handle): NativeResult | symbol;
   toJS(h: Handle, dictAsMap: boolean): unknown;

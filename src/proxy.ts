@@ -9,6 +9,7 @@
 import { inspect } from 'node:util';
 import { isMainThread, threadId } from 'node:worker_threads';
 
+import { cancellable, isAbortSignal } from './cancel.js';
 import { asyncIterate, datesToJS } from './conventions.js';
 import { PythonError } from './errors.js';
 import { KwArgs, native, type Handle, type NativeResult, type TypedArray } from './native.js';
@@ -113,6 +114,17 @@ export interface PyObjectOf<J> extends PyObjectMethods {
   [attribute: string]: any;
 }
 
+/** The argument lists of P with an AbortSignal after them (after any optional ones used). */
+export type WithSignal<P extends unknown[]> = number extends P['length']
+  ? [...P, AbortSignal]
+  : P extends []
+    ? [AbortSignal]
+    : P extends [infer Head, ...infer Rest]
+      ? [Head, ...WithSignal<Rest>]
+      : P extends [(infer Head)?, ...infer Rest]
+        ? [AbortSignal] | [Head, ...WithSignal<Rest>]
+        : [...P, AbortSignal];
+
 /**
  * A Python callable with a known signature, e.g. `PyFunction<(a: number, kw?: KwArgs) => string>`:
  * calls and `callAsync` are typed.
@@ -120,6 +132,8 @@ export interface PyObjectOf<J> extends PyObjectMethods {
 export type PyFunction<F extends (...args: any[]) => any> = F & PyObjectMethods & {
   /** Runs the call on pyembed's thread pool; the event loop keeps running meanwhile. */
   callAsync(...args: Parameters<F>): Promise<Awaited<ReturnType<F>>>;
+  /** The same, cancelled when the signal (the last argument) aborts. */
+  callAsync(...args: WithSignal<Parameters<F>>): Promise<Awaited<ReturnType<F>>>;
 };
 
 /** An awaitable Python object (a coroutine): `await` gives its result. */
@@ -143,7 +157,10 @@ export interface PyAsyncIterable<T> extends PyObjectMethods {
 export interface PyCallable extends PyObjectMethods {
   (...args: any[]): any;
   new (...args: any[]): any;
-  /** Runs the call on pyembed's thread pool; the event loop keeps running meanwhile. */
+  /**
+   * Runs the call on pyembed's thread pool; the event loop keeps running meanwhile. An
+   * AbortSignal as the last argument (after any Py.kw) cancels it.
+   */
   callAsync(...args: unknown[]): Promise<any>;
   [attribute: string]: any;
 }
@@ -342,15 +359,19 @@ class PyObjectImpl implements PyObjectMethods {
   get then(): ((onFulfilled?: (v: any) => unknown, onRejected?: (e: unknown) => unknown) => Promise<unknown>) | undefined {
     const h = this[HANDLE];
     if (h === undefined || (native.handleFlags(h) & AWAITABLE) === 0) return undefined;
-    return (onFulfilled, onRejected) => native.awaitAsync(h).then(onFulfilled, onRejected);
+    return (onFulfilled, onRejected) => native.awaitAsync(h, 0).then(onFulfilled, onRejected);
   }
 }
 
 class PyCallableImpl extends PyObjectImpl {
   async callAsync(...args: unknown[]): Promise<any> {
+    const signal = isAbortSignal(args[args.length - 1]) ? (args.pop() as AbortSignal) : undefined;
     const kw = splitKwargs(args);
+    const h = handleOf(this);
     try {
-      return await native.callAsync(handleOf(this), kw?.kwargs, ...args);
+      return await (signal === undefined
+        ? native.callAsync(h, kw?.kwargs, 0, ...args)
+        : cancellable(signal, (token) => native.callAsync(h, kw?.kwargs, token, ...args)));
     } catch (error) {
       // The error was made where the call ended, on a later tick. Here, resumed by `await`, V8's
       // async stack traces know who awaited this call: a stack taken now names them, at no cost
@@ -413,6 +434,24 @@ function makeCallable(h: Handle): PyCallable {
   return f as unknown as PyCallable;
 }
 
+/**
+ * Awaits a Python awaitable (a coroutine) on pyembed's asyncio loop, as `await obj` does; an
+ * abort of `signal` cancels its task (asyncio.CancelledError in the coroutine).
+ */
+export function awaitPython(awaitable: PyObject, signal?: AbortSignal): Promise<any> {
+  const h = handleOf(awaitable);
+  if ((nativeHandleFlags(h) & AWAITABLE) === 0) {
+    return Promise.reject(new TypeError(`a ${native.text(h, 2)} object is not awaitable`));
+  }
+  if (signal === undefined) return native.awaitAsync(h, 0);
+  if (!isAbortSignal(signal)) return Promise.reject(new TypeError('signal must be an AbortSignal'));
+  if (signal.aborted && native.text(h, 2) === 'coroutine') {
+    // Never run: closed now, so Python does not warn that it was never awaited.
+    (awaitable.getAttr('close') as () => void)();
+  }
+  return cancellable(signal, (token) => native.awaitAsync(h, token));
+}
+
 /** A PyObject for a native handle. */
 export function wrap(h: Handle): any {
   return (nativeHandleFlags(h) & CALLABLE) !== 0 ? makeCallable(h) : makeObject(h);
@@ -427,4 +466,5 @@ native.configure({
   kwargsPrototype: KwArgs.prototype,
   threadName: isMainThread ? 'JS-main' : `JS-worker-${threadId}`,
   isMainThread,
+  threadId,
 });

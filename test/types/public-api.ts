@@ -37,6 +37,11 @@ expectTrue<Equals<typeof PythonEngine.python, { executable: string; library: str
 expectTrue<Equals<typeof PythonEngine.version, string>>();
 expectTrue<Equals<typeof PythonEngine.isInitialized, boolean>>();
 expectTrue<Equals<ReturnType<typeof PythonEngine.allowThreads<number>>, number>>();
+expectTrue<Equals<typeof PythonEngine.threadId, number | bigint>>();
+expectTrue<Equals<ReturnType<typeof PythonEngine.interrupt>, boolean>>();
+PythonEngine.interrupt(1n);
+// @ts-expect-error a thread id is a number or a bigint
+PythonEngine.interrupt('1');
 PythonEngine.initialize({ python: '/usr/bin/python3', asyncThreads: 2 });
 PythonEngine.exec('x = 1', { x: 1 });
 PythonEngine.exec('x = 1', obj);
@@ -130,6 +135,14 @@ add('1', 2);
 add(1);
 // @ts-expect-error callAsync is typed too
 void add.callAsync(1, 'x');
+// An AbortSignal goes last, after any keywords.
+expectType<Promise<string>>()(add.callAsync(1, 2, AbortSignal.timeout(10)));
+expectType<Promise<string>>()(add.callAsync(1, 2, Py.kw({ x: 1 }), new AbortController().signal));
+// @ts-expect-error the signal comes last
+void add.callAsync(1, new AbortController().signal, 2);
+declare const anything: PyObject;
+expectType<Promise<any>>()(Py.awaitAsync(anything, AbortSignal.timeout(10)));
+expectType<AsyncIterable<any>>()(Py.aiter(anything, AbortSignal.timeout(10)));
 
 declare const coroutine: PyAwaitable<number>;
 async function awaitIt(): Promise<void> {
