@@ -139,9 +139,14 @@ test('a synchronous call on the main thread, interrupted from a worker; the next
     // A call with no bytecode left to run (time.sleep itself): the interrupt arrives during the
     // sleep, cannot land before the call returns, and is dropped then: it must not land in the
     // next call.
+    // The worker waits until main is about to sleep (a slow worker start cannot miss the sleep).
     const sleepFn = Py.import('time').sleep;
-    const w2 = inWorker('setTimeout(() => post(PythonEngine.interrupt(workerData)), 150);', PythonEngine.threadId);
-    assert.equal(sleepFn(0.4), undefined);
+    const flag = new Int32Array(new SharedArrayBuffer(4));
+    const w2 = inWorker('post(\'ready\'); Atomics.wait(workerData.flag, 0, 0); setTimeout(() => post(PythonEngine.interrupt(workerData.id)), 100);',
+      { id: PythonEngine.threadId, flag });
+    assert.equal(await w2.next(), 'ready');
+    Atomics.store(flag, 0, 1); Atomics.notify(flag, 0);
+    assert.equal(sleepFn(1), undefined);
     assert.equal(await w2.next(), true);
     await w2.done;
     assert.equal(m.work(10), 45);
