@@ -142,7 +142,7 @@ test('a synchronous call on the main thread, interrupted from a worker; the next
     // The worker waits until main is about to sleep (a slow worker start cannot miss the sleep).
     const sleepFn = Py.import('time').sleep;
     const flag = new Int32Array(new SharedArrayBuffer(4));
-    const w2 = inWorker('post(\'ready\'); Atomics.wait(workerData.flag, 0, 0); setTimeout(() => post(PythonEngine.interrupt(workerData.id)), 100);',
+    const w2 = inWorker('post("ready"); Atomics.wait(workerData.flag, 0, 0); setTimeout(() => post(PythonEngine.interrupt(workerData.id)), 100);',
       { id: PythonEngine.threadId, flag });
     assert.equal(await w2.next(), 'ready');
     Atomics.store(flag, 0, 1); Atomics.notify(flag, 0);
