@@ -224,6 +224,17 @@ class Op {
     if (ValueToJs(t, v, options.wrapTopLevel).ToLocal(&js)) info.GetReturnValue().Set(js);
   }
 
+  // The result as a handle, never converted (callRaw).
+  void ReturnObject(PyObject* result) {
+    if (!result) {
+      ThrowPythonError(t);
+      return;
+    }
+    Local<v8::Object> handle;
+    if (NewHandle(t, result, HandleFlagsOf(result)).ToLocal(&handle)) info.GetReturnValue().Set(handle);
+    else py.Py_DecRef(result);
+  }
+
   void ReturnBool(int r) {
     if (r < 0) ThrowPythonError(t);
     else info.GetReturnValue().Set(r != 0);
@@ -599,7 +610,7 @@ void Dir(const FunctionCallbackInfo<JsValue>& info) {
 }
 
 // Shared by call and callKw: args from info[first..], keywords from a plain object or undefined.
-void DoCall(const FunctionCallbackInfo<JsValue>& info, int first, Local<JsValue> keywords) {
+void DoCall(const FunctionCallbackInfo<JsValue>& info, int first, Local<JsValue> keywords, bool raw = false) {
   Op op(info);
   int nargs = info.Length() - first;
   int nkw = 0;
@@ -673,7 +684,8 @@ void DoCall(const FunctionCallbackInfo<JsValue>& info, int first, Local<JsValue>
     result = CallVector(callable, argv + 1, nargsf, kwnames.get());
   }
   for (int i = 1; i <= made; i++) py.Py_DecRef(argv[i]);
-  if (ok) op.Return(result);
+  if (ok && raw) op.ReturnObject(result);
+  else if (ok) op.Return(result);
 }
 
 // call(handle, ...args)
@@ -686,6 +698,15 @@ void CallKw(const FunctionCallbackInfo<JsValue>& info) {
     return;
   }
   DoCall(info, 2, info[1]);
+}
+
+// callRaw(handle, keywords | undefined, ...args) -> the result as a handle, even a number or str
+void CallRaw(const FunctionCallbackInfo<JsValue>& info) {
+  if (!info[1]->IsUndefined() && !info[1]->IsObject()) {
+    ThrowTypeError(info.GetIsolate(), "keyword arguments must be an object");
+    return;
+  }
+  DoCall(info, 2, info[1]->IsUndefined() ? Local<JsValue>() : info[1], true);
 }
 
 // callAsync(handle, keywords | undefined, ...args) -> Promise; awaitAsync(handle) -> Promise
@@ -776,7 +797,7 @@ void Next(const FunctionCallbackInfo<JsValue>& info) {
   op.Return(item);
 }
 
-// toJS(handle, dictAsMap) -> deep conversion
+// toJS(handle, dictAsMap, depth (levels of containers converted, undefined: all), keepBuffers)
 void ToJS(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
   PyObject* o = op.EnterWithTarget();
@@ -784,6 +805,8 @@ void ToJS(const FunctionCallbackInfo<JsValue>& info) {
   ToJsOptions options;
   options.deep = true;
   options.dictAsMap = info[1]->IsTrue();
+  if (info[2]->IsNumber()) options.maxDepth = static_cast<int>(info[2].As<v8::Number>()->Value());
+  options.keepBuffers = info[3]->IsTrue();
   options.wrapTopLevel = true;
   op.Return(NewRef(o), options);
 }
@@ -1098,6 +1121,7 @@ NODE_MODULE_INIT(/* exports, module, context */) {
       {"text", Text},            {"handleFlags", HandleFlags},
       {"dir", Dir},              {"call", Call},
       {"callKw", CallKw},        {"callAsync", CallAsync},
+      {"callRaw", CallRaw},
       {"awaitAsync", AwaitAsync},
       {"iter", Iter},            {"next", Next},
       {"toJS", ToJS},            {"toPython", ToPythonObject},

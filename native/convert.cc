@@ -434,22 +434,26 @@ bool FromPython(PyWalk& w, PyObject* o, Snapshot* out) {
     return true;
   }
   if (w.options.deep) {
-    if (flags & kTpFlagsListSubclass) return SequenceItems(w, o, false, out);
-    if (flags & kTpFlagsTupleSubclass) return SequenceItems(w, o, true, out);
-    if (flags & kTpFlagsDictSubclass) return DictItems(w, o, out);
-    if (type == py.PySet_Type || type == py.PyFrozenSet_Type ||
-        py.PyType_IsSubtype(type, py.PySet_Type) ||
-        py.PyType_IsSubtype(type, py.PyFrozenSet_Type)) {
-      return SetItems(w, o, out);
+    // toJS({ depth }): containers below it stay Python objects.
+    if (w.options.maxDepth < 0 || w.path.size() < static_cast<size_t>(w.options.maxDepth)) {
+      if (flags & kTpFlagsListSubclass) return SequenceItems(w, o, false, out);
+      if (flags & kTpFlagsTupleSubclass) return SequenceItems(w, o, true, out);
+      if (flags & kTpFlagsDictSubclass) return DictItems(w, o, out);
+      if (type == py.PySet_Type || type == py.PyFrozenSet_Type ||
+          py.PyType_IsSubtype(type, py.PySet_Type) ||
+          py.PyType_IsSubtype(type, py.PyFrozenSet_Type)) {
+        return SetItems(w, o, out);
+      }
     }
-    if (type == py.PyMemoryView_Type) {
+    if (w.options.keepBuffers) {
+      // bytes-likes are left as they are, below
+    } else if (type == py.PyMemoryView_Type) {
       auto capture = std::make_unique<PyBufferCapture>();
       if (!CapturePyBuffer(o, capture.get())) return false;
       out->kind = Snapshot::Kind::kPyBuffer;
       out->pyBuffer = std::move(capture);
       return true;
-    }
-    if (flags & kTpFlagsBytesSubclass) {
+    } else if (flags & kTpFlagsBytesSubclass) {
       // bytes cannot change: keep a reference and copy once, straight into the JS memory.
       char* data = nullptr;
       Py_ssize_t n = 0;
@@ -457,8 +461,7 @@ bool FromPython(PyWalk& w, PyObject* o, Snapshot* out) {
       out->kind = Snapshot::Kind::kBytes;
       ViewInside(o, data, static_cast<size_t>(n), out);
       return true;
-    }
-    if (type == py.PyByteArray_Type) {
+    } else if (type == py.PyByteArray_Type) {
       Py_buffer view;
       if (py.PyObject_GetBuffer(o, &view, kPyBufSimple) < 0) return false;
       out->kind = Snapshot::Kind::kBytes;
@@ -821,7 +824,8 @@ Fast FastContainerToJs(FastWalk& w, PyObject* o, v8::Local<v8::Value>* out) {
 
 Fast ContainerToJs(JsThread* thread, PyObject* o, const ToJsOptions& options, v8::Local<v8::Value>* out) {
   PyObject* type = TypeOf(o);
-  if (!options.deep || !(type == py.PyList_Type || (type == py.PyDict_Type && !options.dictAsMap))) {
+  if (!options.deep || !(type == py.PyList_Type || (type == py.PyDict_Type && !options.dictAsMap)) ||
+      options.maxDepth >= 0 || options.keepBuffers) {  // the fast path converts everything
     return Fast::kNotHandled;
   }
   FastWalk w{thread, options, {}, {}};

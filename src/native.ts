@@ -58,11 +58,12 @@ export interface NativeBinding {
   dir(h: Handle): string[];
   call(h: Handle, ...args: unknown[]): NativeResult;
   callKw(h: Handle, kwargs: Readonly<Record<string, unknown>>, ...args: unknown[]): NativeResult;
+  callRaw(h: Handle, kwargs: Readonly<Record<string, unknown>> | undefined, ...args: unknown[]): Handle;
   callAsync(h: Handle, kwargs: Readonly<Record<string, unknown>> | undefined, ...args: unknown[]): Promise<any>;
   awaitAsync(h: Handle): Promise<any>;
   iter(h: Handle): Handle;
   next(h: Handle): NativeResult | symbol;
-  toJS(h: Handle, dictAsMap: boolean): unknown;
+  toJS(h: Handle, dictAsMap: boolean, depth?: number, keepBuffers?: boolean): unknown;
   toPython(value: unknown): Handle;
   dispose(h: Handle): void;
   isDisposed(h: Handle): boolean;

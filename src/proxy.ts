@@ -44,6 +44,13 @@ export interface ToJSOptions {
   dict?: 'object' | 'map';
   /** Python dates and datetimes: left as PyObjects (default) or converted to JS Dates. */
   datetime?: 'object' | 'date';
+  /**
+   * Levels of containers (list, tuple, dict, set) to convert: 1 converts this object and leaves
+   * the containers inside it as PyObjects. Default: all levels.
+   */
+  depth?: number;
+  /** bytes, bytearray and memoryview: converted to Uint8Array/TypedArray (default) or left as PyObjects. */
+  buffers?: 'convert' | 'pyobject';
 }
 
 /** What every Python object proxy offers; any other property is the Python attribute. */
@@ -70,6 +77,8 @@ export interface PyObjectMethods {
   delete(key: unknown): void;
   /** `getattr(obj, name)`: unlike `obj.name`, a missing attribute raises AttributeError. */
   getAttr(name: string): any;
+  /** `getattr(obj, name)` as a PyObject, never converted: a numpy scalar keeps `.item()` and `.dtype`. */
+  getAttrRaw(name: string): PyObject;
   setAttr(name: string, value: unknown): void;
   hasAttr(name: string): boolean;
   delAttr(name: string): void;
@@ -120,6 +129,8 @@ export interface PyObjectOf<J> extends PyObjectMethods {
 export type PyFunction<F extends (...args: any[]) => any> = F & PyObjectMethods & {
   /** Runs the call on pyembed's thread pool; the event loop keeps running meanwhile. */
   callAsync(...args: Parameters<F>): Promise<Awaited<ReturnType<F>>>;
+  /** The call's result as a PyObject, never converted. */
+  callRaw(...args: Parameters<F>): PyObject;
 };
 
 /** An awaitable Python object (a coroutine): `await` gives its result. */
@@ -145,6 +156,8 @@ export interface PyCallable extends PyObjectMethods {
   new (...args: any[]): any;
   /** Runs the call on pyembed's thread pool; the event loop keeps running meanwhile. */
   callAsync(...args: unknown[]): Promise<any>;
+  /** The call's result as a PyObject, never converted (`np.float64(1).item()` stays reachable). */
+  callRaw(...args: unknown[]): PyObject;
   [attribute: string]: any;
 }
 
@@ -171,6 +184,18 @@ function splitKwargs(args: unknown[]): KwArgs | undefined {
     return last;
   }
   return undefined;
+}
+
+const builtins = new Map<string, Handle>();
+
+/** A function of Python's builtins module, as a handle of the running interpreter. */
+export function builtin(name: string): Handle {
+  let h = builtins.get(name);
+  if (h === undefined || native.isDisposed(h)) {
+    h = native.getattr(native.importModule('builtins'), name, true) as Handle;
+    builtins.set(name, h);
+  }
+  return h;
 }
 
 // --- attribute fallback --------------------------------------------------------------------
@@ -233,7 +258,15 @@ class PyObjectImpl implements PyObjectMethods {
   }
 
   toJS(options: ToJSOptions = {}): unknown {
-    const value = native.toJS(handleOf(this), options.dict === 'map');
+    const { depth, buffers } = options;
+    if (depth !== undefined && !(depth === Infinity || (Number.isInteger(depth) && depth >= 0))) {
+      throw new RangeError(`toJS(): depth must be a non-negative integer or Infinity, not ${String(depth)}`);
+    }
+    if (buffers !== undefined && buffers !== 'convert' && buffers !== 'pyobject') {
+      throw new TypeError(`toJS(): buffers must be 'convert' or 'pyobject', not ${String(buffers)}`);
+    }
+    const value = native.toJS(handleOf(this), options.dict === 'map',
+      depth === undefined || depth === Infinity ? undefined : Math.min(depth, 0x7fffffff), buffers === 'pyobject');
     return options.datetime === 'date' ? datesToJS(value) : value;
   }
 
@@ -255,6 +288,11 @@ class PyObjectImpl implements PyObjectMethods {
 
   getAttr(name: string): any {
     return fromNative(native.getattr(handleOf(this), name, true));
+  }
+
+  getAttrRaw(name: string): PyObject {
+    if (typeof name !== 'string') throw new TypeError('getAttrRaw() needs an attribute name (a string)');
+    return wrap(native.callRaw(builtin('getattr'), undefined, this, name));
   }
 
   setAttr(name: string, value: unknown): void {
@@ -347,6 +385,12 @@ class PyObjectImpl implements PyObjectMethods {
 }
 
 class PyCallableImpl extends PyObjectImpl {
+  /** Calls the object and returns the result as a PyObject, never converted. */
+  callRaw(...args: unknown[]): PyObject {
+    const kw = splitKwargs(args);
+    return wrap(native.callRaw(handleOf(this), kw?.kwargs, ...args));
+  }
+
   async callAsync(...args: unknown[]): Promise<any> {
     const kw = splitKwargs(args);
     try {
