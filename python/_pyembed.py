@@ -190,6 +190,65 @@ def expose_module(name, attributes):
     return module
 
 
+# --- context managers (Py.with / Py.withAsync) --------------------------------------------
+
+
+class Context:
+    """An entered context manager: `value` is what __enter__ gave; exit(exc) calls __exit__."""
+
+    __slots__ = ("value", "asynchronous", "_exit", "_done")
+
+    def __init__(self, value, exit_, asynchronous=False):
+        self.value = value
+        self.asynchronous = asynchronous  # exit with `await aexit(exc)`
+        self._exit = exit_
+        self._done = False
+
+    def _arguments(self, exc):
+        if self._done:
+            raise RuntimeError("this context manager was already exited")
+        self._done = True
+        return (None, None, None) if exc is None else (type(exc), exc, exc.__traceback__)
+
+    def exit(self, exc=None):
+        """__exit__(type, value, traceback); True when it suppressed exc."""
+        return bool(self._exit(*self._arguments(exc)))
+
+    async def aexit(self, exc=None):
+        return bool(await self._exit(*self._arguments(exc)))
+
+
+def _protocol(cm, enter, exit_):
+    # As the `with` statement does: the methods are looked up on the type.
+    kind = type(cm)
+    try:
+        return getattr(kind, enter), getattr(kind, exit_)
+    except AttributeError:
+        raise TypeError(
+            f"'{kind.__name__}' object does not support the "
+            f"{'asynchronous ' if enter == '__aenter__' else ''}context manager protocol "
+            f"(no {enter}/{exit_})"
+        ) from None
+
+
+def enter_context(cm):
+    enter, exit_ = _protocol(cm, "__enter__", "__exit__")
+    return Context(enter(cm), types.MethodType(exit_, cm))
+
+
+async def enter_async_context(cm):
+    """An async context manager (__aenter__), else a plain one."""
+    if hasattr(type(cm), "__aenter__"):
+        enter, exit_ = _protocol(cm, "__aenter__", "__aexit__")
+        return Context(await enter(cm), types.MethodType(exit_, cm), True)
+    return enter_context(cm)
+
+
+def js_error(message, name, stack):
+    """The JSError that a callback throwing this JS error would raise in Python."""
+    return JSError(message, name, stack)
+
+
 # --- coroutines: run on one asyncio loop thread owned by pyembed ----------------------------
 
 _loop = None

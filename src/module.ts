@@ -2,10 +2,12 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { withAsyncContext, withContext } from './context.js';
 import { ensureRunning, helperModule } from './engine.js';
 import { GILScope } from './gil.js';
 import { KwArgs, native } from './native.js';
 import { handleOf, wrap, type PyObject } from './proxy.js';
+import { pyFloat, pyInt } from './values.js';
 
 /** A Python object in transit to another JS thread (see Py.share). Survives postMessage. */
 export interface SharedPyObject {
@@ -124,6 +126,14 @@ export const Py = {
     ensureRunning();
     return wrap(native.toBytes(data));
   },
+  /** `with cm as value:`: `using ctx = Py.with(cm)`, or `Py.with(cm, (value) => ...)` (see withContext). */
+  with: withContext,
+  /** `async with cm as value:`: `await using ctx = await Py.withAsync(cm)`, or with a callback. */
+  withAsync: withAsyncContext,
+  /** A Python float (JS numbers with integer values otherwise become ints): `Py.float(1)` is 1.0. */
+  float: pyFloat,
+  /** A Python int from a bigint, an integer number or a string of digits (any size). */
+  int: pyInt,
   /** Converts a JS value to a Python object (a list for an array, a dict for an object, ...). */
   toPython(value: unknown): PyObject {
     ensureRunning();

@@ -1,0 +1,263 @@
+// Object model parity (issue 15): context managers, Py.float/Py.int, raw results, partial
+// conversion, exceptions across round trips, identity.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { isPyObject, Py, PyAsyncContext, PyContext, PyModule, PythonEngine, PythonError, type PyObject } from 'pyembed';
+
+PythonEngine.initialize();
+const m = PyModule.fromString('object_model_test', `
+log = []
+
+class Manager:
+    def __init__(self, suppress=False, value=42):
+        self.suppress, self.value = suppress, value
+    def __enter__(self):
+        log.append("enter")
+        return self.value
+    def __exit__(self, kind, value, tb):
+        log.append(("exit", kind and kind.__name__, value and str(value), value is not None and kind is type(value)))
+        return self.suppress
+
+class FailingExit(Manager):
+    def __exit__(self, kind, value, tb):
+        raise OSError("exit failed")
+
+class AsyncManager:
+    def __init__(self, suppress=False):
+        self.suppress = suppress
+    async def __aenter__(self):
+        log.append("aenter")
+        return "async value"
+    async def __aexit__(self, kind, value, tb):
+        log.append(("aexit", kind and kind.__name__, value and str(value)))
+        return self.suppress
+
+def take_log():
+    taken = list(log)
+    log.clear()
+    return taken
+
+def float_types(items):
+    return [type(x).__name__ for x in items]
+`);
+
+function takeLog(): unknown[] {
+  return (m.take_log() as PyObject).toJS() as unknown[];
+}
+
+// --- item 6: context managers -------------------------------------------------------------
+
+test('Py.with(cm) for using: value is what __enter__ gave, leaving calls __exit__(None, None, None)', () => {
+  takeLog();
+  {
+    using ctx = Py.with(m.Manager());
+    assert.ok(ctx instanceof PyContext);
+    assert.equal(ctx.value, 42);
+    assert.deepEqual(takeLog(), ['enter']);
+  }
+  assert.deepEqual(takeLog(), [['exit', undefined, undefined, false]]);
+});
+
+test('using: a throwing scope still exits (with None x3, as documented) and the error propagates', () => {
+  takeLog();
+  assert.throws(() => {
+    using ctx = Py.with(m.Manager(true));
+    void ctx;
+    throw new RangeError('in scope');
+  }, RangeError);
+  assert.deepEqual(takeLog(), ['enter', ['exit', undefined, undefined, false]]);
+});
+
+test('disposing twice calls __exit__ once', () => {
+  takeLog();
+  const ctx = Py.with(m.Manager());
+  ctx[Symbol.dispose]();
+  ctx[Symbol.dispose]();
+  assert.deepEqual(takeLog(), ['enter', ['exit', undefined, undefined, false]]);
+});
+
+test('Py.with(cm, fn) returns the callback result after __exit__(None, None, None)', () => {
+  takeLog();
+  assert.equal(Py.with(m.Manager(false, 10), (v: number) => v * 2), 20);
+  assert.deepEqual(takeLog(), ['enter', ['exit', undefined, undefined, false]]);
+});
+
+test('Py.with(cm, fn): a JS error reaches __exit__ as a JSError and is rethrown unless suppressed', () => {
+  takeLog();
+  const thrown = new RangeError('bad range');
+  assert.throws(() => Py.with(m.Manager(), () => { throw thrown; }), (e) => e === thrown);
+  assert.deepEqual(takeLog(), ['enter', ['exit', 'JSError', 'RangeError: bad range', true]]);
+
+  assert.equal(Py.with(m.Manager(true), () => { throw thrown; }), undefined);
+  assert.deepEqual(takeLog(), ['enter', ['exit', 'JSError', 'RangeError: bad range', true]]);
+});
+
+test("Py.with(cm, fn): a PythonError reaches __exit__ as its own exception, and suppression honours __exit__'s result", () => {
+  takeLog();
+  assert.throws(
+    () => Py.with(m.Manager(), () => PythonEngine.exec('raise KeyError("k")')),
+    (e) => e instanceof PythonError && e.type === 'KeyError',
+  );
+  assert.deepEqual(takeLog(), ['enter', ['exit', 'KeyError', "'k'", true]]);
+  assert.equal(Py.with(m.Manager(true), () => PythonEngine.exec('raise KeyError("k")')), undefined);
+  assert.deepEqual(takeLog(), ['enter', ['exit', 'KeyError', "'k'", true]]);
+});
+
+test('Py.with: an exception raised by __exit__ replaces the body error, as in Python', () => {
+  assert.throws(
+    () => Py.with(m.FailingExit(), () => { throw new Error('body'); }),
+    (e) => e instanceof PythonError && e.type === 'OSError' && e.message === 'exit failed',
+  );
+  assert.throws(() => {
+    using ctx = Py.with(m.FailingExit());
+    void ctx;
+  }, (e) => e instanceof PythonError && e.type === 'OSError');
+});
+
+test('Py.with: objects without the protocol and bad arguments are clear TypeErrors', () => {
+  assert.throws(() => Py.with(PythonEngine.eval('[1]')), (e) => e instanceof PythonError && e.type === 'TypeError' && /context manager protocol/.test(e.message));
+  assert.throws(() => Py.with({} as PyObject), TypeError);
+  assert.throws(() => Py.with(m.Manager(), 5 as unknown as () => void), TypeError);
+});
+
+test('Py.with works with real Python context managers (open files, locks)', () => {
+  const threading = Py.import('threading');
+  const lock = threading.Lock();
+  Py.with(lock, () => assert.equal(lock.locked(), true));
+  assert.equal(lock.locked(), false);
+  {
+    using held = Py.with(lock);
+    void held;
+    assert.equal(lock.locked(), true);
+  }
+  assert.equal(lock.locked(), false);
+});
+
+test('Py.withAsync: await using calls __aenter__ and __aexit__', async () => {
+  takeLog();
+  {
+    await using ctx = await Py.withAsync(m.AsyncManager());
+    assert.ok(ctx instanceof PyAsyncContext);
+    assert.equal(ctx.value, 'async value');
+  }
+  assert.deepEqual(takeLog(), ['aenter', ['aexit', undefined, undefined]]);
+});
+
+test('Py.withAsync(cm, fn): the callback error reaches __aexit__; suppression and plain managers work', async () => {
+  takeLog();
+  await assert.rejects(Py.withAsync(m.AsyncManager(), async () => { throw new TypeError('async body'); }), TypeError);
+  assert.deepEqual(takeLog(), ['aenter', ['aexit', 'JSError', 'TypeError: async body']]);
+  assert.equal(await Py.withAsync(m.AsyncManager(true), async () => { throw new Error('x'); }), undefined);
+  takeLog();
+  assert.equal(await Py.withAsync(m.AsyncManager(), async (v: string) => v.toUpperCase()), 'ASYNC VALUE');
+  // A plain (synchronous) context manager works with withAsync too.
+  assert.equal(await Py.withAsync(m.Manager(false, 7), async (v: number) => v + 1), 8);
+  assert.deepEqual(takeLog(), ['aenter', ['aexit', undefined, undefined], 'enter', ['exit', undefined, undefined, false]]);
+});
+
+// --- item 4: Py.float / Py.int ------------------------------------------------------------
+
+test('Py.float marks integer-valued numbers as Python floats; plain numbers stay ints', () => {
+  assert.deepEqual((m.float_types([Py.float(1), 2, Py.float(3.5), Py.float(2n), Py.float('1e3')]) as PyObject).toJS(),
+    ['float', 'int', 'float', 'float', 'float']);
+  assert.equal(Py.float(1).repr(), '1.0');
+  assert.equal(Py.float('nan').repr(), 'nan');
+  assert.throws(() => Py.float('abc'), (e) => e instanceof PythonError && e.type === 'ValueError');
+  assert.throws(() => Py.float({} as unknown as number), TypeError);
+});
+
+test('Py.int: bigints, integer numbers and digit strings beyond 2^53', () => {
+  assert.equal(Py.int('123456789012345678901234567890').repr(), '123456789012345678901234567890');
+  assert.equal(Py.int(2n ** 70n).repr(), String(2n ** 70n));
+  assert.equal(Py.int('0x_ff').repr(), '255');
+  assert.equal(Py.int(5).typeName, 'int');
+  assert.throws(() => Py.int(1.5), RangeError);
+  assert.throws(() => Py.int('1.5'), (e) => e instanceof PythonError && e.type === 'ValueError');
+});
+
+test('numpy: Py.float makes float64 arrays from integer-valued JS numbers', (t) => {
+  let np: PyObject;
+  try {
+    np = Py.import('numpy');
+  } catch {
+    t.skip('numpy is not installed');
+    return;
+  }
+  assert.equal(String(np.array([1, 2]).dtype), 'int64');
+  assert.equal(String(np.array([Py.float(1), Py.float(2)]).dtype), 'float64');
+  // toJS of Python floats gives JS numbers: 1.0 comes back as 1 (an int if sent again).
+  assert.deepEqual(PythonEngine.eval('[1.0, 2.5]').toJS(), [1, 2.5]);
+});
+
+// --- item 5: results without conversion ---------------------------------------------------
+
+test('callRaw and getAttrRaw give PyObjects even for numbers and strings', () => {
+  const builtins = Py.import('builtins');
+  const n = builtins.int.callRaw('12');
+  assert.ok(isPyObject(n));
+  assert.equal(n.typeName, 'int');
+  assert.equal(n.bit_length(), 4);
+  const s = builtins.str.callRaw(3, Py.kw({}));
+  assert.equal(s.upper.callRaw().repr(), "'3'");
+  const point = PythonEngine.eval('type("P", (), {"x": 1.5})()');
+  assert.equal(point.x, 1.5);
+  const x = point.getAttrRaw('x');
+  assert.ok(isPyObject(x));
+  assert.equal(x.is_integer(), false);
+  assert.throws(() => point.getAttrRaw('missing'), (e) => e instanceof PythonError && e.type === 'AttributeError');
+  // keyword arguments work as in a plain call
+  assert.equal(builtins.int.callRaw('ff', Py.kw({ base: 16 })).repr(), '255');
+});
+
+test('numpy scalars keep .item() and .dtype with callRaw/getAttrRaw', (t) => {
+  let np: PyObject;
+  try {
+    np = Py.import('numpy');
+  } catch {
+    t.skip('numpy is not installed');
+    return;
+  }
+  assert.equal(typeof np.float64(1.5), 'number'); // the default stays a JS number
+  const scalar = np.float64.callRaw(1.5);
+  assert.equal(String(scalar.dtype), 'float64');
+  assert.equal(scalar.item(), 1.5);
+  const total = np.array([1, 2, 3]).sum.callRaw();
+  assert.equal(String(total.dtype), 'int64');
+  assert.equal(np.array([1.5]).getAttrRaw('size').typeName, 'int');
+});
+
+// --- item 8: partial conversion -----------------------------------------------------------
+
+test('toJS({ depth }) converts that many levels of containers and leaves the rest as PyObjects', () => {
+  const obj = PythonEngine.eval('[[1, [2, 3]], {"a": (4,)}, {5}, "s", b"xy"]');
+  const one = obj.toJS({ depth: 1 }) as unknown[];
+  assert.equal(one.length, 5);
+  assert.ok(isPyObject(one[0]) && isPyObject(one[1]) && isPyObject(one[2]));
+  assert.equal((one[0] as PyObject).repr(), '[1, [2, 3]]');
+  assert.equal(one[3], 's');
+  assert.ok(one[4] instanceof Uint8Array); // leaves are not containers: bytes still convert
+  const two = obj.toJS({ depth: 2 }) as unknown[];
+  assert.equal((two[0] as unknown[])[0], 1);
+  assert.ok(isPyObject((two[0] as unknown[])[1]));
+  assert.ok(isPyObject((two[1] as Record<string, unknown>).a));
+  assert.ok(two[2] instanceof Set && (two[2] as Set<number>).has(5));
+  assert.deepEqual(obj.toJS({ depth: Infinity }), obj.toJS());
+  assert.ok(isPyObject(obj.toJS({ depth: 0 })));
+  // dicts with non-string keys and Maps take the same rule
+  const map = PythonEngine.eval('{1: [2]}').toJS({ dict: 'map', depth: 1 }) as Map<number, unknown>;
+  assert.ok(isPyObject(map.get(1)));
+  assert.throws(() => obj.toJS({ depth: -1 }), RangeError);
+  assert.throws(() => obj.toJS({ depth: 1.5 }), RangeError);
+});
+
+test("toJS({ buffers: 'pyobject' }) leaves bytes, bytearray and memoryview as PyObjects", () => {
+  const obj = PythonEngine.eval('{"b": b"ab", "ba": bytearray(b"c"), "mv": memoryview(b"d"), "n": [1]}');
+  const kept = obj.toJS({ buffers: 'pyobject' }) as Record<string, unknown>;
+  for (const key of ['b', 'ba', 'mv']) assert.ok(isPyObject(kept[key]), key);
+  assert.equal((kept.b as PyObject).typeName, 'bytes');
+  assert.deepEqual(kept.n, [1]);
+  const converted = obj.toJS() as Record<string, unknown>;
+  assert.ok(converted.b instanceof Uint8Array);
+  assert.throws(() => obj.toJS({ buffers: 'copy' as 'pyobject' }), TypeError);
+});
