@@ -6,6 +6,7 @@
 #include "engine.h"
 #include "errors.h"
 #include "gil.h"
+#include "handles.h"
 #include "js_thread.h"
 #include "stack.h"
 #include "v8_util.h"
@@ -89,6 +90,33 @@ struct CallbackOutcome {
   bool terminated = false;
 };
 
+// A PythonError that a JS callback let through: its own Python exception (new reference), so
+// Python code around the callback catches the original type; null for any other JS value.
+PyObject* OriginalPythonException(JsThread* t, v8::Local<v8::Value> thrown) {
+  if (!thrown->IsObject() || thrown->IsProxy()) return nullptr;
+  v8::Isolate* isolate = t->isolate;
+  v8::TryCatch tryCatch(isolate);  // a throwing getter only means "not a PythonError"
+  v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
+  v8::Local<v8::Value> exception, handle;
+  if (!thrown.As<v8::Object>()->GetRealNamedProperty(ctx, JsText(isolate, "pyException")).ToLocal(&exception)) {
+    return nullptr;
+  }
+  if (!exception->IsObject() || exception->IsProxy() || t->handleKey.IsEmpty() ||
+      !exception.As<v8::Object>()->Get(ctx, t->handleKey.Get(isolate)).ToLocal(&handle)) {
+    return nullptr;
+  }
+  PyHandle* h = HandleFromValue(t, handle);
+  if (!h || h->disposed || !h->obj || h->generation != engine.generation() || !engine.running()) return nullptr;
+  bool wasAttached = tls.attached;
+  if (!wasAttached) Attach();
+  PyObject* original = nullptr;
+  int isException = py.PyObject_IsInstance(h->obj, py.PyExc_BaseException);
+  if (isException == 1) original = NewRef(h->obj);
+  else if (isException < 0) py.PyErr_Clear();
+  if (!wasAttached) Detach();
+  return original;
+}
+
 // A callback's arguments, thread-neutral.
 using ArgValues = std::vector<Snapshot>;
 
@@ -131,6 +159,11 @@ void RunJsFunction(JsThread* t, JsFunctionRef* ref, ArgValues& args, CallbackOut
     if (tryCatch.HasTerminated() || !tryCatch.CanContinue()) {
       out->terminated = true;
       out->convertError.message = "JS execution was terminated (its worker is exiting)";
+      return;
+    }
+    if (PyObject* original = OriginalPythonException(t, tryCatch.Exception())) {
+      out->failed = false;
+      out->exception = original;  // OutcomeToPython raises it again
       return;
     }
     out->jsError = CaptureJsException(t, tryCatch.Exception());

@@ -38,10 +38,30 @@ def describe_exception(exc):
     except BaseException as e:  # a failing __str__ must not hide the original error
         message = f"<str() failed: {type(e).__name__}>"
     try:
-        text = "".join(traceback.format_exception(kind, exc, exc.__traceback__))
+        summary = traceback.TracebackException(kind, exc, exc.__traceback__)
+        _hide_own_frames(summary)
+        text = "".join(summary.format())
     except BaseException:
         text = f"{kind.__name__}: {message}\n"
     return kind.__name__, message, text
+
+
+_OWN_FILENAME = "<pyembed:_pyembed>"
+
+
+def _hide_own_frames(summary):
+    """pyembed's own frames (run, module_from_string, ...) are no part of the user's traceback."""
+    seen = set()
+    pending = [summary]
+    while pending:
+        te = pending.pop()
+        if te is None or id(te) in seen:
+            continue
+        seen.add(id(te))
+        te.stack = traceback.StackSummary.from_list(
+            [frame for frame in te.stack if frame.filename != _OWN_FILENAME]
+        )
+        pending += [te.__cause__, te.__context__, *(getattr(te, "exceptions", None) or ())]
 
 
 def _remember_source(filename, code):
@@ -159,9 +179,9 @@ def datetime_from_js(ms):
         ) from None
 
 
-def module_from_string(name, code):
+def module_from_string(name, code, filename=None):
     """PyModule.fromString: a module made from source, importable by name afterwards."""
-    filename = f"<pyembed:{name}>"
+    filename = filename or f"<pyembed:{name}>"
     module = types.ModuleType(name)
     module.__file__ = filename
     _remember_source(filename, code)

@@ -52,11 +52,19 @@ export class PyModule {
     return wrap(native.importModule(name));
   }
 
-  /** Creates module `name` from source; Python code can `import name` afterwards. */
-  static fromString(name: string, code: string): PyObject {
+  /**
+   * Creates module `name` from source; Python code can `import name` afterwards. `filename` is
+   * its `__file__` and the file name its tracebacks show (default `<pyembed:name>`).
+   */
+  static fromString(name: string, code: string, options: { filename?: string } = {}): PyObject {
     checkName(name, 'PyModule.fromString()');
     if (typeof code !== 'string') throw new TypeError('PyModule.fromString() needs Python source code (a string)');
+    const filename = options?.filename;
+    if (filename !== undefined && (typeof filename !== 'string' || filename.length === 0)) {
+      throw new TypeError('PyModule.fromString(): options.filename must be a non-empty string');
+    }
     ensureRunning();
+    if (filename !== undefined) return helperModule().module_from_string(name, code, filename);
     return wrap(native.moduleFromString(name, code));
   }
 

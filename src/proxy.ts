@@ -10,6 +10,7 @@ import { inspect } from 'node:util';
 import { isMainThread, threadId } from 'node:worker_threads';
 
 import { asyncIterate, datesToJS } from './conventions.js';
+import { helperModule } from './engine.js';
 import { PythonError } from './errors.js';
 import { KwArgs, native, type Handle, type NativeResult, type TypedArray } from './native.js';
 
@@ -462,11 +463,25 @@ export function wrap(h: Handle): any {
   return (nativeHandleFlags(h) & CALLABLE) !== 0 ? makeCallable(h) : makeObject(h);
 }
 
+/** `raise X from Y`: the PythonError for X gets a PythonError for Y as its `cause` (and so on down the chain). */
+function withCause(error: PythonError, depth = 0): PythonError {
+  if (depth >= 32) return error;
+  try {
+    const cause = error.pyException?.__cause__ as PyObject | undefined;
+    if (cause === undefined) return error;
+    const [type, message, traceback] = (helperModule().describe_exception(cause) as PyObject).toJS() as [string, string, string];
+    const causeError = withCause(new PythonError(type, message, traceback, cause), depth + 1);
+    Object.defineProperty(error, 'cause', { value: causeError, writable: true, configurable: true, enumerable: false });
+  } catch {
+    // The cause cannot be described (Python is stopping, ...): the error itself still stands.
+  }
+  return error;
+}
+
 native.configure({
   handleKey: HANDLE,
   done: DONE,
-  errorFactory: (type, message, traceback, exc) =>
-    new PythonError(type, message, traceback, exc === undefined ? undefined : wrap(exc)),
+  errorFactory: (type, message, traceback, exc) => withCause(new PythonError(type, message, traceback, exc === undefined ? undefined : wrap(exc))),
   wrapFactory: wrap,
   kwargsPrototype: KwArgs.prototype,
   threadName: isMainThread ? 'JS-main' : `JS-worker-${threadId}`,

@@ -261,3 +261,101 @@ test("toJS({ buffers: 'pyobject' }) leaves bytes, bytearray and memoryview as Py
   assert.ok(converted.b instanceof Uint8Array);
   assert.throws(() => obj.toJS({ buffers: 'copy' as 'pyobject' }), TypeError);
 });
+
+// --- item 3: exceptions keep their type across round trips --------------------------------
+
+const errors = PyModule.fromString('object_model_errors', `
+seen = []
+
+def fail_with_key_error():
+    try:
+        raise KeyError("inner")
+    except KeyError as e:
+        seen.append(e)
+        raise
+
+def call_and_catch(cb):
+    try:
+        cb()
+    except KeyError as e:
+        return ["KeyError", str(e), e is seen[-1]]
+    except Exception as e:
+        return [type(e).__name__, str(e), False]
+    return ["no error", "", False]
+
+def chained():
+    try:
+        {}["missing"]
+    except KeyError as e:
+        raise ValueError("outer") from e
+
+def triple():
+    try:
+        try:
+            raise OSError("root")
+        except OSError as e:
+            raise KeyError("middle") from e
+    except KeyError as e:
+        raise ValueError("top") from e
+`, { filename: '/virtual/object_model_errors.py' });
+
+test('a PythonError a JS callback lets through reaches the outer Python code as the original exception', () => {
+  // Python -> JS callback -> Python raises KeyError -> not caught in JS -> Python catches KeyError.
+  assert.deepEqual((errors.call_and_catch(() => errors.fail_with_key_error()) as PyObject).toJS(), ['KeyError', "'inner'", true]);
+  // Other JS errors still arrive as JSError.
+  assert.deepEqual((errors.call_and_catch(() => { throw new TypeError('plain'); }) as PyObject).toJS(),
+    ['JSError', 'TypeError: plain', false]);
+  // A PythonError rethrown after JS looked at it is still the original.
+  assert.deepEqual((errors.call_and_catch(() => {
+    try {
+      errors.fail_with_key_error();
+    } catch (e) {
+      assert.ok(e instanceof PythonError && e.type === 'KeyError');
+      throw e;
+    }
+  }) as PyObject).toJS(), ['KeyError', "'inner'", true]);
+});
+
+test('raise X from Y gives the PythonError a cause: a PythonError for Y', () => {
+  assert.throws(() => errors.chained(), (e) => {
+    assert.ok(e instanceof PythonError);
+    assert.equal(e.type, 'ValueError');
+    assert.ok(e.cause instanceof PythonError);
+    assert.equal(e.cause.type, 'KeyError');
+    assert.equal(e.cause.message, "'missing'");
+    assert.equal(e.cause.pyException?.typeName, 'KeyError');
+    return true;
+  });
+  assert.throws(() => errors.triple(), (e) => {
+    const chain: string[] = [];
+    for (let c: unknown = e; c instanceof PythonError; c = c.cause) chain.push(c.type);
+    assert.deepEqual(chain, ['ValueError', 'KeyError', 'OSError']);
+    return true;
+  });
+  assert.throws(() => PythonEngine.exec('raise KeyError(1)'), (e) => e instanceof PythonError && !('cause' in e));
+});
+
+test("pyembed's own frames do not appear in tracebacks", () => {
+  for (const run of [
+    () => PythonEngine.exec('1/0'),
+    () => PythonEngine.eval('1/0'),
+    () => PythonEngine.exec('x = 1/0', {}),
+    () => PyModule.fromString('object_model_broken', 'def f():\n    return 1/0\nf()\n'),
+  ]) {
+    assert.throws(run, (e) => {
+      assert.ok(e instanceof PythonError && e.type === 'ZeroDivisionError');
+      assert.doesNotMatch(e.pythonTraceback, /_pyembed/);
+      assert.doesNotMatch(String(e.stack), /<pyembed:_pyembed>/);
+      assert.match(e.pythonTraceback, /^Traceback \(most recent call last\):\n {2}File "<pyembed/);
+      return true;
+    });
+  }
+});
+
+test('PyModule.fromString(name, code, { filename }) sets __file__ and the traceback file name', () => {
+  assert.equal(errors.__file__, '/virtual/object_model_errors.py');
+  assert.throws(() => errors.chained(), (e) => e instanceof PythonError &&
+    /File "\/virtual\/object_model_errors\.py", line \d+, in chained\n\s+raise ValueError/.test(e.pythonTraceback));
+  assert.equal(PyModule.fromString('object_model_default', 'x = 1').__file__, '<pyembed:object_model_default>');
+  assert.throws(() => PyModule.fromString('object_model_bad', 'x = 1', { filename: 3 as unknown as string }), TypeError);
+});

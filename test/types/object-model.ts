@@ -1,5 +1,5 @@
 // Types of the object-model additions (issue 15): checked with tsc, never run.
-import { Py, PyAsyncContext, PyContext, type PyCallable, type PyFunction, type PyObject, type ToJSOptions } from 'pyembed';
+import { Py, PyAsyncContext, PyContext, PyModule, PythonError, type PyCallable, type PyFunction, type PyObject, type ToJSOptions } from 'pyembed';
 
 import { expectTrue, expectType, type Equals } from './expect.js';
 
@@ -47,3 +47,11 @@ const partial: ToJSOptions = { depth: 1, buffers: 'pyobject' };
 cm.toJS(partial);
 // @ts-expect-error no such buffers option
 cm.toJS({ buffers: 'copy' });
+
+// Exceptions: Error.cause, and fromString's filename
+declare const pyError: PythonError;
+expectTrue<Equals<typeof pyError.cause, unknown>>();
+expectTrue<Equals<ReturnType<typeof PyModule.fromString>, PyObject>>();
+PyModule.fromString('m', 'x = 1', { filename: '/src/m.py' });
+// @ts-expect-error filename is a string
+PyModule.fromString('m', 'x = 1', { filename: 1 });
