@@ -776,7 +776,14 @@ void Iter(const FunctionCallbackInfo<JsValue>& info) {
     ParkedIsolate park(op.t);
     it = py.PyObject_GetIter(o);
   }
-  op.Return(it);
+  // Unshared: JS disposes this handle after the loop, and iter(x) may be x itself.
+  if (!it) {
+    ThrowPythonError(op.t);
+    return;
+  }
+  Local<v8::Object> handle;
+  if (NewHandle(op.t, it, HandleFlagsOf(it), /*shared=*/false).ToLocal(&handle)) info.GetReturnValue().Set(handle);
+  else py.Py_DecRef(it);
 }
 
 // next(iterator) -> value, or the done sentinel

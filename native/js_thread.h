@@ -26,6 +26,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "gil.h"
@@ -119,6 +120,9 @@ struct JsThread {
   // Every live native handle made on this thread (touched only by this JS thread), so that its
   // exit releases the Python objects that V8 will never finalize.
   PyHandle* handles = nullptr;
+  // The shared handle of each Python object (this interpreter generation), so the same object
+  // gives the same handle, and so the same PyObject, while JS holds it (see handles.cc).
+  std::unordered_map<PyObject*, PyHandle*> handleByObject;
 
   void BorrowAndDrain(std::unique_lock<std::mutex>& lock);  // lock held, holder == nullptr
   // Takes the isolate if it is parked and free right now (never waits). Release with

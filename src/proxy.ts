@@ -458,9 +458,17 @@ function makeCallable(h: Handle): PyCallable {
   return f as unknown as PyCallable;
 }
 
-/** A PyObject for a native handle. */
+// The PyObject made for a handle. The addon gives the same handle for the same Python object
+// while that handle lives, so the same object gives the same PyObject (`===`, Map keys).
+const PROXY: unique symbol = Symbol('pyembed.proxy');
+
+/** A PyObject for a native handle: the one already made for it, if any. */
 export function wrap(h: Handle): any {
-  return (nativeHandleFlags(h) & CALLABLE) !== 0 ? makeCallable(h) : makeObject(h);
+  const known = (h as { [PROXY]?: PyObject })[PROXY];
+  if (known !== undefined) return known;
+  const made = (nativeHandleFlags(h) & CALLABLE) !== 0 ? makeCallable(h) : makeObject(h);
+  (h as { [PROXY]?: PyObject })[PROXY] = made as PyObject;
+  return made;
 }
 
 /** `raise X from Y`: the PythonError for X gets a PythonError for Y as its `cause` (and so on down the chain). */

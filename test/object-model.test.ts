@@ -5,6 +5,8 @@ import { test } from 'node:test';
 
 import { isPyObject, Py, PyAsyncContext, PyContext, PyModule, PythonEngine, PythonError, type PyObject } from 'pyembed';
 
+import { explain, runScript } from './helpers.js';
+
 PythonEngine.initialize();
 const m = PyModule.fromString('object_model_test', `
 log = []
@@ -358,4 +360,79 @@ test('PyModule.fromString(name, code, { filename }) sets __file__ and the traceb
     /File "\/virtual\/object_model_errors\.py", line \d+, in chained\n\s+raise ValueError/.test(e.pythonTraceback));
   assert.equal(PyModule.fromString('object_model_default', 'x = 1').__file__, '<pyembed:object_model_default>');
   assert.throws(() => PyModule.fromString('object_model_bad', 'x = 1', { filename: 3 as unknown as string }), TypeError);
+});
+
+// --- item 2: identity ---------------------------------------------------------------------
+
+test('the same Python object gives the same PyObject while one is alive', () => {
+  const math = Py.import('math');
+  assert.equal(Py.import('math'), math);
+  assert.equal(math.sqrt, math.sqrt);
+  const holder = PythonEngine.eval('type("H", (), {})()');
+  PythonEngine.exec('held = None');
+  const main = Py.import('__main__');
+  main.held = holder;
+  assert.equal(main.held, holder);
+  assert.equal(main.held, main.getAttr('held'));
+  const keys = new Map<PyObject, string>([[math.sqrt, 'sqrt']]);
+  assert.equal(keys.get(Py.import('math').sqrt), 'sqrt');
+  const weak = new WeakMap<PyObject, number>([[holder, 1]]);
+  assert.equal(weak.get(main.held), 1);
+  // Items inside converted structures too.
+  const pair = (PythonEngine.eval('lambda x: [x, x]')(holder) as PyObject).toJS() as PyObject[];
+  assert.equal(pair[0], holder);
+  assert.equal(pair[1], holder);
+  // Different objects stay different.
+  assert.notEqual(PythonEngine.eval('object()'), PythonEngine.eval('object()'));
+});
+
+test('after dispose() the object gets a new, live PyObject', () => {
+  const main = Py.import('__main__');
+  PythonEngine.exec('kept = [1, 2]');
+  const first = main.kept;
+  first.dispose();
+  const second = main.kept;
+  assert.notEqual(second, first);
+  assert.equal(second.isDisposed, false);
+  assert.equal(second.length, 2);
+});
+
+test('iterating does not dispose the iterated object, even when it is its own iterator', async () => {
+  const gens = PyModule.fromString('object_model_gens', `
+def gen():
+    yield 1
+    yield 2
+async def agen():
+    yield 1
+`);
+  const g = gens.gen();
+  assert.deepEqual([...g], [1, 2]);
+  assert.equal(g.isDisposed, false);
+  assert.equal(g.gi_running, false);
+  const ag = gens.agen();
+  for await (const x of ag) assert.equal(x, 1);
+  assert.equal(ag.isDisposed, false);
+});
+
+test('identity is safe across garbage collection and restarts (child process)', async () => {
+  const r = await runScript(`
+import { Py, PythonEngine } from 'pyembed';
+PythonEngine.initialize();
+const objects = PythonEngine.eval('[object() for _ in range(200)]');
+let sameAfterGc = 0;
+for (let round = 0; round < 20; round++) {
+  for (let i = 0; i < 200; i++) objects.get(i);
+  globalThis.gc();
+  await new Promise((resolve) => setImmediate(resolve));
+  const a = objects.get(round), b = objects.get(round);
+  if (a === b && !a.isDisposed) sameAfterGc++;
+}
+const old = Py.import('math');
+PythonEngine.shutdown();
+PythonEngine.initialize();
+const fresh = Py.import('math');
+console.log(sameAfterGc, old.isDisposed, fresh !== old, fresh.isDisposed, fresh.sqrt(4));
+`, { nodeArgs: ['--expose-gc'] });
+  assert.equal(r.code, 0, explain(r));
+  assert.equal(r.stdout.trim(), '20 true true false 2');
 });
