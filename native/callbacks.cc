@@ -338,11 +338,22 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
 
 void JsFunctionRef::Unref() {
   if (refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  {
+    std::lock_guard<std::mutex> lock(thread->functionRefsMu);
+    auto range = thread->functionRefs.equal_range(identityHash);
+    for (auto it = range.first; it != range.second; ++it) {
+      if (it->second == this) {
+        thread->functionRefs.erase(it);
+        break;
+      }
+    }
+  }
   thread->Unhold(this);
   thread->exposure.fetch_sub(1, std::memory_order_relaxed);
   JsFunctionRef* self = this;
   ReleaseOnJsThread(thread, [self](bool onJsThread) {
     if (onJsThread) self->fn.Reset();
+    if (self->callable) ReleaseRef(self->callable, self->callableGeneration);
     JsThread* t = self->thread;
     delete self;
     t->Unref();
@@ -350,7 +361,17 @@ void JsFunctionRef::Unref() {
 }
 
 JsFunctionRef* NewJsFunctionRef(JsThread* thread, v8::Local<v8::Function> fn) {
+  int hash = fn->GetIdentityHash();
+  {
+    std::lock_guard<std::mutex> lock(thread->functionRefsMu);
+    auto range = thread->functionRefs.equal_range(hash);
+    for (auto it = range.first; it != range.second; ++it) {
+      JsFunctionRef* known = it->second;
+      if (!known->fn.IsEmpty() && known->fn.Get(thread->isolate) == fn && known->TryRef()) return known;
+    }
+  }
   auto* ref = new JsFunctionRef();
+  ref->identityHash = hash;
   ref->thread = thread;
   thread->Ref();
   thread->exposure.fetch_add(1, std::memory_order_relaxed);
@@ -362,10 +383,24 @@ JsFunctionRef* NewJsFunctionRef(JsThread* thread, v8::Local<v8::Function> fn) {
   ref->def.ml_flags = kMethFastcall | kMethKeywords;
   ref->def.ml_doc = "A JavaScript function (pyembed).";
   thread->Hold(ref);
+  {
+    std::lock_guard<std::mutex> lock(thread->functionRefsMu);
+    thread->functionRefs.emplace(hash, ref);
+  }
   return ref;
 }
 
 PyObject* MakePythonCallable(JsFunctionRef* ref) {
+  if (ref->callable && ref->callableGeneration == engine.generation()) {
+    PyObject* known = py.PyWeakref_GetObject(ref->callable);  // borrowed; None once it died
+    if (known && known != py.None) {
+      ref->Unref();  // the callable holds its own count
+      return NewRef(known);
+    }
+    if (!known) py.PyErr_Clear();
+    py.Py_DecRef(ref->callable);
+    ref->callable = nullptr;
+  }
   PyObject* capsule = py.PyCapsule_New(ref, kFunctionCapsule, FunctionCapsuleDestructor);
   if (!capsule) {
     ref->Unref();
@@ -373,6 +408,16 @@ PyObject* MakePythonCallable(JsFunctionRef* ref) {
   }
   PyObject* fn = py.PyCFunction_NewEx(&ref->def, capsule, nullptr);
   py.Py_DecRef(capsule);  // the function holds it now (or it died, releasing the ref)
+  if (fn) {
+    // A stale weak reference (an interpreter that was shut down) is dropped, not released.
+    PyObject* weak = py.PyWeakref_NewRef(fn, nullptr);
+    if (weak) {
+      ref->callable = weak;
+      ref->callableGeneration = engine.generation();
+    } else {
+      py.PyErr_Clear();  // no identity for this one, the callable still works
+    }
+  }
   return fn;
 }
 

@@ -123,6 +123,9 @@ struct JsThread {
   // The shared handle of each Python object (this interpreter generation), so the same object
   // gives the same handle, and so the same PyObject, while JS holds it (see handles.cc).
   std::unordered_map<PyObject*, PyHandle*> handleByObject;
+  // The live JsFunctionRef of each JS function given to Python, by identity hash (callbacks.cc).
+  std::mutex functionRefsMu;
+  std::unordered_multimap<int, struct JsFunctionRef*> functionRefs;  // under functionRefsMu
 
   void BorrowAndDrain(std::unique_lock<std::mutex>& lock);  // lock held, holder == nullptr
   // Takes the isolate if it is parked and free right now (never waits). Release with

@@ -436,3 +436,52 @@ console.log(sameAfterGc, old.isDisposed, fresh !== old, fresh.isDisposed, fresh.
   assert.equal(r.code, 0, explain(r));
   assert.equal(r.stdout.trim(), '20 true true false 2');
 });
+
+test('the same JS function passed twice is the same Python object (is, ==, list.remove)', () => {
+  const fns = PyModule.fromString('object_model_functions', `
+registered = []
+def same(a, b):
+    return a is b and a == b
+def add(cb):
+    registered.append(cb)
+def remove(cb):
+    registered.remove(cb)
+    return len(registered)
+`);
+  const cb = (): number => 1;
+  assert.equal(fns.same(cb, cb), true);
+  assert.equal(fns.same(cb, () => 1), false);
+  fns.add(cb);
+  fns.add(cb);
+  assert.equal(fns.remove(cb), 1);
+  assert.equal(fns.remove(cb), 0);
+  // Inside converted structures too.
+  assert.equal(PythonEngine.eval('lambda pair: pair[0] is pair[1]')([cb, cb]), true);
+});
+
+test('atexit.unregister(cb) works; function identity survives GC churn and a restart (child process)', async () => {
+  const r = await runScript(`
+import { Py, PyModule, PythonEngine } from 'pyembed';
+PythonEngine.initialize();
+const atexit = Py.import('atexit');
+const kept = () => console.log('kept handler ran');
+const removed = () => console.log('removed handler ran');
+atexit.register(kept);
+atexit.register(removed);
+atexit.unregister(removed);
+const same = PythonEngine.eval('lambda a, b: a is b');
+let distinct = 0;
+for (let i = 0; i < 5000; i++) if (!same(() => i, kept)) distinct++;
+globalThis.gc();
+await new Promise((resolve) => setImmediate(resolve));
+for (let i = 0; i < 5000; i++) if (!same(() => i, kept)) distinct++;
+console.log('distinct', distinct, 'same', same(kept, kept));
+PythonEngine.shutdown();
+PythonEngine.initialize();
+const again = PythonEngine.eval('lambda a, b: a is b');
+console.log('after restart', again(kept, kept), PythonEngine.eval('lambda f: f()')(() => 7));
+`, { nodeArgs: ['--expose-gc'] });
+  assert.equal(r.code, 0, explain(r));
+  const lines = r.stdout.trim().split('\n');
+  assert.deepEqual(lines, ['distinct 10000 same true', 'kept handler ran', 'after restart true 7']);
+});
