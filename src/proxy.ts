@@ -473,7 +473,7 @@ export function wrap(h: Handle): any {
 
 /** `raise X from Y`: the PythonError for X gets a PythonError for Y as its `cause` (and so on down the chain). */
 function withCause(error: PythonError, depth = 0): PythonError {
-  if (depth >= 32) return error;
+  if (depth >= 32 || error.pyException === undefined || !native.isRunning()) return error;
   try {
     const cause = error.pyException?.__cause__ as PyObject | undefined;
     if (cause === undefined) return error;
