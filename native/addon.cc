@@ -1012,6 +1012,8 @@ void Configure(const FunctionCallbackInfo<JsValue>& info) {
   t->errorFactory.Reset(isolate, get("errorFactory").As<v8::Function>());
   t->wrapFactory.Reset(isolate, get("wrapFactory").As<v8::Function>());
   t->kwargsPrototype.Reset(isolate, get("kwargsPrototype").As<v8::Object>());
+  Local<JsValue> encodeHook = get("encodeHook");
+  if (encodeHook->IsFunction()) t->encodeHook.Reset(isolate, encodeHook.As<v8::Function>());
   t->threadName = Utf8(isolate, get("threadName"));
   tls.pythonName = t->threadName.c_str();
   tls.pythonDaemon = false;  // a JS thread is a "main" thread: threads it starts are joined at exit

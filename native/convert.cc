@@ -37,7 +37,37 @@ struct JsWalk {
   ConvertError* error;
   PinnedHandles* pins;
   std::vector<v8::Local<v8::Object>> path;  // containers being converted (cycle detection)
+  int encoded = 0;                          // registered encoders applied on the current path
 };
+
+bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out);
+
+// Py.registerEncoder: a class instance the rules refuse, replaced by what its encoder returns
+// (a PyObject or plain data). False with no error set when no encoder takes it.
+bool Encode(JsWalk& w, v8::Local<v8::Object> obj, Snapshot* out, bool* handled) {
+  *handled = false;
+  if (w.thread->encodeHook.IsEmpty()) return true;
+  v8::TryCatch tryCatch(w.isolate);
+  v8::Local<v8::Value> argv[] = {obj};
+  v8::Local<v8::Value> replacement;
+  if (!w.thread->encodeHook.Get(w.isolate)->Call(w.ctx, v8::Undefined(w.isolate), 1, argv).ToLocal(&replacement)) {
+    std::string why = "the encoder for a JS " + ConstructorName(obj) + " failed";
+    if (tryCatch.HasCaught() && tryCatch.CanContinue()) {
+      v8::String::Utf8Value text(w.isolate, tryCatch.Exception());
+      if (*text) why += std::string(": ") + *text;
+    }
+    return Fail(w.error, why);
+  }
+  if (replacement->IsUndefined()) return true;
+  *handled = true;
+  if (w.encoded >= 32) {
+    return Fail(w.error, "encoders nested more than 32 deep (does an encoder return the value it was given?)");
+  }
+  w.encoded++;
+  bool ok = Convert(w, replacement, out);
+  w.encoded--;
+  return ok;
+}
 
 bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out);
 
@@ -257,6 +287,9 @@ bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out) {
     return Fail(w.error, "Py.kw() keyword arguments can only be the last argument of a call");
   }
   if (IsPlainObject(w, obj)) return ConvertPlainObject(w, obj, out);
+  bool encoded = false;
+  bool ok = Encode(w, obj, out, &encoded);
+  if (!ok || encoded) return ok;
   return Fail(w.error, "cannot convert a JS " + ConstructorName(obj) +
                            " to Python (pass a plain object, an array, or a primitive)");
 }

@@ -83,6 +83,7 @@ struct JsThread {
   v8::Global<v8::ObjectTemplate> handleTemplate;
   v8::Global<v8::FunctionTemplate> handleClass;
   v8::Global<v8::Object> kwargsPrototype;
+  v8::Global<v8::Function> encodeHook;     // (value) => replacement | undefined: registered encoders
   std::string threadName;  // the name Python gives this JS thread
   NameCache names;         // attribute names (JS thread only)
 

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { withAsyncContext, withContext } from './context.js';
+import { registerDecoder, registerEncoder, registerError } from './conversions.js';
 import { ensureRunning, helperModule } from './engine.js';
 import { GILScope } from './gil.js';
 import { KwArgs, native } from './native.js';
@@ -142,6 +143,12 @@ export const Py = {
   float: pyFloat,
   /** A Python int from a bigint, an integer number or a string of digits (any size). */
   int: pyInt,
+  /** How instances of a JS class become Python objects: `Py.registerEncoder(Money, (m) => Decimal(m.text))`. */
+  registerEncoder,
+  /** How objects of a Python class become JS values: `Py.registerDecoder(Decimal, (d) => String(d))`. */
+  registerDecoder,
+  /** Which PythonError subclass a Python exception class becomes in JS. */
+  registerError,
   /** Converts a JS value to a Python object (a list for an array, a dict for an object, ...). */
   toPython(value: unknown): PyObject {
     ensureRunning();

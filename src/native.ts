@@ -27,6 +27,8 @@ export interface NativeBinding {
     done: symbol;
     errorFactory: (type: string, message: string, traceback: string, exc: Handle | undefined) => Error;
     wrapFactory: (handle: Handle) => unknown;
+    /** Called for class instances the conversion refuses: a replacement value, or undefined. */
+    encodeHook: (value: object) => unknown;
     kwargsPrototype: object;
     threadName: string;
     isMainThread: boolean;

@@ -10,6 +10,7 @@ import { inspect } from 'node:util';
 import { isMainThread, threadId } from 'node:worker_threads';
 
 import { asyncIterate, datesToJS } from './conventions.js';
+import { decode, decoding, encodeHook, mapError } from './conversions.js';
 import { helperModule } from './engine.js';
 import { PythonError } from './errors.js';
 import { KwArgs, native, type Handle, type NativeResult, type TypedArray } from './native.js';
@@ -175,7 +176,7 @@ export function isPyObject(value: unknown): value is PyObject {
 
 /** A native result as a JS value: handles become PyObjects. */
 export function fromNative(r: NativeResult | symbol): any {
-  return typeof r === 'object' ? wrap(r) : r;
+  return typeof r === 'object' ? (decoding ? decode(wrap(r)) : wrap(r)) : r;
 }
 
 function splitKwargs(args: unknown[]): KwArgs | undefined {
@@ -447,7 +448,7 @@ function makeCallable(h: Handle): PyCallable {
     const r = n !== 0 && args[n - 1] instanceof KwArgs
       ? nativeCallKw(h, (args.pop() as KwArgs).kwargs, ...args)
       : nativeCall(h, ...args);
-    return typeof r === 'object' ? wrap(r) : r;
+    return typeof r === 'object' ? (decoding ? decode(wrap(r)) : wrap(r)) : r;
   };
   // Before the prototype changes, so the assignment does not reach the attribute Proxy.
   (f as unknown as { [HANDLE]: Handle })[HANDLE] = h;
@@ -489,8 +490,10 @@ function withCause(error: PythonError, depth = 0): PythonError {
 native.configure({
   handleKey: HANDLE,
   done: DONE,
-  errorFactory: (type, message, traceback, exc) => withCause(new PythonError(type, message, traceback, exc === undefined ? undefined : wrap(exc))),
-  wrapFactory: wrap,
+  errorFactory: (type, message, traceback, exc) =>
+    mapError(withCause(new PythonError(type, message, traceback, exc === undefined ? undefined : wrap(exc)))),
+  wrapFactory: (h: Handle) => (decoding ? decode(wrap(h)) : wrap(h)),
+  encodeHook,
   kwargsPrototype: KwArgs.prototype,
   threadName: isMainThread ? 'JS-main' : `JS-worker-${threadId}`,
   isMainThread,

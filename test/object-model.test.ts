@@ -485,3 +485,72 @@ console.log('after restart', again(kept, kept), PythonEngine.eval('lambda f: f()
   const lines = r.stdout.trim().split('\n');
   assert.deepEqual(lines, ['distinct 10000 same true', 'kept handler ran', 'after restart true 7']);
 });
+
+// --- item 7: custom conversions (in a child: registrations are process-wide) ---------------
+
+test('registerEncoder, registerDecoder and registerError (child process)', async () => {
+  const r = await runScript(`
+import { Py, PyModule, PythonError } from 'pyembed';
+const out = [];
+const decimal = Py.import('decimal');
+const m = PyModule.fromString('conversions_child', \`
+import dataclasses
+def add(a, b): return a + b
+def kind(x): return type(x).__name__
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+class Point3(Point):
+    pass
+def points(): return [Point(1, 2), {"p": Point3(3, 4)}]
+def call(cb): return cb(Point(5, 6))
+class AppError(Exception): pass
+class SubError(AppError): pass
+def fail(): raise SubError("nope")
+\`);
+class Money { constructor(text) { this.text = text; } }
+class Other {}
+// Before any registration: class instances are refused.
+try { m.kind(new Money('1')); } catch (e) { out.push('refused ' + (e instanceof TypeError)); }
+Py.registerEncoder(Money, (money) => decimal.Decimal.callRaw(money.text));
+out.push(m.kind(new Money('1.10')), m.kind([new Money('2')]).toString());
+out.push(m.add(new Money('1.10'), new Money('2.20')).toString());
+Py.registerDecoder(decimal.Decimal, (d) => 'D' + d.toString());
+out.push(m.add(new Money('1.10'), new Money('2.20')));
+out.push(m.add.callRaw(new Money('1'), new Money('2')).typeName);
+const dataclasses = Py.import('dataclasses');
+Py.registerDecoder(m.Point, (p) => dataclasses.asdict(p).toJS());
+out.push(JSON.stringify(m.points().toJS()), JSON.stringify(m.call((p) => p)));
+class AppError extends PythonError {}
+Py.registerError(m.AppError, AppError);
+try { m.fail(); } catch (e) { out.push([e instanceof AppError, e instanceof PythonError, e.name, e.type, e.message].join(' ')); }
+try { m.kind(new Other()); } catch (e) { out.push('still refused ' + (e instanceof TypeError)); }
+class Loop {}
+Py.registerEncoder(Loop, (x) => x);
+try { m.kind(new Loop()); } catch (e) { out.push('loop ' + /nested/.test(e.message)); }
+class Bad {}
+Py.registerEncoder(Bad, () => { throw new Error('enc broke'); });
+try { m.kind(new Bad()); } catch (e) { out.push('throwing ' + /enc broke/.test(e.message)); }
+try { Py.registerDecoder(Py.import('builtins').dict, (x) => x); } catch (e) { out.push('reserved ' + (e instanceof TypeError)); }
+try { Py.registerError(m.AppError, Error); } catch (e) { out.push('error class ' + (e instanceof TypeError)); }
+console.log(out.join('\\n'));
+`);
+  assert.equal(r.code, 0, explain(r));
+  assert.deepEqual(r.stdout.trim().split('\n'), [
+    'refused true',
+    'Decimal',
+    'list',
+    '3.30',
+    'D3.30',
+    'Decimal',
+    '[{"x":1,"y":2},{"p":{"x":3,"y":4}}]',
+    '{"x":5,"y":6}',
+    'true true AppError SubError nope',
+    'still refused true',
+    'loop true',
+    'throwing true',
+    'reserved true',
+    'error class true',
+  ]);
+});

@@ -55,3 +55,14 @@ expectTrue<Equals<ReturnType<typeof PyModule.fromString>, PyObject>>();
 PyModule.fromString('m', 'x = 1', { filename: '/src/m.py' });
 // @ts-expect-error filename is a string
 PyModule.fromString('m', 'x = 1', { filename: 1 });
+
+// Custom conversions
+class Money {
+  constructor(readonly text: string) {}
+}
+Py.registerEncoder(Money, (m) => expectType<Money>()(m));
+Py.registerDecoder(cm, (obj) => expectType<PyObject>()(obj));
+class AppError extends PythonError {}
+Py.registerError(cm, AppError);
+// @ts-expect-error an error class must take PythonError's constructor arguments
+Py.registerError(cm, 5);
