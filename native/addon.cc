@@ -261,6 +261,17 @@ class Op {
     if (ValueToJs(t, v, options.wrapTopLevel).ToLocal(&js)) info.GetReturnValue().Set(js);
   }
 
+  // The result as a handle, never converted (callRaw).
+  void ReturnObject(PyObject* result) {
+    if (!result) {
+      ThrowPythonError(t);
+      return;
+    }
+    Local<v8::Object> handle;
+    if (NewHandle(t, result, HandleFlagsOf(result)).ToLocal(&handle)) info.GetReturnValue().Set(handle);
+    else py.Py_DecRef(result);
+  }
+
   void ReturnBool(int r) {
     if (r < 0) ThrowPythonError(t);
     else info.GetReturnValue().Set(r != 0);
@@ -641,7 +652,7 @@ void Dir(const FunctionCallbackInfo<JsValue>& info) {
 }
 
 // Shared by call and callKw: args from info[first..], keywords from a plain object or undefined.
-void DoCall(const FunctionCallbackInfo<JsValue>& info, int first, Local<JsValue> keywords) {
+void DoCall(const FunctionCallbackInfo<JsValue>& info, int first, Local<JsValue> keywords, bool raw = false) {
   Op op(info);
   int nargs = info.Length() - first;
   int nkw = 0;
@@ -715,7 +726,8 @@ void DoCall(const FunctionCallbackInfo<JsValue>& info, int first, Local<JsValue>
     result = CallVector(callable, argv + 1, nargsf, kwnames.get());
   }
   for (int i = 1; i <= made; i++) py.Py_DecRef(argv[i]);
-  if (ok) op.Return(result);
+  if (ok && raw) op.ReturnObject(result);
+  else if (ok) op.Return(result);
 }
 
 // call(handle, ...args)
@@ -728,6 +740,15 @@ void CallKw(const FunctionCallbackInfo<JsValue>& info) {
     return;
   }
   DoCall(info, 2, info[1]);
+}
+
+// callRaw(handle, keywords | undefined, ...args) -> the result as a handle, even a number or str
+void CallRaw(const FunctionCallbackInfo<JsValue>& info) {
+  if (!info[1]->IsUndefined() && !info[1]->IsObject()) {
+    ThrowTypeError(info.GetIsolate(), "keyword arguments must be an object");
+    return;
+  }
+  DoCall(info, 2, info[1]->IsUndefined() ? Local<JsValue>() : info[1], true);
 }
 
 // callAsync(handle, keywords | undefined, ...args) -> Promise; awaitAsync(handle) -> Promise
@@ -856,7 +877,14 @@ void Iter(const FunctionCallbackInfo<JsValue>& info) {
     ParkedIsolate park(op.t);
     it = py.PyObject_GetIter(o);
   }
-  op.Return(it);
+  // Unshared: JS disposes this handle after the loop, and iter(x) may be x itself.
+  if (!it) {
+    ThrowPythonError(op.t);
+    return;
+  }
+  Local<v8::Object> handle;
+  if (NewHandle(op.t, it, HandleFlagsOf(it), /*shared=*/false).ToLocal(&handle)) info.GetReturnValue().Set(handle);
+  else py.Py_DecRef(it);
 }
 
 // next(iterator) -> value, or the done sentinel
@@ -877,7 +905,7 @@ void Next(const FunctionCallbackInfo<JsValue>& info) {
   op.Return(item);
 }
 
-// toJS(handle, dictAsMap) -> deep conversion
+// toJS(handle, dictAsMap, depth (levels of containers converted, undefined: all), keepBuffers)
 void ToJS(const FunctionCallbackInfo<JsValue>& info) {
   Op op(info);
   PyObject* o = op.EnterWithTarget();
@@ -885,6 +913,8 @@ void ToJS(const FunctionCallbackInfo<JsValue>& info) {
   ToJsOptions options;
   options.deep = true;
   options.dictAsMap = info[1]->IsTrue();
+  if (info[2]->IsNumber()) options.maxDepth = static_cast<int>(info[2].As<v8::Number>()->Value());
+  options.keepBuffers = info[3]->IsTrue();
   options.wrapTopLevel = true;
   op.Return(NewRef(o), options);
 }
@@ -1096,6 +1126,8 @@ void Configure(const FunctionCallbackInfo<JsValue>& info) {
   t->errorFactory.Reset(isolate, get("errorFactory").As<v8::Function>());
   t->wrapFactory.Reset(isolate, get("wrapFactory").As<v8::Function>());
   t->kwargsPrototype.Reset(isolate, get("kwargsPrototype").As<v8::Object>());
+  Local<JsValue> encodeHook = get("encodeHook");
+  if (encodeHook->IsFunction()) t->encodeHook.Reset(isolate, encodeHook.As<v8::Function>());
   t->threadName = Utf8(isolate, get("threadName"));
   tls.pythonName = t->threadName.c_str();
   tls.pythonDaemon = false;  // a JS thread is a "main" thread: threads it starts are joined at exit
@@ -1237,6 +1269,7 @@ NODE_MODULE_INIT(/* exports, module, context */) {
       {"text", Guarded<Text>},            {"handleFlags", Guarded<HandleFlags>},
       {"dir", Guarded<Dir>},              {"call", Guarded<Call>},
       {"callKw", Guarded<CallKw>},        {"callAsync", Guarded<CallAsync>},
+      {"callRaw", Guarded<CallRaw>},
       {"awaitAsync", Guarded<AwaitAsync>},
       {"iter", Guarded<Iter>},            {"next", Guarded<Next>},
       {"toJS", Guarded<ToJS>},            {"toPython", Guarded<ToPythonObject>},

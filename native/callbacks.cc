@@ -7,6 +7,7 @@
 #include "engine.h"
 #include "errors.h"
 #include "gil.h"
+#include "handles.h"
 #include "js_thread.h"
 #include "stack.h"
 #include "v8_util.h"
@@ -90,6 +91,33 @@ struct CallbackOutcome {
   bool terminated = false;
 };
 
+// A PythonError that a JS callback let through: its own Python exception (new reference), so
+// Python code around the callback catches the original type; null for any other JS value.
+PyObject* OriginalPythonException(JsThread* t, v8::Local<v8::Value> thrown) {
+  if (!thrown->IsObject() || thrown->IsProxy()) return nullptr;
+  v8::Isolate* isolate = t->isolate;
+  v8::TryCatch tryCatch(isolate);  // a throwing getter only means "not a PythonError"
+  v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
+  v8::Local<v8::Value> exception, handle;
+  if (!thrown.As<v8::Object>()->GetRealNamedProperty(ctx, JsText(isolate, "pyException")).ToLocal(&exception)) {
+    return nullptr;
+  }
+  if (!exception->IsObject() || exception->IsProxy() || t->handleKey.IsEmpty() ||
+      !exception.As<v8::Object>()->Get(ctx, t->handleKey.Get(isolate)).ToLocal(&handle)) {
+    return nullptr;
+  }
+  PyHandle* h = HandleFromValue(t, handle);
+  if (!h || h->disposed || !h->obj || h->generation != engine.generation() || !engine.running()) return nullptr;
+  bool wasAttached = tls.attached;
+  if (!wasAttached) Attach();
+  PyObject* original = nullptr;
+  int isException = py.PyObject_IsInstance(h->obj, py.PyExc_BaseException);
+  if (isException == 1) original = NewRef(h->obj);
+  else if (isException < 0) py.PyErr_Clear();
+  if (!wasAttached) Detach();
+  return original;
+}
+
 // A callback's arguments, thread-neutral.
 using ArgValues = std::vector<Snapshot>;
 
@@ -139,6 +167,11 @@ void RunJsFunction(JsThread* t, JsFunctionRef* ref, ArgValues& args, CallbackOut
     if (tryCatch.HasTerminated() || !tryCatch.CanContinue()) {
       out->terminated = true;
       out->convertError.message = "JS execution was terminated (its worker is exiting)";
+      return;
+    }
+    if (PyObject* original = OriginalPythonException(t, tryCatch.Exception())) {
+      out->failed = false;
+      out->exception = original;  // OutcomeToPython raises it again
       return;
     }
     out->jsError = CaptureJsException(t, tryCatch.Exception());
@@ -323,11 +356,22 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
 
 void JsFunctionRef::Unref() {
   if (refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  {
+    std::lock_guard<std::mutex> lock(thread->functionRefsMu);
+    auto range = thread->functionRefs.equal_range(identityHash);
+    for (auto it = range.first; it != range.second; ++it) {
+      if (it->second == this) {
+        thread->functionRefs.erase(it);
+        break;
+      }
+    }
+  }
   thread->Unhold(this);
   thread->exposure.fetch_sub(1, std::memory_order_relaxed);
   JsFunctionRef* self = this;
   ReleaseOnJsThread(thread, [self](bool onJsThread) {
     if (onJsThread) self->fn.Reset();
+    if (self->callable) ReleaseRef(self->callable, self->callableGeneration);
     JsThread* t = self->thread;
     delete self;
     t->Unref();
@@ -335,7 +379,17 @@ void JsFunctionRef::Unref() {
 }
 
 JsFunctionRef* NewJsFunctionRef(JsThread* thread, v8::Local<v8::Function> fn) {
+  int hash = fn->GetIdentityHash();
+  {
+    std::lock_guard<std::mutex> lock(thread->functionRefsMu);
+    auto range = thread->functionRefs.equal_range(hash);
+    for (auto it = range.first; it != range.second; ++it) {
+      JsFunctionRef* known = it->second;
+      if (!known->fn.IsEmpty() && known->fn.Get(thread->isolate) == fn && known->TryRef()) return known;
+    }
+  }
   auto* ref = new JsFunctionRef();
+  ref->identityHash = hash;
   ref->thread = thread;
   thread->Ref();
   thread->exposure.fetch_add(1, std::memory_order_relaxed);
@@ -347,10 +401,24 @@ JsFunctionRef* NewJsFunctionRef(JsThread* thread, v8::Local<v8::Function> fn) {
   ref->def.ml_flags = kMethFastcall | kMethKeywords;
   ref->def.ml_doc = "A JavaScript function (pyembed).";
   thread->Hold(ref);
+  {
+    std::lock_guard<std::mutex> lock(thread->functionRefsMu);
+    thread->functionRefs.emplace(hash, ref);
+  }
   return ref;
 }
 
 PyObject* MakePythonCallable(JsFunctionRef* ref) {
+  if (ref->callable && ref->callableGeneration == engine.generation()) {
+    PyObject* known = py.PyWeakref_GetObject(ref->callable);  // borrowed; None once it died
+    if (known && known != py.None) {
+      ref->Unref();  // the callable holds its own count
+      return NewRef(known);
+    }
+    if (!known) py.PyErr_Clear();
+    py.Py_DecRef(ref->callable);
+    ref->callable = nullptr;
+  }
   PyObject* capsule = py.PyCapsule_New(ref, kFunctionCapsule, FunctionCapsuleDestructor);
   if (!capsule) {
     ref->Unref();
@@ -358,6 +426,16 @@ PyObject* MakePythonCallable(JsFunctionRef* ref) {
   }
   PyObject* fn = py.PyCFunction_NewEx(&ref->def, capsule, nullptr);
   py.Py_DecRef(capsule);  // the function holds it now (or it died, releasing the ref)
+  if (fn) {
+    // A stale weak reference (an interpreter that was shut down) is dropped, not released.
+    PyObject* weak = py.PyWeakref_NewRef(fn, nullptr);
+    if (weak) {
+      ref->callable = weak;
+      ref->callableGeneration = engine.generation();
+    } else {
+      py.PyErr_Clear();  // no identity for this one, the callable still works
+    }
+  }
   return fn;
 }
 

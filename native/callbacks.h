@@ -25,13 +25,25 @@ struct JsFunctionRef : JsHeld {
   std::atomic<int> refs{1};
   std::string name;
   PyMethodDef def{};               // per function so Python shows the JS function's name
+  int identityHash = 0;            // fn's, its key in JsThread::functionRefs
+  // Under the GIL: a weak reference (owned) to the Python callable made for this ref, so the
+  // same JS function converts to the same Python object while that object lives.
+  PyObject* callable = nullptr;
+  uint64_t callableGeneration = 0;
 
   void Ref() { refs.fetch_add(1, std::memory_order_relaxed); }
+  bool TryRef() {  // a ref whose count reached 0 is being released: never revive it
+    int n = refs.load(std::memory_order_relaxed);
+    while (n > 0) {
+      if (refs.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel)) return true;
+    }
+    return false;
+  }
   void Unref();                    // any thread; the Global is released on the JS thread
   void DropJsReferences() override { fn.Reset(); }
 };
 
-// On a thread holding the isolate: wraps a JS function (new ref, count 1).
+// On a thread holding the isolate: wraps a JS function (a count of its live ref, or a new ref).
 JsFunctionRef* NewJsFunctionRef(JsThread* thread, v8::Local<v8::Function> fn);
 // Caller attached: the Python callable for a ref (takes one count of `ref`).
 PyObject* MakePythonCallable(JsFunctionRef* ref);

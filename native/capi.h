@@ -136,6 +136,8 @@ struct PyStatus {
   REQ(int, PyObject_RichCompareBool, (PyObject*, PyObject*, int))                                 \
   REQ(int, PyObject_IsInstance, (PyObject*, PyObject*))                                           \
   REQ(PyObject*, PyObject_Dir, (PyObject*))                                                       \
+  REQ(PyObject*, PyWeakref_NewRef, (PyObject*, PyObject*))                                        \
+  REQ(PyObject*, PyWeakref_GetObject, (PyObject*))                                                \
   REQ(unsigned long, PyType_GetFlags, (PyObject*))                                                \
   REQ(int, PyType_IsSubtype, (PyObject*, PyObject*))                                              \
   /* numbers */                                                                                   \

@@ -42,7 +42,37 @@ struct JsWalk {
   // The containers being converted (cycle detection), by identity hash: only objects with the
   // same hash are compared, so each level costs O(1), not O(depth).
   std::unordered_multimap<int, v8::Local<v8::Object>> path;
+  int encoded = 0;  // registered encoders applied on the current path
 };
+
+bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out);
+
+// Py.registerEncoder: a class instance the rules refuse, replaced by what its encoder returns
+// (a PyObject or plain data). False with no error set when no encoder takes it.
+bool Encode(JsWalk& w, v8::Local<v8::Object> obj, Snapshot* out, bool* handled) {
+  *handled = false;
+  if (w.thread->encodeHook.IsEmpty()) return true;
+  v8::TryCatch tryCatch(w.isolate);
+  v8::Local<v8::Value> argv[] = {obj};
+  v8::Local<v8::Value> replacement;
+  if (!w.thread->encodeHook.Get(w.isolate)->Call(w.ctx, v8::Undefined(w.isolate), 1, argv).ToLocal(&replacement)) {
+    std::string why = "the encoder for a JS " + ConstructorName(obj) + " failed";
+    if (tryCatch.HasCaught() && tryCatch.CanContinue()) {
+      v8::String::Utf8Value text(w.isolate, tryCatch.Exception());
+      if (*text) why += std::string(": ") + *text;
+    }
+    return Fail(w.error, why);
+  }
+  if (replacement->IsUndefined()) return true;
+  *handled = true;
+  if (w.encoded >= 32) {
+    return Fail(w.error, "encoders nested more than 32 deep (does an encoder return the value it was given?)");
+  }
+  w.encoded++;
+  bool ok = Convert(w, replacement, out);
+  w.encoded--;
+  return ok;
+}
 
 bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out);
 
@@ -265,6 +295,9 @@ bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out) {
     return Fail(w.error, "Py.kw() keyword arguments can only be the last argument of a call");
   }
   if (IsPlainObject(w, obj)) return ConvertPlainObject(w, obj, out);
+  bool encoded = false;
+  bool ok = Encode(w, obj, out, &encoded);
+  if (!ok || encoded) return ok;
   return Fail(w.error, "cannot convert a JS " + ConstructorName(obj) +
                            " to Python (pass a plain object, an array, or a primitive)");
 }
@@ -468,23 +501,27 @@ bool FromPython(PyWalk& w, PyObject* o, Snapshot* out) {
     return true;
   }
   if (w.options.deep) {
-    if (flags & kTpFlagsListSubclass) return SequenceItems(w, o, false, out);
-    if (flags & kTpFlagsTupleSubclass) return SequenceItems(w, o, true, out);
-    if (flags & kTpFlagsDictSubclass) return DictItems(w, o, out);
-    if (type == py.PySet_Type || type == py.PyFrozenSet_Type ||
-        py.PyType_IsSubtype(type, py.PySet_Type) ||
-        py.PyType_IsSubtype(type, py.PyFrozenSet_Type)) {
-      return SetItems(w, o, out);
+    // toJS({ depth }): containers below it stay Python objects.
+    if (w.options.maxDepth < 0 || w.path.size() < static_cast<size_t>(w.options.maxDepth)) {
+      if (flags & kTpFlagsListSubclass) return SequenceItems(w, o, false, out);
+      if (flags & kTpFlagsTupleSubclass) return SequenceItems(w, o, true, out);
+      if (flags & kTpFlagsDictSubclass) return DictItems(w, o, out);
+      if (type == py.PySet_Type || type == py.PyFrozenSet_Type ||
+          py.PyType_IsSubtype(type, py.PySet_Type) ||
+          py.PyType_IsSubtype(type, py.PyFrozenSet_Type)) {
+        return SetItems(w, o, out);
+      }
     }
-    if (type == py.PyMemoryView_Type) {
+    if (w.options.keepBuffers) {
+      // bytes-likes are left as they are, below
+    } else if (type == py.PyMemoryView_Type) {
       auto capture = std::make_unique<PyBufferCapture>();
       if (!CapturePyBuffer(o, capture.get())) return false;
       if (!IsFlatContiguous(*capture)) return false;
       out->kind = Snapshot::Kind::kPyBuffer;
       out->pyBuffer = std::move(capture);
       return true;
-    }
-    if (flags & kTpFlagsBytesSubclass) {
+    } else if (flags & kTpFlagsBytesSubclass) {
       // bytes cannot change: keep a reference and copy once, straight into the JS memory.
       char* data = nullptr;
       Py_ssize_t n = 0;
@@ -492,8 +529,7 @@ bool FromPython(PyWalk& w, PyObject* o, Snapshot* out) {
       out->kind = Snapshot::Kind::kBytes;
       ViewInside(o, data, static_cast<size_t>(n), out);
       return true;
-    }
-    if (type == py.PyByteArray_Type) {
+    } else if (type == py.PyByteArray_Type) {
       Py_buffer view;
       if (py.PyObject_GetBuffer(o, &view, kPyBufSimple) < 0) return false;
       out->kind = Snapshot::Kind::kBytes;
@@ -871,7 +907,8 @@ Fast FastContainerToJs(FastWalk& w, PyObject* o, v8::Local<v8::Value>* out) {
 
 Fast ContainerToJs(JsThread* thread, PyObject* o, const ToJsOptions& options, v8::Local<v8::Value>* out) {
   PyObject* type = TypeOf(o);
-  if (!options.deep || !(type == py.PyList_Type || (type == py.PyDict_Type && !options.dictAsMap))) {
+  if (!options.deep || !(type == py.PyList_Type || (type == py.PyDict_Type && !options.dictAsMap)) ||
+      options.maxDepth >= 0 || options.keepBuffers) {  // the fast path converts everything
     return Fast::kNotHandled;
   }
   try {

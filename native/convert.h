@@ -123,6 +123,8 @@ struct ToJsOptions {
   bool deep = false;
   bool dictAsMap = false;
   bool wrapTopLevel = false;  // a top-level Python object becomes a proxy, not a bare handle
+  int maxDepth = -1;          // deep: containers nested deeper than this stay Python objects (-1: no limit)
+  bool keepBuffers = false;   // deep: bytes, bytearray and memoryview stay Python objects
 };
 
 // The Python objects of PyObject proxies met while converting JS values, pinned: a getter that

@@ -16,9 +16,18 @@ void Unlink(PyHandle* h) {
   if (h->next) h->next->prev = h->prev;
 }
 
+void Forget(PyHandle* h) {
+  if (!h->key) return;
+  auto& index = h->thread->handleByObject;
+  auto found = index.find(h->key);
+  if (found != index.end() && found->second == h) index.erase(found);
+  h->key = nullptr;
+}
+
 void OnHandleCollected(const v8::WeakCallbackInfo<PyHandle>& info) {
   PyHandle* h = info.GetParameter();
   h->self.Reset();
+  Forget(h);
   Unlink(h);
   if (h->obj) pendingDecrefs.Push(h->obj, h->generation);
   delete h;
@@ -27,6 +36,7 @@ void OnHandleCollected(const v8::WeakCallbackInfo<PyHandle>& info) {
 }  // namespace
 
 void ReleaseAllHandles(JsThread* thread) {
+  thread->handleByObject.clear();
   while (PyHandle* h = thread->handles) {
     Unlink(h);
     h->self.Reset();
@@ -40,8 +50,23 @@ uint8_t HandleFlagsOf(PyObject* o) {
                               (TypeOf(o) == py.PyCoro_Type ? kHandleAwaitable : 0));
 }
 
-v8::MaybeLocal<v8::Object> NewHandle(JsThread* thread, PyObject* owned, uint8_t flags) {
+v8::MaybeLocal<v8::Object> NewHandle(JsThread* thread, PyObject* owned, uint8_t flags, bool shared) {
   v8::Isolate* isolate = thread->isolate;
+  if (shared) {
+    auto found = thread->handleByObject.find(owned);
+    if (found != thread->handleByObject.end()) {
+      PyHandle* known = found->second;
+      // The address alone is not enough: a disposed handle's object may be gone and the address
+      // reused, and a handle of a finalized interpreter is stale.
+      if (known->obj == owned && !known->disposed && known->generation == engine.generation() &&
+          !known->self.IsEmpty()) {
+        ReleaseRef(owned, engine.generation());  // the handle already owns one reference
+        return known->self.Get(isolate);
+      }
+      known->key = nullptr;
+      thread->handleByObject.erase(found);
+    }
+  }
   v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
   v8::Local<v8::Object> obj;
   if (!thread->handleTemplate.Get(isolate)->NewInstance(ctx).ToLocal(&obj)) return {};
@@ -53,6 +78,10 @@ v8::MaybeLocal<v8::Object> NewHandle(JsThread* thread, PyObject* owned, uint8_t 
   h->obj = owned;
   h->flags = flags;
   h->generation = engine.generation();
+  if (shared) {
+    h->key = owned;
+    thread->handleByObject.emplace(owned, h);
+  }
   obj->SetAlignedPointerInInternalField(0, const_cast<char*>(&kHandleTag));
   obj->SetAlignedPointerInInternalField(1, h);
   h->self.Reset(isolate, obj);

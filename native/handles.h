@@ -23,6 +23,7 @@ struct PyHandle {
   int pins = 0;                 // async calls using obj off this thread (see async_pool.cc)
   bool disposed = false;        // dispose() was called (maybe deferred while pinned)
   uint8_t flags = 0;            // kHandleCallable | kHandleAwaitable, known when made
+  PyObject* key = nullptr;      // its entry in JsThread::handleByObject (shared handles only)
   v8::Global<v8::Object> self;  // weak
 };
 
@@ -31,10 +32,12 @@ constexpr uint8_t kHandleAwaitable = 2;
 // Caller attached: the flags of an object, for NewHandle.
 uint8_t HandleFlagsOf(PyObject* o);
 
-// Wraps an owned reference in a new handle object, taking ownership on success. Empty (the caller
+// Wraps an owned reference in a handle object, taking ownership on success. Empty (the caller
 // keeps the reference) when V8 cannot make objects right now: its worker is being terminated.
+// A shared handle is the live handle this thread already has for the object, if any (the extra
+// reference is released); an unshared one is always new (for handles pyembed disposes itself).
 // No GIL needed.
-v8::MaybeLocal<v8::Object> NewHandle(JsThread* thread, PyObject* owned, uint8_t flags);
+v8::MaybeLocal<v8::Object> NewHandle(JsThread* thread, PyObject* owned, uint8_t flags, bool shared = true);
 // The PyHandle behind a handle object, or null if `value` is not one.
 PyHandle* HandleFromValue(JsThread* thread, v8::Local<v8::Value> value);
 // The live object behind a handle, or null with `*why` set (disposed, stale interpreter, ...).

@@ -113,6 +113,7 @@ void JsThread::Shutdown() {
   handleTemplate.Reset();
   handleClass.Reset();
   kwargsPrototype.Reset();
+  encodeHook.Reset();
 }
 
 void ParkedIsolate::Park(JsThread* thread) {

@@ -26,6 +26,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "gil.h"
@@ -82,6 +83,7 @@ struct JsThread {
   v8::Global<v8::ObjectTemplate> handleTemplate;
   v8::Global<v8::FunctionTemplate> handleClass;
   v8::Global<v8::Object> kwargsPrototype;
+  v8::Global<v8::Function> encodeHook;     // (value) => replacement | undefined: registered encoders
   std::string threadName;  // the name Python gives this JS thread
   NameCache names;         // attribute names (JS thread only)
 
@@ -119,6 +121,12 @@ struct JsThread {
   // Every live native handle made on this thread (touched only by this JS thread), so that its
   // exit releases the Python objects that V8 will never finalize.
   PyHandle* handles = nullptr;
+  // The shared handle of each Python object (this interpreter generation), so the same object
+  // gives the same handle, and so the same PyObject, while JS holds it (see handles.cc).
+  std::unordered_map<PyObject*, PyHandle*> handleByObject;
+  // The live JsFunctionRef of each JS function given to Python, by identity hash (callbacks.cc).
+  std::mutex functionRefsMu;
+  std::unordered_multimap<int, struct JsFunctionRef*> functionRefs;  // under functionRefsMu
 
   void BorrowAndDrain(std::unique_lock<std::mutex>& lock);  // lock held, holder == nullptr
   // Takes the isolate if it is parked and free right now (never waits). Release with

@@ -38,10 +38,30 @@ def describe_exception(exc):
     except BaseException as e:  # a failing __str__ must not hide the original error
         message = f"<str() failed: {type(e).__name__}>"
     try:
-        text = "".join(traceback.format_exception(kind, exc, exc.__traceback__))
+        summary = traceback.TracebackException(kind, exc, exc.__traceback__)
+        _hide_own_frames(summary)
+        text = "".join(summary.format())
     except BaseException:
         text = f"{kind.__name__}: {message}\n"
     return kind.__name__, message, text
+
+
+_OWN_FILENAME = "<pyembed:_pyembed>"
+
+
+def _hide_own_frames(summary):
+    """pyembed's own frames (run, module_from_string, ...) are no part of the user's traceback."""
+    seen = set()
+    pending = [summary]
+    while pending:
+        te = pending.pop()
+        if te is None or id(te) in seen:
+            continue
+        seen.add(id(te))
+        te.stack = traceback.StackSummary.from_list(
+            [frame for frame in te.stack if frame.filename != _OWN_FILENAME]
+        )
+        pending += [te.__cause__, te.__context__, *(getattr(te, "exceptions", None) or ())]
 
 
 def _remember_source(filename, code):
@@ -159,9 +179,9 @@ def datetime_from_js(ms):
         ) from None
 
 
-def module_from_string(name, code):
+def module_from_string(name, code, filename=None):
     """PyModule.fromString: a module made from source, importable by name afterwards."""
-    filename = f"<pyembed:{name}>"
+    filename = filename or f"<pyembed:{name}>"
     module = types.ModuleType(name)
     module.__file__ = filename
     _remember_source(filename, code)
@@ -188,6 +208,65 @@ def expose_module(name, attributes):
     module.__dict__.update(attributes)
     sys.modules[name] = module
     return module
+
+
+# --- context managers (Py.with / Py.withAsync) --------------------------------------------
+
+
+class Context:
+    """An entered context manager: `value` is what __enter__ gave; exit(exc) calls __exit__."""
+
+    __slots__ = ("value", "asynchronous", "_exit", "_done")
+
+    def __init__(self, value, exit_, asynchronous=False):
+        self.value = value
+        self.asynchronous = asynchronous  # exit with `await aexit(exc)`
+        self._exit = exit_
+        self._done = False
+
+    def _arguments(self, exc):
+        if self._done:
+            raise RuntimeError("this context manager was already exited")
+        self._done = True
+        return (None, None, None) if exc is None else (type(exc), exc, exc.__traceback__)
+
+    def exit(self, exc=None):
+        """__exit__(type, value, traceback); True when it suppressed exc."""
+        return bool(self._exit(*self._arguments(exc)))
+
+    async def aexit(self, exc=None):
+        return bool(await self._exit(*self._arguments(exc)))
+
+
+def _protocol(cm, enter, exit_):
+    # As the `with` statement does: the methods are looked up on the type.
+    kind = type(cm)
+    try:
+        return getattr(kind, enter), getattr(kind, exit_)
+    except AttributeError:
+        raise TypeError(
+            f"'{kind.__name__}' object does not support the "
+            f"{'asynchronous ' if enter == '__aenter__' else ''}context manager protocol "
+            f"(no {enter}/{exit_})"
+        ) from None
+
+
+def enter_context(cm):
+    enter, exit_ = _protocol(cm, "__enter__", "__exit__")
+    return Context(enter(cm), types.MethodType(exit_, cm))
+
+
+async def enter_async_context(cm):
+    """An async context manager (__aenter__), else a plain one."""
+    if hasattr(type(cm), "__aenter__"):
+        enter, exit_ = _protocol(cm, "__aenter__", "__aexit__")
+        return Context(await enter(cm), types.MethodType(exit_, cm), True)
+    return enter_context(cm)
+
+
+def js_error(message, name, stack):
+    """The JSError that a callback throwing this JS error would raise in Python."""
+    return JSError(message, name, stack)
 
 
 # --- coroutines: run on one asyncio loop thread owned by pyembed ----------------------------

@@ -117,7 +117,7 @@ export async function* asyncIterate(obj: PyObject, signal?: AbortSignal): AsyncG
     try {
       if (!finished && !iterator.isDisposed) await h.aiter_close(iterator);
     } finally {
-      iterator.dispose();
+      if (iterator !== obj) iterator.dispose(); // an async generator is its own iterator: the caller's object
     }
   }
 }

@@ -2,6 +2,7 @@ export { PythonEngine, type InitializeOptions } from './engine.js';
 export { GILScope, ThreadState } from './gil.js';
 export { Py, PyModule, type SharedPyObject } from './module.js';
 export { PythonError } from './errors.js';
+export { PyContext, PyAsyncContext } from './context.js';
 export {
   isPyObject,
   type PyBuffer,

@@ -2,12 +2,15 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { withAsyncContext, withContext } from './context.js';
+import { registerDecoder, registerEncoder, registerError } from './conversions.js';
 import { ensureRunning, helperModule } from './engine.js';
 import { GILScope } from './gil.js';
 import { KwArgs, native } from './native.js';
 import { isAbortSignal } from './cancel.js';
 import { asyncIterate } from './conventions.js';
 import { awaitPython, handleOf, wrap, type PyObject } from './proxy.js';
+import { pyFloat, pyInt } from './values.js';
 
 /** A Python object in transit to another JS thread (see Py.share). Survives postMessage. */
 export interface SharedPyObject {
@@ -52,11 +55,19 @@ export class PyModule {
     return wrap(native.importModule(name));
   }
 
-  /** Creates module `name` from source; Python code can `import name` afterwards. */
-  static fromString(name: string, code: string): PyObject {
+  /**
+   * Creates module `name` from source; Python code can `import name` afterwards. `filename` is
+   * its `__file__` and the file name its tracebacks show (default `<pyembed:name>`).
+   */
+  static fromString(name: string, code: string, options: { filename?: string } = {}): PyObject {
     checkName(name, 'PyModule.fromString()');
     if (typeof code !== 'string') throw new TypeError('PyModule.fromString() needs Python source code (a string)');
+    const filename = options?.filename;
+    if (filename !== undefined && (typeof filename !== 'string' || filename.length === 0)) {
+      throw new TypeError('PyModule.fromString(): options.filename must be a non-empty string');
+    }
     ensureRunning();
+    if (filename !== undefined) return helperModule().module_from_string(name, code, filename);
     return wrap(native.moduleFromString(name, code));
   }
 
@@ -144,6 +155,20 @@ export const Py = {
     handleOf(iterable);
     return { [Symbol.asyncIterator]: () => asyncIterate(iterable, signal) };
   },
+  /** `with cm as value:`: `using ctx = Py.with(cm)`, or `Py.with(cm, (value) => ...)` (see withContext). */
+  with: withContext,
+  /** `async with cm as value:`: `await using ctx = await Py.withAsync(cm)`, or with a callback. */
+  withAsync: withAsyncContext,
+  /** A Python float (JS numbers with integer values otherwise become ints): `Py.float(1)` is 1.0. */
+  float: pyFloat,
+  /** A Python int from a bigint, an integer number or a string of digits (any size). */
+  int: pyInt,
+  /** How instances of a JS class become Python objects: `Py.registerEncoder(Money, (m) => Decimal(m.text))`. */
+  registerEncoder,
+  /** How objects of a Python class become JS values: `Py.registerDecoder(Decimal, (d) => String(d))`. */
+  registerDecoder,
+  /** Which PythonError subclass a Python exception class becomes in JS. */
+  registerError,
   /** Converts a JS value to a Python object (a list for an array, a dict for an object, ...). */
   toPython(value: unknown): PyObject {
     ensureRunning();

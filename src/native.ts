@@ -27,6 +27,8 @@ export interface NativeBinding {
     done: symbol;
     errorFactory: (type: string, message: string, traceback: string, exc: Handle | undefined) => Error;
     wrapFactory: (handle: Handle) => unknown;
+    /** Called for class instances the conversion refuses: a replacement value, or undefined. */
+    encodeHook: (value: object) => unknown;
     kwargsPrototype: object;
     threadName: string;
     isMainThread: boolean;
@@ -59,6 +61,7 @@ export interface NativeBinding {
   dir(h: Handle): string[];
   call(h: Handle, ...args: unknown[]): NativeResult;
   callKw(h: Handle, kwargs: Readonly<Record<string, unknown>>, ...args: unknown[]): NativeResult;
+  callRaw(h: Handle, kwargs: Readonly<Record<string, unknown>> | undefined, ...args: unknown[]): Handle;
   /** cancelToken: 0, or a token that cancelAsync(token) cancels the call with (src/cancel.ts). */
   callAsync(h: Handle, kwargs: Readonly<Record<string, unknown>> | undefined, cancelToken: number, ...args: unknown[]): Promise<any>;
   awaitAsync(h: Handle, cancelToken: number): Promise<any>;
@@ -68,7 +71,7 @@ export interface NativeBinding {
   interruptWorker(nodeThreadId: number): boolean;
   iter(h: Handle): Handle;
   next(h: Handle): NativeResult | symbol;
-  toJS(h: Handle, dictAsMap: boolean): unknown;
+  toJS(h: Handle, dictAsMap: boolean, depth?: number, keepBuffers?: boolean): unknown;
   toPython(value: unknown): Handle;
   dispose(h: Handle): void;
   isDisposed(h: Handle): boolean;

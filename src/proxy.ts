@@ -11,6 +11,8 @@ import { isMainThread, threadId } from 'node:worker_threads';
 
 import { cancellable, isAbortSignal } from './cancel.js';
 import { asyncIterate, datesToJS } from './conventions.js';
+import { decode, decoding, encodeHook, mapError } from './conversions.js';
+import { helperModule } from './engine.js';
 import { PythonError } from './errors.js';
 import { KwArgs, native, type Handle, type NativeResult, type TypedArray } from './native.js';
 
@@ -45,6 +47,13 @@ export interface ToJSOptions {
   dict?: 'object' | 'map';
   /** Python dates and datetimes: left as PyObjects (default) or converted to JS Dates. */
   datetime?: 'object' | 'date';
+  /**
+   * Levels of containers (list, tuple, dict, set) to convert: 1 converts this object and leaves
+   * the containers inside it as PyObjects. Default: all levels.
+   */
+  depth?: number;
+  /** bytes, bytearray and memoryview: converted to Uint8Array/TypedArray (default) or left as PyObjects. */
+  buffers?: 'convert' | 'pyobject';
 }
 
 /** What every Python object proxy offers; any other property is the Python attribute. */
@@ -71,6 +80,8 @@ export interface PyObjectMethods {
   delete(key: unknown): void;
   /** `getattr(obj, name)`: unlike `obj.name`, a missing attribute raises AttributeError. */
   getAttr(name: string): any;
+  /** `getattr(obj, name)` as a PyObject, never converted: a numpy scalar keeps `.item()` and `.dtype`. */
+  getAttrRaw(name: string): PyObject;
   setAttr(name: string, value: unknown): void;
   hasAttr(name: string): boolean;
   delAttr(name: string): void;
@@ -134,6 +145,8 @@ export type PyFunction<F extends (...args: any[]) => any> = F & PyObjectMethods 
   callAsync(...args: Parameters<F>): Promise<Awaited<ReturnType<F>>>;
   /** The same, cancelled when the signal (the last argument) aborts. */
   callAsync(...args: WithSignal<Parameters<F>>): Promise<Awaited<ReturnType<F>>>;
+  /** The call's result as a PyObject, never converted. */
+  callRaw(...args: Parameters<F>): PyObject;
 };
 
 /** An awaitable Python object (a coroutine): `await` gives its result. */
@@ -162,6 +175,8 @@ export interface PyCallable extends PyObjectMethods {
    * AbortSignal as the last argument (after any Py.kw) cancels it.
    */
   callAsync(...args: unknown[]): Promise<any>;
+  /** The call's result as a PyObject, never converted (`np.float64(1).item()` stays reachable). */
+  callRaw(...args: unknown[]): PyObject;
   [attribute: string]: any;
 }
 
@@ -178,7 +193,7 @@ export function isPyObject(value: unknown): value is PyObject {
 
 /** A native result as a JS value: handles become PyObjects. */
 export function fromNative(r: NativeResult | symbol): any {
-  return typeof r === 'object' ? wrap(r) : r;
+  return typeof r === 'object' ? (decoding ? decode(wrap(r)) : wrap(r)) : r;
 }
 
 function splitKwargs(args: unknown[]): KwArgs | undefined {
@@ -188,6 +203,18 @@ function splitKwargs(args: unknown[]): KwArgs | undefined {
     return last;
   }
   return undefined;
+}
+
+const builtins = new Map<string, Handle>();
+
+/** A function of Python's builtins module, as a handle of the running interpreter. */
+export function builtin(name: string): Handle {
+  let h = builtins.get(name);
+  if (h === undefined || native.isDisposed(h)) {
+    h = native.getattr(native.importModule('builtins'), name, true) as Handle;
+    builtins.set(name, h);
+  }
+  return h;
 }
 
 // --- attribute fallback --------------------------------------------------------------------
@@ -250,7 +277,15 @@ class PyObjectImpl implements PyObjectMethods {
   }
 
   toJS(options: ToJSOptions = {}): unknown {
-    const value = native.toJS(handleOf(this), options.dict === 'map');
+    const { depth, buffers } = options;
+    if (depth !== undefined && !(depth === Infinity || (Number.isInteger(depth) && depth >= 0))) {
+      throw new RangeError(`toJS(): depth must be a non-negative integer or Infinity, not ${String(depth)}`);
+    }
+    if (buffers !== undefined && buffers !== 'convert' && buffers !== 'pyobject') {
+      throw new TypeError(`toJS(): buffers must be 'convert' or 'pyobject', not ${String(buffers)}`);
+    }
+    const value = native.toJS(handleOf(this), options.dict === 'map',
+      depth === undefined || depth === Infinity ? undefined : Math.min(depth, 0x7fffffff), buffers === 'pyobject');
     return options.datetime === 'date' ? datesToJS(value) : value;
   }
 
@@ -272,6 +307,11 @@ class PyObjectImpl implements PyObjectMethods {
 
   getAttr(name: string): any {
     return fromNative(native.getattr(handleOf(this), name, true));
+  }
+
+  getAttrRaw(name: string): PyObject {
+    if (typeof name !== 'string') throw new TypeError('getAttrRaw() needs an attribute name (a string)');
+    return wrap(native.callRaw(builtin('getattr'), undefined, this, name));
   }
 
   setAttr(name: string, value: unknown): void {
@@ -364,6 +404,12 @@ class PyObjectImpl implements PyObjectMethods {
 }
 
 class PyCallableImpl extends PyObjectImpl {
+  /** Calls the object and returns the result as a PyObject, never converted. */
+  callRaw(...args: unknown[]): PyObject {
+    const kw = splitKwargs(args);
+    return wrap(native.callRaw(handleOf(this), kw?.kwargs, ...args));
+  }
+
   async callAsync(...args: unknown[]): Promise<any> {
     const signal = isAbortSignal(args[args.length - 1]) ? (args.pop() as AbortSignal) : undefined;
     const kw = splitKwargs(args);
@@ -423,7 +469,7 @@ function makeCallable(h: Handle): PyCallable {
     const r = n !== 0 && args[n - 1] instanceof KwArgs
       ? nativeCallKw(h, (args.pop() as KwArgs).kwargs, ...args)
       : nativeCall(h, ...args);
-    return typeof r === 'object' ? wrap(r) : r;
+    return typeof r === 'object' ? (decoding ? decode(wrap(r)) : wrap(r)) : r;
   };
   // Before the prototype changes, so the assignment does not reach the attribute Proxy.
   (f as unknown as { [HANDLE]: Handle })[HANDLE] = h;
@@ -452,17 +498,41 @@ export function awaitPython(awaitable: PyObject, signal?: AbortSignal): Promise<
   return cancellable(signal, (token) => native.awaitAsync(h, token));
 }
 
-/** A PyObject for a native handle. */
+// The PyObject made for a handle. The addon gives the same handle for the same Python object
+// while that handle lives, so the same object gives the same PyObject (`===`, Map keys).
+const PROXY: unique symbol = Symbol('pyembed.proxy');
+
+/** A PyObject for a native handle: the one already made for it, if any. */
 export function wrap(h: Handle): any {
-  return (nativeHandleFlags(h) & CALLABLE) !== 0 ? makeCallable(h) : makeObject(h);
+  const known = (h as { [PROXY]?: PyObject })[PROXY];
+  if (known !== undefined) return known;
+  const made = (nativeHandleFlags(h) & CALLABLE) !== 0 ? makeCallable(h) : makeObject(h);
+  (h as { [PROXY]?: PyObject })[PROXY] = made as PyObject;
+  return made;
+}
+
+/** `raise X from Y`: the PythonError for X gets a PythonError for Y as its `cause` (and so on down the chain). */
+function withCause(error: PythonError, depth = 0): PythonError {
+  if (depth >= 32 || error.pyException === undefined || !native.isRunning()) return error;
+  try {
+    const cause = error.pyException?.__cause__ as PyObject | undefined;
+    if (cause === undefined) return error;
+    const [type, message, traceback] = (helperModule().describe_exception(cause) as PyObject).toJS() as [string, string, string];
+    const causeError = withCause(new PythonError(type, message, traceback, cause), depth + 1);
+    Object.defineProperty(error, 'cause', { value: causeError, writable: true, configurable: true, enumerable: false });
+  } catch {
+    // The cause cannot be described (Python is stopping, ...): the error itself still stands.
+  }
+  return error;
 }
 
 native.configure({
   handleKey: HANDLE,
   done: DONE,
   errorFactory: (type, message, traceback, exc) =>
-    new PythonError(type, message, traceback, exc === undefined ? undefined : wrap(exc)),
-  wrapFactory: wrap,
+    mapError(withCause(new PythonError(type, message, traceback, exc === undefined ? undefined : wrap(exc)))),
+  wrapFactory: (h: Handle) => (decoding ? decode(wrap(h)) : wrap(h)),
+  encodeHook,
   kwargsPrototype: KwArgs.prototype,
   threadName: isMainThread ? 'JS-main' : `JS-worker-${threadId}`,
   isMainThread,
