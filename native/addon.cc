@@ -1,11 +1,13 @@
 // The addon's entry points: one set of functions per JS thread (module instance), each with its
 // JsThread as data. These are thin: they check, attach, convert, call one C-API function, and
 // convert back. The TypeScript layer (src/) builds the public API on top of them.
+#include <dlfcn.h>
 #include <node.h>
 #include <uv.h>
 #include <v8.h>
 
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <unordered_map>
 
@@ -1052,9 +1054,25 @@ void SetMethod(v8::Isolate* isolate, Local<v8::Object> target, JsThread* t, cons
   IgnoreResult(target->Set(ctx, key, f));
 }
 
+// Node unloads an addon (dlclose) with the last environment that loaded it, but the interpreter
+// thread, the callAsync pool and Python itself (callbacks, the buffer type) run this library's
+// code for the life of the process, and its state (the engine, the loaded libpython) must outlive
+// any one environment: a worker that used Python and exited would otherwise leave a process that
+// crashes, or cannot use Python again. One more reference, never closed, keeps it loaded.
+void PinAddonInMemory() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Dl_info self;
+    if (dladdr(reinterpret_cast<void*>(&PinAddonInMemory), &self) && self.dli_fname) {
+      IgnoreResult(dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE));
+    }
+  });
+}
+
 }  // namespace
 
 NODE_MODULE_INIT(/* exports, module, context */) {
+  PinAddonInMemory();
   v8::Isolate* isolate = context->GetIsolate();
   auto* t = new JsThread(isolate);
   t->context.Reset(isolate, context);

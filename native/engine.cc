@@ -66,6 +66,9 @@ bool InitializeInterpreter(const EngineConfig& config, std::string* error) {
 
 bool Engine::Start(const EngineConfig& config, std::string* error) {
   std::unique_lock<std::mutex> lock(mu_);
+  // Another thread's start releases mu_ while it waits for the interpreter thread: wait for its
+  // outcome, then decide (several workers may race to be the first to use Python).
+  cv_.wait(lock, [this] { return state() != EngineState::kStarting; });
   if (state() == EngineState::kRunning) return true;
   if (state() != EngineState::kStopped) {
     *error = "Python is being shut down";
@@ -92,16 +95,22 @@ bool Engine::Start(const EngineConfig& config, std::string* error) {
   cv_.wait(lock, [this] { return startDone_; });
   if (!startError_.empty()) {
     *error = startError_;
-    lock.unlock();
-    thread_.join();
+    thread_.join();  // the thread has finished: it never waits for mu_ after a failed start
     set_state(EngineState::kStopped);
+    cv_.notify_all();
     return false;
   }
   config_ = config;
   config_.helperSource.clear();
   wasStopped_.store(false, std::memory_order_release);
   set_state(EngineState::kRunning);
+  cv_.notify_all();
   return true;
+}
+
+void Engine::WaitForStart() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return state() != EngineState::kStarting; });
 }
 
 void Engine::InterpreterThread(EngineConfig config) {

@@ -26,8 +26,8 @@ class Engine {
  public:
   // Blocks until Python runs (or failed to start). Idempotent.
   bool Start(const EngineConfig& config, std::string* error);
-  // Returns once no Start() is in progress (Start holds the engine's lock throughout).
-  void WaitForStart() { std::lock_guard<std::mutex> lock(mu_); }
+  // Returns once no Start() is in progress.
+  void WaitForStart();
   // Finalizes Python on the interpreter thread and waits. Callers have made sure that no JS thread
   // is inside Python any more (see shutdown in addon.cc).
   void Stop();

@@ -1,0 +1,198 @@
+// The misuse suite, lifecycle and threads: who starts Python, who stops it, which threads outlive
+// which, objects crossing threads, fork, restarts with another interpreter, cleanup at shutdown.
+// Each scenario runs in its own child process (see misuse-harness.ts), so a crash is a failed test.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { explain, runScript } from './helpers.js';
+import { gc, scenario, short } from './misuse-harness.js';
+
+// A child whose main thread does not load pyembed until `body` does (the harness's prelude
+// imports it at once, which would keep the addon loaded and hide what these scenarios test).
+// The same contract as scenario(): the body checks itself, then main prints FINAL 45.
+async function workersOnly(body: string, timeoutMs = 60_000): Promise<void> {
+  const r = await runScript(`
+import assert from 'node:assert/strict';
+import { Worker } from 'node:worker_threads';
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const pyembedUrl = import.meta.resolve('pyembed');
+// Runs source text in a new worker that has PythonEngine and post(); resolves with its messages.
+function inWorker(source, workerData) {
+  const prefix = "import { PythonEngine, Py } from '" + pyembedUrl + "';" +
+    "import { parentPort, workerData } from 'node:worker_threads';" +
+    "const post = (v) => parentPort.postMessage(v);";
+  const worker = new Worker(prefix + source, { eval: true, workerData });
+  const messages = [];
+  worker.on('message', (m) => messages.push(m));
+  const done = new Promise((resolve, reject) => {
+    worker.on('error', reject);
+    worker.on('exit', (code) => resolve({ code, messages }));
+  });
+  return { worker, done };
+}
+${body}
+const { PythonEngine } = await import('pyembed');
+console.log('FINAL ' + PythonEngine.eval('sum(range(10))'));
+`, { timeoutMs });
+  assert.equal(r.timedOut, false, explain(r));
+  assert.equal(r.signal, null, explain(r));
+  assert.equal(r.code, 0, explain(r));
+  assert.match(r.stdout, /^FINAL 45$/m, explain(r));
+}
+
+// --- only workers use Python ----------------------------------------------------------------
+
+test('Python used only from a worker: after it exits, a later worker and then the main thread use it', async () => {
+  await workersOnly(`
+    const first = await inWorker('post(PythonEngine.eval("6 * 7"))').done;
+    assert.deepEqual(first, { code: 0, messages: [42] });
+    // The addon used to be unloaded with the last environment that loaded it, while Python's
+    // threads still ran its code: a crash about a second later, or "already initialized".
+    await sleep(2500);
+    const second = await inWorker('post(PythonEngine.eval("__import__(\\'sys\\').modules[\\'__main__\\'].__dict__.setdefault(\\'seen\\', 0) + 1"))').done;
+    assert.deepEqual(second, { code: 0, messages: [1] });
+    await sleep(500);
+  `);
+});
+
+test('eight workers racing to be the first to initialize Python all succeed', async () => {
+  await workersOnly(`
+    const runs = Array.from({ length: 8 }, (_, i) =>
+      inWorker('post(PythonEngine.eval("__import__(\\'threading\\').current_thread().name + \\':\\' + str(n * n)", { n: workerData }))', i).done);
+    const results = await Promise.all(runs);
+    for (const [i, r] of results.entries()) {
+      assert.equal(r.code, 0);
+      assert.match(r.messages[0], new RegExp('^JS-worker-\\\\d+:' + i * i + '$'));
+    }
+    const threads = new Set(results.map((r) => r.messages[0].split(':')[0]));
+    assert.equal(threads.size, 8);
+  `);
+});
+
+test('eight workers racing their first call, each with explicit initialize(), one interpreter for all', async () => {
+  await workersOnly(`
+    const runs = Array.from({ length: 8 }, () => inWorker(\`
+      PythonEngine.initialize();
+      PythonEngine.initialize();
+      post(PythonEngine.eval('id(__import__("sys"))'));
+    \`).done);
+    const results = await Promise.all(runs);
+    assert.ok(results.every((r) => r.code === 0));
+    assert.equal(new Set(results.map((r) => r.messages[0])).size, 1); // the same sys module
+  `);
+});
+
+test('a pool of workers replaced 100 times (4 at a time), none on main until the end', async () => {
+  await workersOnly(`
+    let total = 0;
+    for (let round = 0; round < 25; round++) {
+      const runs = Array.from({ length: 4 }, (_, i) =>
+        inWorker('const f = PythonEngine.eval("lambda a, b: a * b"); post(f(' + round + ', ' + i + '));').done);
+      for (const r of await Promise.all(runs)) {
+        assert.equal(r.code, 0);
+        total += r.messages[0];
+      }
+    }
+    assert.equal(total, 6 * (24 * 25 / 2)); // sum over rounds of round * (0 + 1 + 2 + 3)
+    const { native } = await import(new URL('./dist/native.js', 'file://' + process.cwd() + '/').href);
+    (await import('pyembed')).PythonEngine.eval('1');
+    const s = native.stats();
+    // Each worker's thread state went with it: only main's is left.
+    assert.equal(s.threadStatesMade - s.threadStatesReleased, 1);
+  `, 120_000);
+});
+
+test('a worker that shuts Python down, then workers and main that start it again', async () => {
+  await workersOnly(`
+    const a = await inWorker('post(PythonEngine.eval("1 + 1")); PythonEngine.shutdown(); post(PythonEngine.isInitialized);').done;
+    assert.deepEqual(a.messages, [2, false]);
+    await sleep(300);
+    const b = await inWorker(\`
+      try { PythonEngine.eval('1'); } catch (e) { post(e.message); }
+      PythonEngine.initialize();
+      post(PythonEngine.eval('2 + 2'));
+    \`).done;
+    assert.match(b.messages[0], /shut down.*initialize/);
+    assert.equal(b.messages[1], 4);
+  `);
+});
+
+// --- main and workers -----------------------------------------------------------------------
+
+test('main initializes; every worker exits (normally, by error, terminated mid-call); Python stays healthy', async () => {
+  await scenario(`
+    PythonEngine.initialize();
+    const before = native.stats();
+    const normal = inWorker('post(PythonEngine.eval("[1, 2]").toJS());');
+    const failing = inWorker('PythonEngine.eval("1 / 0");').done.then(() => 'resolved', (e) => e.message);
+    const busy = inWorker('post("busy"); PythonEngine.eval("__import__(\\'time\\').sleep(1)");');
+    assert.deepEqual((await normal.done).messages, [[1, 2]]);
+    assert.match(await failing, /division by zero/);
+    while (busy.messages.length === 0) await sleep(5);
+    await sleep(100);
+    await busy.worker.terminate();
+    for (let i = 0; i < 200 && native.stats().threadStatesReleased - before.threadStatesReleased < 3; i++) await sleep(10);
+    const after = native.stats();
+    assert.equal(after.threadStatesMade - before.threadStatesMade, 3);
+    assert.equal(after.threadStatesReleased - before.threadStatesReleased, 3);
+    assert.equal(PythonEngine.eval('len(__import__("threading").enumerate()) >= 1'), true);
+  `);
+});
+
+test('shutdown() from a worker while other workers and main keep calling: clear errors, then a restart', async () => {
+  await scenario(`
+    PythonEngine.initialize();
+    const callers = [0, 1, 2].map(() => inWorker(\`
+      const errors = new Set();
+      let ok = 0;
+      const until = Date.now() + 1500;
+      while (Date.now() < until) {
+        try { PythonEngine.eval('sum(range(100))'); ok++; } catch (e) { errors.add(e.message.split(':')[0]); }
+      }
+      post({ ok, errors: [...errors] });
+    \`));
+    await sleep(300);
+    const stopper = inWorker('PythonEngine.shutdown(); post(PythonEngine.isInitialized);');
+    assert.deepEqual((await stopper.done).messages, [false]);
+    let mainError;
+    try { PythonEngine.eval('1'); } catch (e) { mainError = e.message; }
+    assert.match(mainError, /shut down/);
+    for (const c of callers) {
+      const { code, messages: [r] } = await c.done;
+      assert.equal(code, 0);
+      assert.ok(r.ok > 0);
+      for (const e of r.errors) assert.match(e, /shut down|shutting down|Python is not running|Python was shut down/);
+    }
+    PythonEngine.initialize();
+  `);
+});
+
+// --- objects crossing threads ---------------------------------------------------------------
+
+test('a PyObject in postMessage, workerData or structuredClone: DataCloneError naming Py.share', async () => {
+  await scenario(`
+    const list = PythonEngine.eval('[1, 2]');
+    const len = PythonEngine.eval('len');
+    const { MessageChannel } = await import('node:worker_threads');
+    const { port1, port2 } = new MessageChannel();
+    const clone = { name: 'DataCloneError', message: /Py\\.share/ };
+    for (const v of [list, { nested: [1, list] }, new Map([['k', list]]), len, [len]]) {
+      assert.throws(() => port1.postMessage(v), clone);
+      assert.throws(() => structuredClone(v), clone);
+      assert.throws(() => new Worker('1', { eval: true, workerData: v }), clone);
+    }
+    const w = inWorker('post(1)');
+    assert.throws(() => w.worker.postMessage({ list }), clone);
+    await w.done;
+    port1.close(); port2.close();
+    // The proxy itself is untouched: attributes, methods, conversions.
+    list.append(3);
+    assert.deepEqual(list.toJS(), [1, 2, 3]);
+    assert.equal(JSON.stringify(list), '[1,2,3]');
+    assert.equal(list.getAttr('__len__')(), 3);
+    assert.equal(Py.toPython({ l: list }).get('l').length, 3);
+    // and Py.share is the way that works
+    const w2 = inWorker('const l = Py.unshare(workerData); l.append(4); post(l.length);', Py.share(list));
+    assert.deepEqual((await w2.done).messages, [4]);
+  `);
+});
