@@ -294,10 +294,10 @@ void Stop(const FunctionCallbackInfo<JsValue>& info) {
   Detach();
   // 2. Finish async work (queued jobs are rejected, running ones complete).
   asyncPool.Stop();
-  // 3. Wait for every JS thread still inside a Python call to leave it.
+  // 3. Wait for every JS thread still inside a Python call, or about to attach, to leave.
   for (;;) {
     Attach();
-    bool idle = engine.busyThreads == 0;
+    bool idle = engine.busyThreads == 0 && engine.attaching.load(std::memory_order_seq_cst) == 0;
     Detach();
     if (idle) break;
     std::unique_lock<std::mutex> lock(engine.waitMu);
@@ -348,7 +348,12 @@ void GilEnter(const FunctionCallbackInfo<JsValue>& info) {
     return;
   }
   if (!tls.attached) {
+    if (!engine.BeginAttach()) {
+      ThrowError(isolate, "Python is shutting down");
+      return;
+    }
     Attach();
+    engine.EndAttach();
     if (!engine.running()) {
       Detach();
       ThrowError(isolate, "Python is shutting down");
@@ -390,8 +395,11 @@ void GilSuspend(const FunctionCallbackInfo<JsValue>& info) {
 void GilResume(const FunctionCallbackInfo<JsValue>& info) {
   v8::Isolate* isolate = info.GetIsolate();
   int depth = info[0]->Int32Value(isolate->GetCurrentContext()).FromMaybe(0);
-  if (depth > 0 && engine.running() && !tls.attached) Attach();
-  tls.scopeDepth += depth > 0 && engine.running() ? depth : 0;
+  if (depth > 0 && !tls.attached && engine.BeginAttach()) {
+    Attach();
+    engine.EndAttach();
+  }
+  tls.scopeDepth += depth > 0 && tls.attached && engine.running() ? depth : 0;
 }
 
 // threadState() -> [attached, scopeDepth, callDepth] (tests and diagnostics)

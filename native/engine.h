@@ -35,7 +35,7 @@ class Engine {
   EngineState state() const { return state_.load(std::memory_order_acquire); }
   bool running() const { return state() == EngineState::kRunning; }
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
-  void set_state(EngineState s) { state_.store(s, std::memory_order_release); }
+  void set_state(EngineState s) { state_.store(s, std::memory_order_seq_cst); }
   int finalizeResult() const { return finalizeResult_; }
   // True after a shutdown, until the next Start: entry points then refuse instead of restarting.
   bool wasStopped() const { return wasStopped_.load(std::memory_order_acquire); }
@@ -45,6 +45,18 @@ class Engine {
   // builds the GIL orders it (no atomic on the hot path). A free-threaded build would need an
   // atomic here: src/locate.ts refuses those builds until then.
   int busyThreads = 0;
+  // Threads between deciding to attach and holding the GIL. Shutdown waits for them too: CPython
+  // ends (pthread_exit) any thread that takes the GIL while Py_FinalizeEx runs, and a JS thread
+  // that vanished so would never report its exit. BeginAttach() is false (nothing counted) once
+  // shutdown has begun; the seq_cst pair orders it against set_state(kStopping) in shutdown.
+  std::atomic<int> attaching{0};
+  bool BeginAttach() {
+    attaching.fetch_add(1, std::memory_order_seq_cst);
+    if (state_.load(std::memory_order_seq_cst) == EngineState::kRunning) return true;
+    EndAttach();
+    return false;
+  }
+  void EndAttach() { attaching.fetch_sub(1, std::memory_order_release); }
   std::mutex waitMu;
   std::condition_variable waitCv;  // notified when busyThreads drops while stopping
 

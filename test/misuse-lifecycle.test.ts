@@ -145,20 +145,25 @@ test('shutdown() from a worker while other workers and main keep calling: clear 
     const callers = [0, 1, 2].map(() => inWorker(\`
       const errors = new Set();
       let ok = 0;
+      post(PythonEngine.eval('"started"'));
       const until = Date.now() + 1500;
       while (Date.now() < until) {
         try { PythonEngine.eval('sum(range(100))'); ok++; } catch (e) { errors.add(e.message.split(':')[0]); }
       }
       post({ ok, errors: [...errors] });
     \`));
-    await sleep(300);
+    while (callers.some((c) => c.messages.length === 0)) await sleep(5);
+    await sleep(50);
+    // A thread waiting for the GIL when finalization began used to be ended by CPython
+    // (pthread_exit): its worker never reported its exit, and this scenario hung.
     const stopper = inWorker('PythonEngine.shutdown(); post(PythonEngine.isInitialized);');
     assert.deepEqual((await stopper.done).messages, [false]);
     let mainError;
     try { PythonEngine.eval('1'); } catch (e) { mainError = e.message; }
     assert.match(mainError, /shut down/);
     for (const c of callers) {
-      const { code, messages: [r] } = await c.done;
+      const { code, messages: [started, r] } = await c.done;
+      assert.equal(started, 'started');
       assert.equal(code, 0);
       assert.ok(r.ok > 0);
       for (const e of r.errors) assert.match(e, /shut down|shutting down|Python is not running|Python was shut down/);
