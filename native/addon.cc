@@ -305,6 +305,10 @@ void Stop(const FunctionCallbackInfo<JsValue>& info) {
   }
   Attach();
   DropSharedObjects();
+  // What JS still holds goes first, newest first, so Python's own cleanup of those objects runs
+  // (generators' finally blocks, context managers' __exit__); then what their release queued.
+  ReleaseHandlesBeforeFinalize();
+  if (pendingDecrefs.NonEmpty()) pendingDecrefs.Drain();
   Detach();
   // 4. Finalize on the interpreter thread (atexit handlers, thread joins, flushing).
   engine.Stop();
@@ -861,7 +865,7 @@ void Dispose(const FunctionCallbackInfo<JsValue>& info) {
   if (!h || h->disposed) return;
   if (h->generation != engine.generation() || !engine.running()) {
     h->disposed = true;
-    h->obj = nullptr;  // its interpreter is gone; nothing to release
+    ForgetHandleObject(h);  // its interpreter is gone; nothing to release
     return;
   }
   PythonCall call;

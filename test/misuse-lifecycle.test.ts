@@ -201,3 +201,98 @@ test('a PyObject in postMessage, workerData or structuredClone: DataCloneError n
     assert.deepEqual((await w2.done).messages, [4]);
   `);
 });
+
+// --- cleanup of what JS still holds at shutdown ----------------------------------------------
+
+const cleanupModule = `
+    const m = PyModule.fromString('cleanup', \`
+import contextlib
+def gen(name):
+    try:
+        yield 1
+        yield 2
+    finally:
+        print("finally", name, flush=True)
+@contextlib.contextmanager
+def managed(name):
+    try:
+        yield name
+    finally:
+        print("exit", name, flush=True)
+def in_with(name):
+    with managed(name):
+        yield 1
+class Noisy:
+    def __init__(self, name): self.name = name
+    def __del__(self): print("del", self.name, flush=True)
+\`);
+`;
+
+test('shutdown() releases what JS still holds, newest first: finally, __exit__ and __del__ run', async () => {
+  const r = await scenario(cleanupModule + `
+    const g1 = m.gen('first'); g1.__next__();
+    const w = m.in_with('ctx'); w.__next__();
+    const n = m.Noisy('noisy');
+    const g2 = m.gen('second'); g2.__next__();
+    console.log('shutting down');
+    PythonEngine.shutdown();
+    console.log('down');
+    for (const p of [g1, w, n, g2]) {
+      assert.equal(p.isDisposed, true);
+      assert.throws(() => p.__next__, /shut down/);
+      p.dispose();
+    }
+    PythonEngine.initialize();
+  `);
+  const lines = r.stdout.split('\n');
+  const from = lines.indexOf('shutting down');
+  assert.deepEqual(lines.slice(from, from + 6), ['shutting down', 'finally second', 'del noisy', 'exit ctx', 'finally first', 'down'], explain(r));
+});
+
+test('process exit without shutdown(): what JS holds is released before Python finalizes', async () => {
+  const r = await scenario(cleanupModule + `
+    const g = m.gen('held'); g.__next__();
+    const w = m.in_with('ctx'); w.__next__();
+    // a disposed one and a collected one are released once, not twice
+    const d = m.gen('disposed'); d.__next__(); d.dispose();
+    (() => { const c = m.gen('collected'); c.__next__(); })();
+    await collect();
+  `, gc);
+  const after = r.stdout.slice(r.stdout.indexOf('FINAL 45'));
+  assert.match(r.stdout, /finally disposed\n[^]*finally collected\n[^]*FINAL 45\nexit ctx\nfinally held\n$/, explain(r));
+  assert.equal(after.match(/finally/g)?.length, 1, explain(r));
+});
+
+test("shutdown() from main releases what a worker's JS still holds (generator in the worker)", async () => {
+  const r = await scenario(cleanupModule + `
+    const w = inWorker(\`
+      const g = PyModule.import('cleanup').gen('in worker');
+      g.__next__();
+      post('holding');
+      setInterval(() => {}, 1000);
+    \`);
+    while (w.messages.length === 0) await sleep(5);
+    PythonEngine.shutdown();
+    console.log('down');
+    await w.worker.terminate();
+    PythonEngine.initialize();
+  `, short);
+  assert.match(r.stdout, /finally in worker\ndown\n/, explain(r));
+});
+
+test('a finally block that calls back into JS during shutdown() gets a clear error there, no hang', async () => {
+  const r = await scenario(`
+    const m = PyModule.fromString('cleanup_cb', \`
+def gen(cb):
+    try:
+        yield 1
+    finally:
+        print("finally got:", cb(), flush=True)
+\`);
+    const g = m.gen(() => { try { PythonEngine.eval('1'); return 'ran'; } catch (e) { return e.message; } });
+    g.__next__();
+    PythonEngine.shutdown();
+    PythonEngine.initialize();
+  `, short);
+  assert.match(r.stdout, /finally got: Python was shut down/, explain(r));
+});
