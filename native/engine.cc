@@ -1,5 +1,7 @@
 #include "engine.h"
 
+#include <sys/stat.h>
+
 #include "buffers.h"
 #include "gil.h"
 #include "python_helpers.h"
@@ -8,6 +10,13 @@
 Engine& engine = *new Engine();
 
 namespace {
+
+bool SameFile(const std::string& a, const std::string& b) {
+  struct stat sa, sb;
+  if (a == b) return true;
+  if (stat(a.c_str(), &sa) != 0 || stat(b.c_str(), &sb) != 0) return false;
+  return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
 
 // UTF-8 to wchar_t (UTF-32 on Linux and macOS) without depending on the process locale.
 std::wstring Widen(const std::string& s) {
@@ -52,6 +61,9 @@ bool InitializeInterpreter(const EngineConfig& config, std::string* error) {
   }
   // 3.9 to 3.13: the program name lets Python find its prefix and a virtualenv's pyvenv.cfg
   // exactly as that executable would; initsigs=0 leaves every signal handler to Node.
+  // Py_SetPath(NULL) forgets the paths an earlier run computed: CPython keeps them across
+  // Py_FinalizeEx and would start a restart as the first run's executable, prefix and sys.path.
+  if (py.Py_SetPath) py.Py_SetPath(nullptr);
   programName = Widen(config.executable);
   py.Py_SetProgramName(programName.c_str());
   py.Py_InitializeEx(0);
@@ -74,7 +86,21 @@ bool Engine::Start(const EngineConfig& config, std::string* error) {
     *error = "Python is being shut down";
     return false;
   }
+  // libpython is loaded once per process (it cannot be unloaded): a restart runs the same one.
+  if (py.library && !SameFile(config.library, loadedLibrary_)) {
+    *error = "this process already loaded " + loadedLibrary_ + ", and a process can run only one " +
+             "libpython; " + config.executable + " needs " + config.library +
+             ": use that Python in another process (a child process)";
+    return false;
+  }
+  if (py.library && !config_.executable.empty() && config.executable != config_.executable &&
+      !py.Py_SetPath) {
+    *error = "this libpython cannot be restarted as another executable (" + config.executable +
+             " after " + config_.executable + "): use it in another process (a child process)";
+    return false;
+  }
   if (!LoadCApi(config.library, error)) return false;
+  if (loadedLibrary_.empty()) loadedLibrary_ = config.library;
   if (py.Py_IsInitialized()) {
     *error = "libpython is already initialized by someone else in this process";
     return false;

@@ -73,7 +73,8 @@ class Engine {
   bool stopRequested_ = false;
   bool stopped_ = false;
   std::string startError_;
-  EngineConfig config_;
+  EngineConfig config_;         // of the last successful start
+  std::string loadedLibrary_;   // the libpython this process loaded (once: it is never unloaded)
   int finalizeResult_ = 0;
   std::string restartRefusal_;  // why the last finalization makes a restart unsafe, if it does
 };

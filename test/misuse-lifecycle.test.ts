@@ -2,6 +2,10 @@
 // which, objects crossing threads, fork, restarts with another interpreter, cleanup at shutdown.
 // Each scenario runs in its own child process (see misuse-harness.ts), so a crash is a failed test.
 import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 
 import { explain, runScript } from './helpers.js';
@@ -295,4 +299,84 @@ def gen(cb):
     PythonEngine.initialize();
   `, short);
   assert.match(r.stdout, /finally got: Python was shut down/, explain(r));
+});
+
+// --- restarting with another interpreter ----------------------------------------------------
+
+const systemPython = process.env.PYEMBED_PYTHON ?? 'python3';
+const describePython = (python: string): { executable: string; library: string; minor: string } =>
+  JSON.parse(execFileSync(python, ['-c', `
+import json, os, sys, sysconfig
+lib = os.path.join(sysconfig.get_config_var('LIBDIR') or '', sysconfig.get_config_var('INSTSONAME') or '')
+print(json.dumps({'executable': sys.executable, 'library': os.path.realpath(lib), 'minor': '%d.%d' % sys.version_info[:2]}))
+`], { encoding: 'utf8' }));
+
+const probeScript = `
+    const where = () => PythonEngine.eval(\`(lambda sys: [sys.executable, sys.prefix, [p for p in sys.path if p.endswith('site-packages')]])(__import__('sys'))\`).toJS();
+`;
+
+test('restart as a virtualenv of the same libpython: sys.executable, sys.prefix and site-packages are its own', async () => {
+  const venv = fs.mkdtempSync(path.join(os.tmpdir(), 'pyembed-restart-'));
+  try {
+    const made = spawnSync(systemPython, ['-m', 'venv', '--without-pip', venv], { encoding: 'utf8' });
+    assert.equal(made.status, 0, made.stderr);
+    const venvPython = path.join(venv, 'bin', 'python');
+    const base = describePython(systemPython);
+    await scenario(probeScript + `
+      const venv = ${JSON.stringify(fs.realpathSync(venv))};
+      PythonEngine.initialize({ python: ${JSON.stringify(systemPython)} });
+      const [baseExe, basePrefix] = where();
+      assert.equal(baseExe, ${JSON.stringify(base.executable)});
+      PythonEngine.shutdown();
+      PythonEngine.initialize({ python: ${JSON.stringify(venvPython)} });
+      const [exe, prefix, sitePackages] = where();
+      assert.equal(exe, ${JSON.stringify(venvPython)});
+      assert.equal(prefix, venv);
+      assert.ok(sitePackages.length > 0 && sitePackages.every((p) => p.startsWith(venv + '/')), String(sitePackages));
+      assert.equal(PythonEngine.python.executable, exe);
+      // and back to the base installation
+      PythonEngine.shutdown();
+      PythonEngine.initialize({ python: ${JSON.stringify(systemPython)} });
+      assert.deepEqual(where().slice(0, 2), [baseExe, basePrefix]);
+      assert.ok(where()[2].every((p) => !p.startsWith(venv)));
+    `);
+  } finally {
+    fs.rmSync(venv, { recursive: true, force: true });
+  }
+});
+
+// Another CPython version with a shared libpython (pyenv's), if this machine has one.
+function otherPython(): string | undefined {
+  const base = describePython(systemPython);
+  const root = spawnSync('pyenv', ['root'], { encoding: 'utf8' }).stdout?.trim() || path.join(os.homedir(), '.pyenv');
+  const versions = fs.existsSync(path.join(root, 'versions')) ? fs.readdirSync(path.join(root, 'versions')) : [];
+  for (const v of versions.sort().reverse()) {
+    const python = path.join(root, 'versions', v, 'bin', 'python3');
+    if (!/^3\.(9|1[0-3])\./.test(v) || !fs.existsSync(python)) continue;
+    try {
+      const d = describePython(python);
+      if (d.minor !== base.minor && fs.existsSync(d.library)) return python;
+    } catch {
+      // not runnable: try the next one
+    }
+  }
+  return undefined;
+}
+
+test('restart with a Python whose libpython is another library: a clear error, the first one still usable', async (t) => {
+  const other = otherPython();
+  if (!other) {
+    t.skip('no second CPython version with a shared libpython here (pyenv)');
+    return;
+  }
+  await scenario(probeScript + `
+    PythonEngine.initialize({ python: ${JSON.stringify(systemPython)} });
+    const first = where();
+    PythonEngine.shutdown();
+    assert.throws(() => PythonEngine.initialize({ python: ${JSON.stringify(other)} }),
+      /a process can run only one libpython; .* needs .*libpython.*another process/);
+    assert.equal(PythonEngine.isInitialized, false);
+    PythonEngine.initialize({ python: ${JSON.stringify(systemPython)} });
+    assert.deepEqual(where(), first);
+  `);
 });
