@@ -44,6 +44,11 @@ class Op {
  public:
   explicit Op(const FunctionCallbackInfo<JsValue>& info)
       : info(info), t(ThreadOf(info)), isolate(info.GetIsolate()), ctx(tls) {}
+  // Python code forked during this operation, and this is the child (ParkedIsolate catches the
+  // common case earlier, right where the Python call returns).
+  ~Op() {
+    if (InForkedChild()) ExitForkedChild();
+  }
 
   // Attaches (takes the GIL if this thread does not hold it). False: a JS exception is pending.
   bool Enter() {
@@ -252,6 +257,7 @@ void DropSharedObjects();
 // start(library, executable, helperSource) -> version string
 void Start(const FunctionCallbackInfo<JsValue>& info) {
   v8::Isolate* isolate = info.GetIsolate();
+  if (InForkedChild()) return ThrowError(isolate, kForkedChildError);
   EngineConfig config;
   config.library = Utf8(isolate, info[0]);
   config.executable = Utf8(isolate, info[1]);
@@ -275,6 +281,8 @@ void Start(const FunctionCallbackInfo<JsValue>& info) {
 void Stop(const FunctionCallbackInfo<JsValue>& info) {
   v8::Isolate* isolate = info.GetIsolate();
   JsThread* t = ThreadOf(info);
+  // The interpreter thread does not exist in a forked child: there is nothing to finalize there.
+  if (InForkedChild()) return ThrowError(isolate, kForkedChildError);
   if (tls.callDepth > 0 || tls.trampolineDepth > 0) {
     ThrowError(isolate,
                "PythonEngine.shutdown() cannot run inside a Python call (for example in a JS "
@@ -347,6 +355,7 @@ void SetAsyncThreads(const FunctionCallbackInfo<JsValue>& info) {
 // last scope closes (or the event loop turns: see OnPrepare).
 void GilEnter(const FunctionCallbackInfo<JsValue>& info) {
   v8::Isolate* isolate = info.GetIsolate();
+  if (InForkedChild()) return ThrowError(isolate, kForkedChildError);
   if (!engine.running()) {
     ThrowError(isolate, "Python is not running");
     return;
@@ -1085,6 +1094,7 @@ void PinAddonInMemory() {
 
 NODE_MODULE_INIT(/* exports, module, context */) {
   PinAddonInMemory();
+  WatchForFork();
   v8::Isolate* isolate = context->GetIsolate();
   auto* t = new JsThread(isolate);
   t->context.Reset(isolate, context);

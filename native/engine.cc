@@ -1,6 +1,8 @@
 #include "engine.h"
 
+#include <pthread.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "buffers.h"
 #include "gil.h"
@@ -8,6 +10,36 @@
 
 // Never destroyed: process exit must not join (or std::terminate on) the interpreter thread.
 Engine& engine = *new Engine();
+
+std::atomic<bool> forkedChild{false};
+const char* const kForkedChildError =
+    "this process was forked (os.fork() in Python code): pyembed cannot run in the child, which "
+    "has neither Python's interpreter thread nor Node's threads; in the child, call os._exit() "
+    "or exec another program (subprocess and multiprocessing's 'spawn' do that)";
+
+[[noreturn]] void ExitForkedChild() {
+  if (py.library && py.Py_IsInitialized()) {
+    PyObject* sys = py.PyImport_ImportModule("sys");
+    for (const char* name : {"stdout", "stderr"}) {
+      PyObject* stream = sys ? py.PyObject_GetAttrString(sys, name) : nullptr;
+      PyObject* flush = stream ? py.PyObject_GetAttrString(stream, "flush") : nullptr;
+      PyObject* r = flush ? CallVector(flush, nullptr, 0, nullptr) : nullptr;
+      for (PyObject* o : {r, flush, stream}) if (o) py.Py_DecRef(o);
+    }
+    if (sys) py.Py_DecRef(sys);
+    py.PyErr_Clear();
+  }
+  std::string message = std::string("pyembed: ") + kForkedChildError + "\n";
+  ssize_t ignored = write(2, message.data(), message.size());
+  (void)ignored;
+  _exit(70);
+}
+
+void WatchForFork() {
+  static std::once_flag once;
+  // The handler runs in the child, where only async-signal-safe work is allowed: one store.
+  std::call_once(once, [] { pthread_atfork(nullptr, nullptr, [] { forkedChild.store(true); }); });
+}
 
 namespace {
 

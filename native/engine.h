@@ -80,3 +80,16 @@ class Engine {
 };
 
 extern Engine& engine;
+
+// Set in the child of a fork() (os.fork() in Python code): only the forking thread exists there,
+// without the interpreter thread, the pool, the other JS threads or Node's own threads, so
+// pyembed refuses everything in it (see kForkedChildError); exec or os._exit() is the way out.
+extern std::atomic<bool> forkedChild;
+inline bool InForkedChild() { return forkedChild.load(std::memory_order_relaxed); }
+extern const char* const kForkedChildError;
+// Registers the at-fork handler that sets forkedChild (once per process).
+void WatchForFork();
+// Python code forked, and the call returned into pyembed in the child, which cannot go back to
+// JS (V8 itself fails there without its threads): flushes Python's stdout and stderr (caller
+// attached), says why on stderr and ends the child with status 70.
+[[noreturn]] void ExitForkedChild();

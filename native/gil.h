@@ -109,6 +109,10 @@ class PythonCall {
 };
 
 inline PythonCall::PythonCall(ThreadContext& ctx) : ctx_(ctx) {
+  if (InForkedChild()) {
+    error_ = kForkedChildError;
+    return;
+  }
   if (!engine.running()) {
     error_ = "Python is not running: it was shut down (objects of that interpreter cannot be used; "
              "PythonEngine.initialize() starts a new one)";

@@ -380,3 +380,94 @@ test('restart with a Python whose libpython is another library: a clear error, t
     assert.deepEqual(where(), first);
   `);
 });
+
+// --- os.fork() ------------------------------------------------------------------------------
+
+const forker = `
+    const fork = PyModule.fromString('forker', \`
+import os, sys, subprocess, multiprocessing, threading
+def fork_exit(code):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) if hasattr(os, 'waitstatus_to_exitcode') else os.waitpid(pid, 0)[1] >> 8
+def fork_exec():
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(w, 1)
+        os.execv('/bin/echo', ['echo', 'exec from the child'])
+    os.close(w)
+    out = os.read(r, 100).decode().strip()
+    os.close(r)
+    os.waitpid(pid, 0)
+    return out
+def fork_and_return():
+    return os.fork()
+def wait(pid):
+    _, status = os.waitpid(pid, 0)
+    return [os.WIFEXITED(status) and os.WEXITSTATUS(status), os.WIFSIGNALED(status) and os.WTERMSIG(status)]
+def child_calls_js(callback):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            callback()
+            msg = 'no error'
+        except Exception as e:
+            msg = type(e).__name__ + ': ' + str(e)
+        os.write(w, msg.encode())
+        os._exit(0)
+    os.close(w)
+    out = b''
+    while chunk := os.read(r, 4096):
+        out += chunk
+    os.close(r)
+    return [out.decode(), wait(pid)]
+def square(x):
+    return x * x
+def with_multiprocessing():
+    ctx = multiprocessing.get_context('fork')
+    with ctx.Pool(2) as pool:
+        return pool.map(square, [1, 2, 3])
+def with_subprocess():
+    return subprocess.run([sys.executable, '-c', 'print(6 * 7)'], capture_output=True, text=True).stdout.strip()
+\`);
+`;
+
+test('os.fork() followed by os._exit() or exec in the child works; so do subprocess and multiprocessing', async () => {
+  await scenario(forker + `
+    assert.equal(fork.fork_exit(7), 7);
+    assert.equal(fork.fork_exec(), 'exec from the child');
+    assert.equal(fork.with_subprocess(), '42');
+    assert.deepEqual(fork.with_multiprocessing().toJS(), [1, 4, 9]);
+    const w = inWorker("post(PyModule.import('forker').fork_exit(5))");
+    assert.deepEqual((await w.done).messages, [5]);
+  `);
+});
+
+test('a forked child that goes back into JS ends with a clear error (status 70), not SIGSEGV; the parent goes on', async () => {
+  const r = await scenario(forker + `
+    const pid = fork.fork_and_return();
+    // Only the parent gets here: the child ends where the Python call returns into pyembed.
+    assert.ok(pid > 0);
+    assert.deepEqual(fork.wait(pid).toJS(), [70, false]);
+    // the same from callAsync (the child is a copy of a pool thread)
+    const pid2 = await fork.fork_and_return.callAsync();
+    assert.ok(pid2 > 0);
+    assert.deepEqual(fork.wait(pid2).toJS(), [70, false]);
+  `);
+  assert.equal(r.stderr.match(/pyembed: this process was forked \(os\.fork\(\) in Python code\)/g)?.length, 2, r.stderr);
+});
+
+test('Python code in a forked child that calls a JS function gets a RuntimeError naming os.fork()', async () => {
+  await scenario(forker + `
+    let calls = 0;
+    const [message, status] = fork.child_calls_js(() => { calls++; }).toJS();
+    assert.match(message, /^RuntimeError: this process was forked \\(os\\.fork\\(\\) in Python code\\).*os\\._exit\\(\\)/);
+    assert.deepEqual(status, [0, false]);
+    assert.equal(calls, 0);
+    // the parent's callbacks still work
+    assert.equal(PythonEngine.eval('f()', { f: () => 'parent ok' }), 'parent ok');
+  `);
+});
