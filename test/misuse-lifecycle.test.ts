@@ -121,6 +121,46 @@ test('a worker that shuts Python down, then workers and main that start it again
   `);
 });
 
+test('workers racing initialize() and shutdown() in loops: every call works or fails clearly', async () => {
+  await workersOnly(`
+    const runs = Array.from({ length: 4 }, (_, i) => inWorker(\`
+      const outcomes = new Set();
+      for (let k = 0; k < 15; k++) {
+        try {
+          PythonEngine.initialize();
+          outcomes.add('eval ' + PythonEngine.eval('6 * 7'));
+        } catch (e) { outcomes.add('error ' + e.message.split(/[:;(]/)[0].trim()); }
+        try { if (k % 3 === workerData % 3) PythonEngine.shutdown(); } catch (e) { outcomes.add('shutdown ' + e.message); }
+      }
+      post([...outcomes]);
+    \`, i).done);
+    const expected = /^(eval 42|error (Python was shut down|Python is not running|Python is shutting down|Python is being shut down))$/;
+    for (const r of await Promise.all(runs)) {
+      assert.equal(r.code, 0);
+      for (const o of r.messages[0]) assert.match(o, expected);
+    }
+    const engine = (await import('pyembed')).PythonEngine;
+    if (!engine.isInitialized) engine.initialize();
+  `);
+});
+
+test('process exit while workers are inside Python calls, main never used Python: no hang, no crash', async () => {
+  const r = await runScript(`
+import { Worker } from 'node:worker_threads';
+const pyembedUrl = import.meta.resolve('pyembed');
+let started = 0;
+for (let i = 0; i < 3; i++) {
+  const w = new Worker("import { PythonEngine } from " + JSON.stringify(pyembedUrl) + "; import { parentPort } from 'node:worker_threads';" +
+    "parentPort.postMessage('go'); PythonEngine.eval(" + JSON.stringify("__import__('time').sleep(0.3) or sum(range(10**6))") + ");", { eval: true });
+  w.on('message', () => { if (++started === 3) setTimeout(() => { console.log('exiting'); process.exit(0); }, 100); });
+}
+`, { timeoutMs: 30_000 });
+  assert.equal(r.timedOut, false, explain(r));
+  assert.equal(r.signal, null, explain(r));
+  assert.equal(r.code, 0, explain(r));
+  assert.match(r.stdout, /exiting/);
+});
+
 // --- main and workers -----------------------------------------------------------------------
 
 test('main initializes; every worker exits (normally, by error, terminated mid-call); Python stays healthy', async () => {
