@@ -6,6 +6,7 @@
 #include <uv.h>
 #include <v8.h>
 
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -251,6 +252,8 @@ PyObject* NewStr(const std::string& s) {
 }
 
 void DropSharedObjects();
+void StopPython();
+void FinalizeAtProcessExit();
 
 // --- engine ------------------------------------------------------------------------------
 
@@ -273,6 +276,8 @@ void Start(const FunctionCallbackInfo<JsValue>& info) {
     ThrowError(isolate, error);
     return;
   }
+  static std::once_flag exitHook;
+  std::call_once(exitHook, [] { std::atexit(FinalizeAtProcessExit); });
   info.GetReturnValue().Set(
       v8::String::NewFromUtf8(isolate, helpers.version.c_str()).ToLocalChecked());
 }
@@ -289,8 +294,13 @@ void Stop(const FunctionCallbackInfo<JsValue>& info) {
                "callback that Python called); call it after that call returns");
     return;
   }
-  static std::mutex stopMu;  // one shutdown at a time; a second caller waits for the first
   ParkedIsolate park(t, /*force=*/true);
+  StopPython();
+}
+
+// Finalizes Python, from a thread outside any Python call (parked, if it is a JS thread).
+void StopPython() {
+  static std::mutex stopMu;  // one shutdown at a time; a second caller waits for the first
   std::lock_guard<std::mutex> stopLock(stopMu);
   engine.WaitForStart();  // a start in progress on another thread completes first
   if (engine.state() != EngineState::kRunning) return;
@@ -321,6 +331,15 @@ void Stop(const FunctionCallbackInfo<JsValue>& info) {
   // 4. Finalize on the interpreter thread (atexit handlers, thread joins, flushing).
   engine.Stop();
   tls.ForgetInterpreter();
+}
+
+// Process exit with Python still running: the main thread's 'exit' hook (src/engine.ts)
+// finalizes it when the main thread uses pyembed; when only workers did, nothing JS is left to,
+// so this does, from exit(), once Node has stopped every worker.
+void FinalizeAtProcessExit() {
+  if (InForkedChild() || !engine.running()) return;
+  if (tls.callDepth > 0 || tls.trampolineDepth > 0) return;  // exit() inside a Python call
+  StopPython();
 }
 
 // info() -> [sys.version, executable, library] of the running interpreter, or undefined

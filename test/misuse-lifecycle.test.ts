@@ -161,6 +161,30 @@ for (let i = 0; i < 3; i++) {
   assert.match(r.stdout, /exiting/);
 });
 
+test('only workers used Python: process exit still finalizes it (atexit handlers, held generators)', async () => {
+  const r = await runScript(`
+import { Worker } from 'node:worker_threads';
+const pyembedUrl = import.meta.resolve('pyembed');
+const source = "import { PyModule } from " + JSON.stringify(pyembedUrl) + ";" +
+  "const m = PyModule.fromString('exit_hooks', " + JSON.stringify([
+    'import atexit',
+    'def gen():',
+    '    try:',
+    '        yield 1',
+    '    finally:',
+    '        print("generator finally", flush=True)',
+    'atexit.register(lambda: print("python atexit ran", flush=True))',
+  ].join('\\n')) + ");" +
+  "globalThis.held = m.gen(); globalThis.held.__next__();";
+const w = new Worker(source, { eval: true });
+w.on('exit', (code) => console.log('worker exit ' + code));
+`, { timeoutMs: 30_000 });
+  assert.equal(r.timedOut, false, explain(r));
+  assert.equal(r.signal, null, explain(r));
+  assert.equal(r.code, 0, explain(r));
+  assert.match(r.stdout, /worker exit 0\ngenerator finally\npython atexit ran\n$/, explain(r));
+});
+
 // --- main and workers -----------------------------------------------------------------------
 
 test('main initializes; every worker exits (normally, by error, terminated mid-call); Python stays healthy', async () => {
