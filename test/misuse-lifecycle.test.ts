@@ -212,8 +212,8 @@ test('shutdown() from a worker while other workers and main keep calling: clear 
     PythonEngine.initialize();
     const callers = [0, 1, 2].map(() => inWorker(\`
       const errors = new Set();
-      let ok = 0;
       post(PythonEngine.eval('"started"'));
+      let ok = 1;  // that call
       const until = Date.now() + 1500;
       while (Date.now() < until) {
         try { PythonEngine.eval('sum(range(100))'); ok++; } catch (e) { errors.add(e.message.split(':')[0]); }
