@@ -1075,6 +1075,11 @@ void OnEnvironmentExit(void* arg, void (*done)(void*), void* doneArg) {
   // already finalized (PythonEngine registers shutdown on 'exit'), and this is a no-op.
   // (Not while this thread is still inside a Python call: process.exit() in a callback.)
   if (tls.ownsTstate && engine.running() && tls.callDepth == 0) ReleaseThreadState();
+  // The OS thread may use Python again without this environment (the main thread finalizes at
+  // exit() when only workers started Python): what Configure() set came from it, and the name's
+  // storage is freed with the JsThread.
+  tls.pythonName = nullptr;
+  tls.isMainJsThread = false;
   auto* state = new CloseState{t, done, doneArg};
   t->wake->data = state;
   t->prepare->data = state;
