@@ -1,11 +1,14 @@
 // The addon's entry points: one set of functions per JS thread (module instance), each with its
 // JsThread as data. These are thin: they check, attach, convert, call one C-API function, and
 // convert back. The TypeScript layer (src/) builds the public API on top of them.
+#include <dlfcn.h>
 #include <node.h>
 #include <uv.h>
 #include <v8.h>
 
+#include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <unordered_map>
 
@@ -43,6 +46,11 @@ class Op {
  public:
   explicit Op(const FunctionCallbackInfo<JsValue>& info)
       : info(info), t(ThreadOf(info)), isolate(info.GetIsolate()), ctx(tls) {}
+  // Python code forked during this operation, and this is the child (ParkedIsolate catches the
+  // common case earlier, right where the Python call returns).
+  ~Op() {
+    if (InForkedChild()) ExitForkedChild();
+  }
 
   // Attaches (takes the GIL if this thread does not hold it). False: a JS exception is pending.
   bool Enter() {
@@ -288,12 +296,15 @@ class Op {
 };
 
 void DropSharedObjects();
+void StopPython();
+void FinalizeAtProcessExit();
 
 // --- engine ------------------------------------------------------------------------------
 
 // start(library, executable, helperSource) -> version string
 void Start(const FunctionCallbackInfo<JsValue>& info) {
   v8::Isolate* isolate = info.GetIsolate();
+  if (InForkedChild()) return ThrowError(isolate, kForkedChildError);
   EngineConfig config;
   config.library = Utf8(isolate, info[0]);
   config.executable = Utf8(isolate, info[1]);
@@ -309,6 +320,8 @@ void Start(const FunctionCallbackInfo<JsValue>& info) {
     ThrowError(isolate, error);
     return;
   }
+  static std::once_flag exitHook;
+  std::call_once(exitHook, [] { std::atexit(FinalizeAtProcessExit); });
   info.GetReturnValue().Set(
       v8::String::NewFromUtf8(isolate, helpers.version.c_str()).ToLocalChecked());
 }
@@ -317,14 +330,21 @@ void Start(const FunctionCallbackInfo<JsValue>& info) {
 void Stop(const FunctionCallbackInfo<JsValue>& info) {
   v8::Isolate* isolate = info.GetIsolate();
   JsThread* t = ThreadOf(info);
+  // The interpreter thread does not exist in a forked child: there is nothing to finalize there.
+  if (InForkedChild()) return ThrowError(isolate, kForkedChildError);
   if (tls.callDepth > 0 || tls.trampolineDepth > 0) {
     ThrowError(isolate,
                "PythonEngine.shutdown() cannot run inside a Python call (for example in a JS "
                "callback that Python called); call it after that call returns");
     return;
   }
-  static std::mutex stopMu;  // one shutdown at a time; a second caller waits for the first
   ParkedIsolate park(t, /*force=*/true);
+  StopPython();
+}
+
+// Finalizes Python, from a thread outside any Python call (parked, if it is a JS thread).
+void StopPython() {
+  static std::mutex stopMu;  // one shutdown at a time; a second caller waits for the first
   std::lock_guard<std::mutex> stopLock(stopMu);
   engine.WaitForStart();  // a start in progress on another thread completes first
   if (engine.state() != EngineState::kRunning) return;
@@ -336,10 +356,10 @@ void Stop(const FunctionCallbackInfo<JsValue>& info) {
   Detach();
   // 2. Finish async work (queued jobs are rejected, running ones complete).
   asyncPool.Stop();
-  // 3. Wait for every JS thread still inside a Python call to leave it.
+  // 3. Wait for every JS thread still inside a Python call, or about to attach, to leave.
   for (;;) {
     Attach();
-    bool idle = engine.busyThreads == 0;
+    bool idle = engine.busyThreads == 0 && engine.attaching.load(std::memory_order_seq_cst) == 0;
     Detach();
     if (idle) break;
     std::unique_lock<std::mutex> lock(engine.waitMu);
@@ -347,11 +367,24 @@ void Stop(const FunctionCallbackInfo<JsValue>& info) {
   }
   Attach();
   DropSharedObjects();
+  // What JS still holds goes first, newest first, so Python's own cleanup of those objects runs
+  // (generators' finally blocks, context managers' __exit__); then what their release queued.
+  ReleaseHandlesBeforeFinalize();
+  if (pendingDecrefs.NonEmpty()) pendingDecrefs.Drain();
   Detach();
   StopKeepingGil(tls);  // nothing kept, and the GIL watcher forgets this thread
   // 4. Finalize on the interpreter thread (atexit handlers, thread joins, flushing).
   engine.Stop();
   tls.ForgetInterpreter();
+}
+
+// Process exit with Python still running: the main thread's 'exit' hook (src/engine.ts)
+// finalizes it when the main thread uses pyembed; when only workers did, nothing JS is left to,
+// so this does, from exit(), once Node has stopped every worker.
+void FinalizeAtProcessExit() {
+  if (InForkedChild() || !engine.running()) return;
+  if (tls.callDepth > 0 || tls.trampolineDepth > 0) return;  // exit() inside a Python call
+  StopPython();
 }
 
 // info() -> [sys.version, executable, library] of the running interpreter, or undefined
@@ -386,12 +419,18 @@ void SetAsyncThreads(const FunctionCallbackInfo<JsValue>& info) {
 // last scope closes (or the event loop turns: see OnPrepare).
 void GilEnter(const FunctionCallbackInfo<JsValue>& info) {
   v8::Isolate* isolate = info.GetIsolate();
+  if (InForkedChild()) return ThrowError(isolate, kForkedChildError);
   if (!engine.running()) {
     ThrowError(isolate, "Python is not running");
     return;
   }
   if (!tls.attached) {
+    if (!engine.BeginAttach()) {
+      ThrowError(isolate, "Python is shutting down");
+      return;
+    }
     Attach();
+    engine.EndAttach();
     if (!engine.running()) {
       Detach();
       ThrowError(isolate, "Python is shutting down");
@@ -434,8 +473,11 @@ void GilSuspend(const FunctionCallbackInfo<JsValue>& info) {
 void GilResume(const FunctionCallbackInfo<JsValue>& info) {
   v8::Isolate* isolate = info.GetIsolate();
   int depth = info[0]->Int32Value(isolate->GetCurrentContext()).FromMaybe(0);
-  if (depth > 0 && engine.running() && !tls.attached) Attach();
-  tls.scopeDepth += depth > 0 && engine.running() ? depth : 0;
+  if (depth > 0 && !tls.attached && engine.BeginAttach()) {
+    Attach();
+    engine.EndAttach();
+  }
+  tls.scopeDepth += depth > 0 && tls.attached && engine.running() ? depth : 0;
 }
 
 // threadState() -> [attached, scopeDepth, callDepth] (tests and diagnostics)
@@ -993,7 +1035,7 @@ void Dispose(const FunctionCallbackInfo<JsValue>& info) {
   if (!h || h->disposed) return;
   if (h->generation != engine.generation() || !engine.running()) {
     h->disposed = true;
-    h->obj = nullptr;  // its interpreter is gone; nothing to release
+    ForgetHandleObject(h);  // its interpreter is gone; nothing to release
     return;
   }
   PythonCall call;
@@ -1188,6 +1230,11 @@ void OnEnvironmentExit(void* arg, void (*done)(void*), void* doneArg) {
   // (Not while this thread is still inside a Python call: process.exit() in a callback.)
   if (tls.ownsTstate && engine.running() && tls.callDepth == 0) ReleaseThreadState();
   StopKeepingGil(tls);  // the GIL watcher must not look at this thread's context any more
+  // The OS thread may use Python again without this environment (the main thread finalizes at
+  // exit() when only workers started Python): what Configure() set came from it, and the name's
+  // storage is freed with the JsThread.
+  tls.pythonName = nullptr;
+  tls.isMainJsThread = false;
   auto* state = new CloseState{t, done, doneArg};
   t->wake->data = state;
   t->prepare->data = state;
@@ -1223,9 +1270,26 @@ void SetMethod(v8::Isolate* isolate, Local<v8::Object> target, JsThread* t, cons
   IgnoreResult(target->Set(ctx, key, f));
 }
 
+// Node unloads an addon (dlclose) with the last environment that loaded it, but the interpreter
+// thread, the callAsync pool and Python itself (callbacks, the buffer type) run this library's
+// code for the life of the process, and its state (the engine, the loaded libpython) must outlive
+// any one environment: a worker that used Python and exited would otherwise leave a process that
+// crashes, or cannot use Python again. One more reference, never closed, keeps it loaded.
+void PinAddonInMemory() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Dl_info self;
+    if (dladdr(reinterpret_cast<void*>(&PinAddonInMemory), &self) && self.dli_fname) {
+      IgnoreResult(dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE));
+    }
+  });
+}
+
 }  // namespace
 
 NODE_MODULE_INIT(/* exports, module, context */) {
+  PinAddonInMemory();
+  WatchForFork();
   v8::Isolate* isolate = context->GetIsolate();
   auto* t = new JsThread(isolate);
   t->context.Reset(isolate, context);

@@ -351,6 +351,9 @@ void AsyncPool::Worker() {
       PythonCall call;
       if (call.ok() && job->generation == engine.generation()) {
         job->Execute();
+        // Python code of this job forked, and this is the child: no JS thread will ever take
+        // the result, and nothing else of this process runs here. End it, saying why.
+        if (InForkedChild()) ExitForkedChild();
       } else {
         job->Fail("Python was shut down before this callAsync call could run");
       }

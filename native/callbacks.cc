@@ -262,6 +262,10 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
   auto* ref = static_cast<JsFunctionRef*>(py.PyCapsule_GetPointer(self, kFunctionCapsule));
   if (!ref) return nullptr;
   JsThread* t = ref->thread;
+  if (InForkedChild()) {  // no JS thread exists in a forked child
+    py.PyErr_SetString(py.PyExc_RuntimeError, kForkedChildError);
+    return nullptr;
+  }
   ThreadContext& me = tls;  // one thread-local lookup for the whole callback
   if (!me.attached) AdoptCurrentPythonThread();  // a thread made by Python's threading
   if (StackNearlyExhausted(me)) {

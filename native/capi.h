@@ -78,6 +78,7 @@ struct PyStatus {
   REQ(void, Py_InitializeEx, (int))                                                               \
   REQ(int, Py_FinalizeEx, (void))                                                                 \
   OPT(void, Py_SetProgramName, (const wchar_t*))                                                  \
+  OPT(void, Py_SetPath, (const wchar_t*))                                                         \
   OPT(PyInitConfig*, PyInitConfig_Create, (void))                                                 \
   OPT(void, PyInitConfig_Free, (PyInitConfig*))                                                   \
   OPT(int, PyInitConfig_SetStr, (PyInitConfig*, const char*, const char*))                        \

@@ -1,5 +1,9 @@
 #include "engine.h"
 
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "buffers.h"
 #include "gil.h"
 #include "python_helpers.h"
@@ -7,7 +11,44 @@
 // Never destroyed: process exit must not join (or std::terminate on) the interpreter thread.
 Engine& engine = *new Engine();
 
+std::atomic<bool> forkedChild{false};
+const char* const kForkedChildError =
+    "this process was forked (os.fork() in Python code): pyembed cannot run in the child, which "
+    "has neither Python's interpreter thread nor Node's threads; in the child, call os._exit() "
+    "or exec another program (subprocess and multiprocessing's 'spawn' do that)";
+
+[[noreturn]] void ExitForkedChild() {
+  if (py.library && py.Py_IsInitialized()) {
+    PyObject* sys = py.PyImport_ImportModule("sys");
+    for (const char* name : {"stdout", "stderr"}) {
+      PyObject* stream = sys ? py.PyObject_GetAttrString(sys, name) : nullptr;
+      PyObject* flush = stream ? py.PyObject_GetAttrString(stream, "flush") : nullptr;
+      PyObject* r = flush ? CallVector(flush, nullptr, 0, nullptr) : nullptr;
+      for (PyObject* o : {r, flush, stream}) if (o) py.Py_DecRef(o);
+    }
+    if (sys) py.Py_DecRef(sys);
+    py.PyErr_Clear();
+  }
+  std::string message = std::string("pyembed: ") + kForkedChildError + "\n";
+  ssize_t ignored = write(2, message.data(), message.size());
+  (void)ignored;
+  _exit(70);
+}
+
+void WatchForFork() {
+  static std::once_flag once;
+  // The handler runs in the child, where only async-signal-safe work is allowed: one store.
+  std::call_once(once, [] { pthread_atfork(nullptr, nullptr, [] { forkedChild.store(true); }); });
+}
+
 namespace {
+
+bool SameFile(const std::string& a, const std::string& b) {
+  struct stat sa, sb;
+  if (a == b) return true;
+  if (stat(a.c_str(), &sa) != 0 || stat(b.c_str(), &sb) != 0) return false;
+  return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
 
 // UTF-8 to wchar_t (UTF-32 on Linux and macOS) without depending on the process locale.
 std::wstring Widen(const std::string& s) {
@@ -52,6 +93,9 @@ bool InitializeInterpreter(const EngineConfig& config, std::string* error) {
   }
   // 3.9 to 3.13: the program name lets Python find its prefix and a virtualenv's pyvenv.cfg
   // exactly as that executable would; initsigs=0 leaves every signal handler to Node.
+  // Py_SetPath(NULL) forgets the paths an earlier run computed: CPython keeps them across
+  // Py_FinalizeEx and would start a restart as the first run's executable, prefix and sys.path.
+  if (py.Py_SetPath) py.Py_SetPath(nullptr);
   programName = Widen(config.executable);
   py.Py_SetProgramName(programName.c_str());
   py.Py_InitializeEx(0);
@@ -66,12 +110,29 @@ bool InitializeInterpreter(const EngineConfig& config, std::string* error) {
 
 bool Engine::Start(const EngineConfig& config, std::string* error) {
   std::unique_lock<std::mutex> lock(mu_);
+  // Another thread's start releases mu_ while it waits for the interpreter thread: wait for its
+  // outcome, then decide (several workers may race to be the first to use Python).
+  cv_.wait(lock, [this] { return state() != EngineState::kStarting; });
   if (state() == EngineState::kRunning) return true;
   if (state() != EngineState::kStopped) {
     *error = "Python is being shut down";
     return false;
   }
+  // libpython is loaded once per process (it cannot be unloaded): a restart runs the same one.
+  if (py.library && !SameFile(config.library, loadedLibrary_)) {
+    *error = "this process already loaded " + loadedLibrary_ + ", and a process can run only one " +
+             "libpython; " + config.executable + " needs " + config.library +
+             ": use that Python in another process (a child process)";
+    return false;
+  }
+  if (py.library && !config_.executable.empty() && config.executable != config_.executable &&
+      !py.Py_SetPath) {
+    *error = "this libpython cannot be restarted as another executable (" + config.executable +
+             " after " + config_.executable + "): use it in another process (a child process)";
+    return false;
+  }
   if (!LoadCApi(config.library, error)) return false;
+  if (loadedLibrary_.empty()) loadedLibrary_ = config.library;
   if (py.Py_IsInitialized()) {
     *error = "libpython is already initialized by someone else in this process";
     return false;
@@ -92,16 +153,22 @@ bool Engine::Start(const EngineConfig& config, std::string* error) {
   cv_.wait(lock, [this] { return startDone_; });
   if (!startError_.empty()) {
     *error = startError_;
-    lock.unlock();
-    thread_.join();
+    thread_.join();  // the thread has finished: it never waits for mu_ after a failed start
     set_state(EngineState::kStopped);
+    cv_.notify_all();
     return false;
   }
   config_ = config;
   config_.helperSource.clear();
   wasStopped_.store(false, std::memory_order_release);
   set_state(EngineState::kRunning);
+  cv_.notify_all();
   return true;
+}
+
+void Engine::WaitForStart() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return state() != EngineState::kStarting; });
 }
 
 void Engine::InterpreterThread(EngineConfig config) {

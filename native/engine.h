@@ -31,8 +31,8 @@ class Engine {
  public:
   // Blocks until Python runs (or failed to start). Idempotent.
   bool Start(const EngineConfig& config, std::string* error);
-  // Returns once no Start() is in progress (Start holds the engine's lock throughout).
-  void WaitForStart() { std::lock_guard<std::mutex> lock(mu_); }
+  // Returns once no Start() is in progress.
+  void WaitForStart();
   // Finalizes Python on the interpreter thread and waits. Callers have made sure that no JS thread
   // is inside Python any more (see shutdown in addon.cc).
   void Stop();
@@ -40,7 +40,7 @@ class Engine {
   EngineState state() const { return state_.load(std::memory_order_acquire); }
   bool running() const { return state() == EngineState::kRunning; }
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
-  void set_state(EngineState s) { state_.store(s, std::memory_order_release); }
+  void set_state(EngineState s) { state_.store(s, std::memory_order_seq_cst); }
   int finalizeResult() const { return finalizeResult_; }
   // True after a shutdown, until the next Start: entry points then refuse instead of restarting.
   bool wasStopped() const { return wasStopped_.load(std::memory_order_acquire); }
@@ -50,6 +50,18 @@ class Engine {
   // builds the GIL orders it (no atomic on the hot path). A free-threaded build would need an
   // atomic here: src/locate.ts refuses those builds until then.
   int busyThreads = 0;
+  // Threads between deciding to attach and holding the GIL. Shutdown waits for them too: CPython
+  // ends (pthread_exit) any thread that takes the GIL while Py_FinalizeEx runs, and a JS thread
+  // that vanished so would never report its exit. BeginAttach() is false (nothing counted) once
+  // shutdown has begun; the seq_cst pair orders it against set_state(kStopping) in shutdown.
+  std::atomic<int> attaching{0};
+  bool BeginAttach() {
+    attaching.fetch_add(1, std::memory_order_seq_cst);
+    if (state_.load(std::memory_order_seq_cst) == EngineState::kRunning) return true;
+    EndAttach();
+    return false;
+  }
+  void EndAttach() { attaching.fetch_sub(1, std::memory_order_release); }
   std::mutex waitMu;
   std::condition_variable waitCv;  // notified when busyThreads drops while stopping
 
@@ -66,9 +78,23 @@ class Engine {
   bool stopRequested_ = false;
   bool stopped_ = false;
   std::string startError_;
-  EngineConfig config_;
+  EngineConfig config_;         // of the last successful start
+  std::string loadedLibrary_;   // the libpython this process loaded (once: it is never unloaded)
   int finalizeResult_ = 0;
   std::string restartRefusal_;  // why the last finalization makes a restart unsafe, if it does
 };
 
 extern Engine& engine;
+
+// Set in the child of a fork() (os.fork() in Python code): only the forking thread exists there,
+// without the interpreter thread, the pool, the other JS threads or Node's own threads, so
+// pyembed refuses everything in it (see kForkedChildError); exec or os._exit() is the way out.
+extern std::atomic<bool> forkedChild;
+inline bool InForkedChild() { return forkedChild.load(std::memory_order_relaxed); }
+extern const char* const kForkedChildError;
+// Registers the at-fork handler that sets forkedChild (once per process).
+void WatchForFork();
+// Python code forked, and the call returned into pyembed in the child, which cannot go back to
+// JS (V8 itself fails there without its threads): flushes Python's stdout and stderr (caller
+// attached), says why on stderr and ends the child with status 70.
+[[noreturn]] void ExitForkedChild();

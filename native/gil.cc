@@ -125,7 +125,14 @@ void ReleaseThreadState() {
     return;
   }
   StopKeepingGil(tls);
-  if (!tls.attached) py.PyEval_RestoreThread(tls.tstate);
+  if (!tls.attached) {
+    if (!engine.BeginAttach()) {  // shutting down: finalization deletes the thread state
+      tls.ForgetInterpreter();
+      return;
+    }
+    py.PyEval_RestoreThread(tls.tstate);
+    engine.EndAttach();
+  }
   // The matching release of the PyGILState_Ensure in Attach(): the counter drops to zero, so
   // Python clears and deletes the thread state and releases the GIL.
   py.PyGILState_Release(0 /* PyGILState_UNLOCKED */);

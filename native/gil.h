@@ -142,12 +142,21 @@ class PythonCall {
 };
 
 inline PythonCall::PythonCall(ThreadContext& ctx) : ctx_(ctx) {
+  if (InForkedChild()) {
+    error_ = kForkedChildError;
+    return;
+  }
   if (!engine.running()) {
     error_ = kShutDownMessage;
     return;
   }
   if (!ctx_.attached) {
+    if (!engine.BeginAttach()) {
+      error_ = "Python is shutting down";
+      return;
+    }
     Attach(ctx_);
+    engine.EndAttach();
     attachedHere_ = true;
     // Shutdown may have begun while we waited for the GIL: it sets the state under the GIL, so
     // reading it now that we hold the GIL is decisive.

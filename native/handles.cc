@@ -1,5 +1,8 @@
 #include "handles.h"
 
+#include <mutex>
+#include <vector>
+
 #include "engine.h"
 #include "gil.h"
 #include "js_thread.h"
@@ -10,12 +13,22 @@ alignas(8) const char kHandleTag = 0;
 
 namespace {
 
-void Unlink(PyHandle* h) {
-  if (h->prev) h->prev->next = h->next;
-  else h->thread->handles = h->next;
-  if (h->next) h->next->prev = h->prev;
+// Every live handle of every JS thread, newest first: shutdown walks it from another thread, so
+// linking, unlinking and that walk take this mutex (making and dropping handles, not using them).
+std::mutex& allHandlesMu = *new std::mutex();
+PyHandle* newestHandle = nullptr;
+
+void Link(PyHandle* h) {
+  h->next = h->thread->handles;
+  if (h->next) h->next->prev = h;
+  h->thread->handles = h;
+  std::lock_guard<std::mutex> lock(allHandlesMu);
+  h->older = newestHandle;
+  if (h->older) h->older->newer = h;
+  newestHandle = h;
 }
 
+// Takes the handle out of its thread's identity index (NewHandle's same-object lookup).
 void Forget(PyHandle* h) {
   if (!h->key) return;
   auto& index = h->thread->handleByObject;
@@ -24,26 +37,47 @@ void Forget(PyHandle* h) {
   h->key = nullptr;
 }
 
-void OnHandleCollected(const v8::WeakCallbackInfo<PyHandle>& info) {
-  PyHandle* h = info.GetParameter();
-  h->self.Reset();
+// Unlinks and deletes the handle; its reference, if it still has one, is queued for release.
+void Drop(PyHandle* h) {
   Forget(h);
-  Unlink(h);
-  if (h->obj) pendingDecrefs.Push(h->obj, h->generation);
+  if (h->prev) h->prev->next = h->next;
+  else h->thread->handles = h->next;
+  if (h->next) h->next->prev = h->prev;
+  {
+    std::lock_guard<std::mutex> lock(allHandlesMu);
+    if (h->newer) h->newer->older = h->older;
+    else newestHandle = h->older;
+    if (h->older) h->older->newer = h->newer;
+  }
+  h->self.Reset();
+  if (PyObject* o = h->obj.exchange(nullptr)) pendingDecrefs.Push(o, h->generation);
   delete h;
 }
+
+void OnHandleCollected(const v8::WeakCallbackInfo<PyHandle>& info) { Drop(info.GetParameter()); }
 
 }  // namespace
 
 void ReleaseAllHandles(JsThread* thread) {
   thread->handleByObject.clear();
-  while (PyHandle* h = thread->handles) {
-    Unlink(h);
-    h->self.Reset();
-    if (h->obj) pendingDecrefs.Push(h->obj, h->generation);
-    delete h;
-  }
+  while (PyHandle* h = thread->handles) Drop(h);
 }
+
+void ReleaseHandlesBeforeFinalize() {
+  uint64_t gen = engine.generation();
+  std::vector<PyObject*> held;
+  {
+    std::lock_guard<std::mutex> lock(allHandlesMu);
+    for (PyHandle* h = newestHandle; h; h = h->older) {
+      if (h->generation != gen) continue;
+      if (PyObject* o = h->obj.exchange(nullptr)) held.push_back(o);
+    }
+  }
+  // Not under the mutex: releasing runs Python code, which may make or drop handles.
+  for (PyObject* o : held) py.Py_DecRef(o);
+}
+
+void ForgetHandleObject(PyHandle* h) { h->obj.store(nullptr, std::memory_order_relaxed); }
 
 uint8_t HandleFlagsOf(PyObject* o) {
   return static_cast<uint8_t>((py.PyCallable_Check(o) ? kHandleCallable : 0) |
@@ -58,8 +92,8 @@ v8::MaybeLocal<v8::Object> NewHandle(JsThread* thread, PyObject* owned, uint8_t 
       PyHandle* known = found->second;
       // The address alone is not enough: a disposed handle's object may be gone and the address
       // reused, and a handle of a finalized interpreter is stale.
-      if (known->obj == owned && !known->disposed && known->generation == engine.generation() &&
-          !known->self.IsEmpty()) {
+      if (known->obj.load(std::memory_order_relaxed) == owned && !known->disposed &&
+          known->generation == engine.generation() && !known->self.IsEmpty()) {
         ReleaseRef(owned, engine.generation());  // the handle already owns one reference
         return known->self.Get(isolate);
       }
@@ -72,12 +106,10 @@ v8::MaybeLocal<v8::Object> NewHandle(JsThread* thread, PyObject* owned, uint8_t 
   if (!thread->handleTemplate.Get(isolate)->NewInstance(ctx).ToLocal(&obj)) return {};
   auto* h = new PyHandle();
   h->thread = thread;
-  h->next = thread->handles;
-  if (h->next) h->next->prev = h;
-  thread->handles = h;
-  h->obj = owned;
+  h->obj.store(owned, std::memory_order_relaxed);
   h->flags = flags;
   h->generation = engine.generation();
+  Link(h);
   if (shared) {
     h->key = owned;
     thread->handleByObject.emplace(owned, h);
@@ -107,26 +139,18 @@ PyObject* LiveObject(PyHandle* h, const char** why) {
     *why = "this Python object belongs to an interpreter that was shut down";
     return nullptr;
   }
-  if (h->disposed || !h->obj) {
-    *why = "this Python object was disposed";
-    return nullptr;
-  }
-  return h->obj;
+  PyObject* o = h->disposed ? nullptr : h->obj.load(std::memory_order_relaxed);
+  if (!o) *why = "this Python object was disposed";
+  return o;
 }
 
 void DisposeHandle(PyHandle* h) {
   if (h->disposed) return;
   h->disposed = true;
   if (h->pins > 0) return;  // the last unpin releases it
-  PyObject* o = h->obj;
-  h->obj = nullptr;
-  ReleaseRef(o, h->generation);
+  ReleaseRef(h->obj.exchange(nullptr), h->generation);
 }
 
 void UnpinHandle(PyHandle* h) {
-  if (--h->pins == 0 && h->disposed && h->obj) {
-    PyObject* o = h->obj;
-    h->obj = nullptr;
-    ReleaseRef(o, h->generation);
-  }
+  if (--h->pins == 0 && h->disposed) ReleaseRef(h->obj.exchange(nullptr), h->generation);
 }

@@ -8,6 +8,7 @@
 
 #include <v8.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "capi.h"
@@ -18,7 +19,11 @@ struct PyHandle {
   JsThread* thread = nullptr;
   PyHandle* prev = nullptr;     // JsThread::handles list
   PyHandle* next = nullptr;
-  PyObject* obj = nullptr;      // strong reference, or null once released
+  PyHandle* older = nullptr;    // the process-wide list, newest first (under its mutex)
+  PyHandle* newer = nullptr;
+  // Strong reference, or null once released. Whoever exchanges it for null releases it: the
+  // owning JS thread, or shutdown releasing what JS still holds (ReleaseHandlesBeforeFinalize).
+  std::atomic<PyObject*> obj{nullptr};
   uint64_t generation = 0;
   int pins = 0;                 // async calls using obj off this thread (see async_pool.cc)
   bool disposed = false;        // dispose() was called (maybe deferred while pinned)
@@ -47,3 +52,10 @@ void DisposeHandle(PyHandle* handle);
 void UnpinHandle(PyHandle* handle);  // on the owning JS thread, not attached
 // JS thread exit: queue the release of every object its handles still own.
 void ReleaseAllHandles(JsThread* thread);
+// Shutdown, attached, with no JS thread inside Python any more: releases the objects that live
+// handles of every JS thread still own, newest first, so that Python's own cleanup (a suspended
+// generator's `finally`, a `with` block's __exit__, __del__) runs before finalization, as it
+// would for objects held in __main__. The handles then read as shut down.
+void ReleaseHandlesBeforeFinalize();
+// A handle whose interpreter is gone: forget its object without releasing it.
+void ForgetHandleObject(PyHandle* handle);

@@ -143,7 +143,10 @@ class ParkedIsolate {
   explicit ParkedIsolate(JsThread* thread, bool force = false) : thread_(nullptr) {
     if (force || thread->exposure.load(std::memory_order_relaxed) != 0) Park(thread);
   }
+  // Every synchronous Python call runs inside one: when it returns here in the child of an
+  // os.fork(), the child must not touch V8 again (see ExitForkedChild).
   ~ParkedIsolate() {
+    if (InForkedChild()) ExitForkedChild();
     if (thread_) Reclaim();
   }
   // Take the isolate back now. Waits (detached) if another thread is running JS on it.

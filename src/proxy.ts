@@ -239,9 +239,29 @@ const attributeFallback: object = new Proxy(Object.create(null) as object, {
 
 // --- methods -------------------------------------------------------------------------------
 
+// postMessage, workerData and structuredClone copy an object's own enumerable string-keyed
+// properties, and a PyObject has none (its handle is under a symbol), so it would arrive as `{}`.
+// This property makes the copy fail instead, with DataCloneError naming the way that works. Its
+// name cannot be a Python attribute's, so it shadows none. (Callables are functions, which
+// structured clone rejects anyway, quoting their source: see makeCallable.)
+const NOT_CLONEABLE = '[PyObject]';
+const cloneGuard: object = Object.freeze(
+  Object.defineProperty({}, 'reason', {
+    enumerable: true,
+    get(): never {
+      throw new DOMException(
+        'a PyObject cannot be copied to another thread (postMessage, workerData, structuredClone): ' +
+          'post Py.share(obj) and call Py.unshare(token) on the other side to use the same Python object there',
+        'DataCloneError',
+      );
+    },
+  }),
+);
+
 class PyObjectImpl implements PyObjectMethods {
   // A class field is defined on the instance directly (no walk up to the attribute Proxy).
   readonly [HANDLE]: Handle;
+  readonly [NOT_CLONEABLE]: object = cloneGuard;
 
   constructor(handle: Handle) {
     this[HANDLE] = handle;
@@ -465,6 +485,7 @@ const nativeHandleFlags = native.handleFlags;
 
 function makeCallable(h: Handle): PyCallable {
   const f = function (this: unknown, ...args: unknown[]): unknown {
+    // A Python callable (PyObject): to use it in another thread, post Py.share(f) and Py.unshare(token) there.
     const n = args.length;
     const r = n !== 0 && args[n - 1] instanceof KwArgs
       ? nativeCallKw(h, (args.pop() as KwArgs).kwargs, ...args)
