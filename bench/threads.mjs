@@ -15,7 +15,7 @@ import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
-import { PythonEngine, Py, PyModule } from 'pyembed';
+import { PythonEngine, Py, PyModule } from '../dist/index.js';
 
 import { envNumber, formatRate, median, quick, summary } from './lib/measure.mjs';
 
