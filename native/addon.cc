@@ -1055,7 +1055,7 @@ void SetMethod(v8::Isolate* isolate, Local<v8::Object> target, JsThread* t, cons
 }  // namespace
 
 NODE_MODULE_INIT(/* exports, module, context */) {
-  v8::Isolate* isolate = context->GetIsolate();
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();  // Context::GetIsolate is gone in V8 14
   auto* t = new JsThread(isolate);
   t->context.Reset(isolate, context);
   t->owner = &tls;
