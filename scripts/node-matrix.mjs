@@ -129,10 +129,17 @@ function prebuild(force) {
       console.error(`node-matrix: building for Node ${entry.major} (abi ${abi}) against ${dir ?? "node-gyp's default headers"}`);
       const args = [nodeGyp(), 'rebuild', '--loglevel=warn', '--jobs', String(os.availableParallelism?.() ?? os.cpus().length)];
       if (dir) args.push(`--nodedir=${dir}`);
-      if (run(process.execPath, args, { cwd: stage, stdio: ['ignore', 'ignore', 'inherit'] }) !== 0) {
+      // npm passes its config to scripts as npm_config_* (here nodedir=/usr, the host's headers),
+      // and node-gyp prefers those to --nodedir: build with none of them.
+      const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_config_/i.test(k)));
+      if (run(process.execPath, args, { cwd: stage, env, stdio: ['ignore', 'ignore', 'inherit'] }) !== 0) {
         fail(`the build for Node ${entry.major} failed (node-gyp ${args.slice(1).join(' ')})`);
       }
-      fs.copyFileSync(path.join(stage, 'build', 'Release', 'pyembed.node'), target);
+      const built = path.join(stage, 'build', 'Release', 'pyembed.node');
+      // A binary made against the wrong headers would only fail on a user's machine: load it now.
+      const load = spawnSync(nodeBinary(entry), ['-e', `require(${JSON.stringify(built)})`], { encoding: 'utf8' });
+      if (load.status !== 0) fail(`the addon built for Node ${entry.major} does not load there:\n${load.stderr}`);
+      fs.copyFileSync(built, target);
       console.error(`node-matrix: ${path.relative(root, target)} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
     } finally {
       fs.rmSync(stage, { recursive: true, force: true });

@@ -79,7 +79,7 @@ export function loadAddon(root: string): { binding: unknown; file: string } {
     try {
       return { binding: require(candidate.file) as unknown, file: candidate.file };
     } catch (error) {
-      tried.push(`${candidate.file}: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`);
+      tried.push(`${candidate.file}: ${(error instanceof Error ? error.message : String(error)).replace(/\s+/g, ' ')}`);
     }
   }
   const platform = `${process.platform}-${process.arch}${libc() ? ` ${libc()}` : ''}`;
