@@ -157,7 +157,9 @@ function test(args) {
   const files = named.length ? named : smoke ? SMOKE : [];
   const testDir = path.join(root, 'build', 'test');
   if (!fs.existsSync(testDir)) fail('build/test is missing: run `npm run build && npm run build:test` first');
-  const targets = files.length ? files.map((f) => path.join(testDir, f)) : [testDir];
+  // File names, not the folder: Node 22 and 24 do not take a folder as `node --test`'s argument.
+  const all = fs.readdirSync(testDir).filter((f) => f.endsWith('.test.js')).sort();
+  const targets = (files.length ? files : all).map((f) => path.join(testDir, f));
   const results = [];
   for (const entry of selected().filter((e) => !args.includes('--others') || e.major !== hostMajor)) {
     const binary = nodeBinary(entry);
