@@ -1,7 +1,7 @@
 // Call overhead: a no-op call, an attribute read and a call with three arguments, from JS (with
 // and without a Py.GIL() scope) against the same operation done by Python itself (timeit), all
 // measured in this run. Prints a Markdown section; `npm run bench` collects it into RESULTS.md.
-import { PythonEngine, Py, PyModule } from 'pyembed';
+import { PythonEngine, Py, PyModule } from '../dist/index.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const N = Number(process.env.BENCH_N ?? 1_000_000);

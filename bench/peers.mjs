@@ -96,7 +96,7 @@ const buffer = (c) => Buffer.alloc(c.bytesN, 7);
 
 const adapters = {
   async pyembed(c) {
-    const { PythonEngine, Py } = await import('pyembed');
+    const { PythonEngine, Py } = await import('../dist/index.js');
     PythonEngine.initialize();
     Py.import('sys').path.insert(0, here);
     const m = Py.import('peers');
@@ -367,7 +367,7 @@ const adapters = {
 // pyembed with the GIL kept across each round by a Py.GIL() scope (JS callbacks still run with
 // it released); the workloads that are not synchronous calls from JS are the same as above.
 adapters['pyembed-gil'] = async (c) => {
-  const { Py } = await import('pyembed');
+  const { Py } = await import('../dist/index.js');
   const peer = await adapters.pyembed(c);
   const scoped = ['noop', 'three', 'attr', 'list', 'dict', 'bytes', 'callbacks'];
   for (const [id, w] of Object.entries(peer.workloads)) {
@@ -453,8 +453,8 @@ print(json.dumps({"executable": sys.executable, "version": sys.version.split()[0
 /** The in-process peers' addons: point them at the same libpython when their soname matches. */
 function addonFiles(id) {
   const dirs = {
-    'node-calls-python': path.join(root, 'node_modules', 'node-calls-python', 'build', 'Release'),
-    pymport: path.join(root, 'node_modules', 'pymport', 'lib', 'binding'),
+    'node-calls-python': path.join(here, 'node_modules', 'node-calls-python', 'build', 'Release'),
+    pymport: path.join(here, 'node_modules', 'pymport', 'lib', 'binding'),
   };
   const found = [];
   const walk = (dir) => {
@@ -554,10 +554,10 @@ async function runOne(peer, c, py) {
 }
 
 function whyMissing(peer) {
-  // A peer that is not installed: say why in one line (package.json explains the install).
-  const pkg = path.join(root, 'node_modules', peer.id, 'package.json');
+  // A peer that is not installed: say why in one line (bench/package.json lists the peers).
+  const pkg = path.join(here, 'node_modules', peer.id, 'package.json');
   if (['node-calls-python', 'pymport', 'pythonia'].includes(peer.id) && !fs.existsSync(pkg)) {
-    return `not installed (\`npm install\` did not install ${peer.id}; see package.json)`;
+    return `not installed (\`npm run bench\` installs it with bench/package.json; that install did not)`;
   }
   return undefined;
 }

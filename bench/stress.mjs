@@ -285,7 +285,7 @@ async function opLoop({ pyembed, m, shared, count, seed, tag, gcEvery, only, onP
 // ---- worker threads -----------------------------------------------------------------------------
 
 if (!isMainThread && workerData?.pyembedStress) {
-  const pyembed = await import('pyembed');
+  const pyembed = await import('../dist/index.js');
   const m = pyembed.Py.import('stress_mod');
   const shared = pyembed.Py.unshare(workerData.shared);
   const r = await opLoop({
@@ -329,7 +329,7 @@ export async function runStress(options = {}) {
     only: options.only, // indices into OPS: run only these operations (for narrowing a failure down)
     progress: options.progress ?? (() => {}),
   };
-  const pyembed = await import('pyembed');
+  const pyembed = await import('../dist/index.js');
   const { PythonEngine, Py, PyModule } = pyembed;
   const { native } = await import(new URL('../dist/native.js', import.meta.url).href);
   const started = Date.now();

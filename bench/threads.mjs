@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
-import { PythonEngine, Py, PyModule } from 'pyembed';
+import { PythonEngine, Py, PyModule } from '../dist/index.js';
 
 import { envList, envNumber, formatRate, median, quick, summary } from './lib/measure.mjs';
 

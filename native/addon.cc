@@ -1290,7 +1290,7 @@ void PinAddonInMemory() {
 NODE_MODULE_INIT(/* exports, module, context */) {
   PinAddonInMemory();
   WatchForFork();
-  v8::Isolate* isolate = context->GetIsolate();
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();  // Context::GetIsolate is gone in V8 14
   auto* t = new JsThread(isolate);
   t->context.Reset(isolate, context);
   t->owner = &tls;

@@ -27,7 +27,7 @@ bool Fail(ConvertError* error, std::string message) {
 }
 
 std::string ConstructorName(v8::Local<v8::Object> obj) {
-  v8::String::Utf8Value name(obj->GetIsolate(), obj->GetConstructorName());
+  v8::String::Utf8Value name(v8::Isolate::GetCurrent(), obj->GetConstructorName());
   return *name ? *name : "object";
 }
 
@@ -111,13 +111,11 @@ void CopyString(v8::Isolate* isolate, v8::Local<v8::String> s, Snapshot* out) {
   if (s->IsOneByte()) {
     out->encoding = Snapshot::Encoding::kLatin1;
     out->text.resize(length);
-    s->WriteOneByte(isolate, reinterpret_cast<uint8_t*>(out->text.data()), 0, length,
-                    v8::String::NO_NULL_TERMINATION);
+    WriteLatin1(isolate, s, reinterpret_cast<uint8_t*>(out->text.data()), length);
   } else {
     out->encoding = Snapshot::Encoding::kUtf16;
     out->text.resize(static_cast<size_t>(length) * 2);
-    s->Write(isolate, reinterpret_cast<uint16_t*>(out->text.data()), 0, length,
-             v8::String::NO_NULL_TERMINATION);
+    WriteUtf16(isolate, s, reinterpret_cast<uint16_t*>(out->text.data()), length);
   }
 }
 
@@ -203,10 +201,10 @@ bool ConvertMapOrSet(JsWalk& w, v8::Local<v8::Object> obj, bool isMap, Snapshot*
 }
 
 bool IsPlainObject(JsWalk& w, v8::Local<v8::Object> obj) {
-  v8::Local<v8::Value> proto = obj->GetPrototype();
+  v8::Local<v8::Value> proto = PrototypeOf(obj);
   if (proto->IsNull()) return true;
   if (!proto->IsObject()) return false;
-  v8::Local<v8::Value> protoProto = proto.As<v8::Object>()->GetPrototype();
+  v8::Local<v8::Value> protoProto = PrototypeOf(proto.As<v8::Object>());
   // Object.prototype is the only ordinary object whose prototype is null.
   return protoProto->IsNull() && proto.As<v8::Object>()->GetConstructorName()->StringEquals(
                                      v8::String::NewFromUtf8Literal(w.isolate, "Object"));
@@ -291,7 +289,7 @@ bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out) {
   }
   if (v->IsMap()) return ConvertMapOrSet(w, obj, true, out);
   if (v->IsSet()) return ConvertMapOrSet(w, obj, false, out);
-  if (w.thread->kwargsPrototype.Get(w.isolate)->StrictEquals(obj->GetPrototype())) {
+  if (w.thread->kwargsPrototype.Get(w.isolate)->StrictEquals(PrototypeOf(obj))) {
     return Fail(w.error, "Py.kw() keyword arguments can only be the last argument of a call");
   }
   if (IsPlainObject(w, obj)) return ConvertPlainObject(w, obj, out);
@@ -673,7 +671,7 @@ v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested) {
           names[i] = key.As<v8::Name>();
           if (!ToJs(t, v.items[2 * i + 1], true).ToLocal(&values[i])) return {};
         }
-        return v8::Object::New(isolate, obj->GetPrototype(), names.data(), values.data(), n);
+        return v8::Object::New(isolate, PrototypeOf(obj), names.data(), values.data(), n);
       }
       for (size_t i = 0; i + 1 < v.items.size(); i += 2) {
         v8::Local<v8::Value> key, item;
@@ -764,7 +762,7 @@ Fast PrimitiveToPython(v8::Isolate* isolate, v8::Local<v8::Value> v, PyObject** 
     int length = s->Length();
     if (length > kShort || !s->IsOneByte()) return Fast::kNotHandled;
     uint8_t buffer[kShort];
-    s->WriteOneByte(isolate, buffer, 0, length, v8::String::NO_NULL_TERMINATION);
+    WriteLatin1(isolate, s, buffer, length);
     o = py.PyUnicode_FromKindAndData(1, buffer, length);
   } else if (v->IsBoolean()) {
     o = NewRef(v->IsTrue() ? py.True : py.False);
@@ -891,7 +889,7 @@ Fast FastDictToJs(FastWalk& w, PyObject* dict, v8::Local<v8::Value>* out) {
     py.PyErr_SetString(py.PyExc_RuntimeError, "dictionary changed size during conversion to JS");
     return Fast::kPythonError;
   }
-  if (w.objectPrototype.IsEmpty()) w.objectPrototype = v8::Object::New(isolate)->GetPrototype();
+  if (w.objectPrototype.IsEmpty()) w.objectPrototype = PrototypeOf(v8::Object::New(isolate));
   *out = v8::Object::New(isolate, w.objectPrototype, names.data(), values.data(), n);
   return Fast::kDone;
 }

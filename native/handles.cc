@@ -6,6 +6,7 @@
 #include "engine.h"
 #include "gil.h"
 #include "js_thread.h"
+#include "v8_util.h"
 
 // Field 0 of every handle holds this address: no other object can have it there, so checking it
 // identifies a handle without V8's (slower) template instance check. Field 1 is the PyHandle.
@@ -114,8 +115,8 @@ v8::MaybeLocal<v8::Object> NewHandle(JsThread* thread, PyObject* owned, uint8_t 
     h->key = owned;
     thread->handleByObject.emplace(owned, h);
   }
-  obj->SetAlignedPointerInInternalField(0, const_cast<char*>(&kHandleTag));
-  obj->SetAlignedPointerInInternalField(1, h);
+  SetFieldPointer(obj, 0, const_cast<char*>(&kHandleTag));
+  SetFieldPointer(obj, 1, h);
   h->self.Reset(isolate, obj);
   h->self.SetWeak(h, OnHandleCollected, v8::WeakCallbackType::kParameter);
   return obj;
@@ -124,10 +125,10 @@ v8::MaybeLocal<v8::Object> NewHandle(JsThread* thread, PyObject* owned, uint8_t 
 PyHandle* HandleFromValue(JsThread*, v8::Local<v8::Value> value) {
   if (!value->IsObject()) return nullptr;
   v8::Local<v8::Object> obj = value.As<v8::Object>();
-  if (obj->InternalFieldCount() != 2 || obj->GetAlignedPointerFromInternalField(0) != &kHandleTag) {
+  if (obj->InternalFieldCount() != 2 || FieldPointer(obj, 0) != &kHandleTag) {
     return nullptr;
   }
-  return static_cast<PyHandle*>(obj->GetAlignedPointerFromInternalField(1));
+  return static_cast<PyHandle*>(FieldPointer(obj, 1));
 }
 
 PyObject* LiveObject(PyHandle* h, const char** why) {

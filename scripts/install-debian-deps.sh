@@ -2,7 +2,7 @@
 # Debian packages pyembed's tests and benchmarks use beyond Node.js and a shared-library Python:
 # the system python3 with its shared libpython, and python3-numpy / python3-pandas for the data
 # tests (selected with PYEMBED_PYTHON=/usr/bin/python3), and pkg-config, with which the pymport
-# benchmark peer (a devDependency) finds libpython when it builds from source. Safe to run again.
+# benchmark peer (bench/package.json, installed by `npm run bench`) finds libpython when it builds. Safe to run again.
 set -euo pipefail
 packages=(python3 libpython3-dev python3-numpy python3-pandas python3-venv pkg-config)
 missing=()

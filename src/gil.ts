@@ -1,6 +1,9 @@
 // The GIL from JS. pyembed releases the GIL whenever JS runs; a Py.GIL() scope keeps it between
 // operations (several calls for the price of one acquire), and beginAllowThreads/allowThreads
 // release it again inside such a scope. All of this is per JS thread.
+// Symbol.dispose and Disposable come from this lib, which a user's project may not include
+// (lib es2022 without @types/node): the emitted .d.ts names it, so such a project still compiles.
+/// <reference lib="esnext.disposable" preserve="true" />
 import { native } from './native.js';
 
 /** Py.GIL() scopes of this JS thread still open (module state is per worker). */

@@ -1,8 +1,9 @@
 // Loads the addon (one instance per JS thread) and describes its functions. Everything here is
 // internal: the public API is built on it in engine.ts, gil.ts, proxy.ts and module.ts.
-import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+
+import { loadAddon } from './addon-loader.js';
 
 /** A native handle: owns one reference to a Python object (opaque to TypeScript). */
 export interface Handle {
@@ -94,19 +95,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 /** The package root (dist/.. or src/..). */
 export const packageRoot = path.resolve(here, '..');
 
-function load(): NativeBinding {
-  const require = createRequire(import.meta.url);
-  const addon = path.join(packageRoot, 'build', 'Release', 'pyembed.node');
-  try {
-    return require(addon) as NativeBinding;
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(
-      `pyembed: cannot load its native addon (${addon}): ${reason}\n` +
-        'It is built by `npm install` (node-gyp). Rebuild it with `npm rebuild pyembed` ' +
-        '(in the pyembed folder: `npx node-gyp rebuild`).',
-    );
-  }
-}
-
-export const native: NativeBinding = load();
+const loaded = loadAddon(packageRoot);
+/** The addon file in use (a local build or a prebuild). */
+export const addonFile: string = loaded.file;
+export const native = loaded.binding as NativeBinding;

@@ -6,6 +6,9 @@
 // so the methods below are found at JS speed, and any other property name falls through to the
 // Proxy, which reads or writes the Python attribute. Callables being real functions (not Proxies)
 // is what makes `f(1, 2)` cost one native call and no trap.
+// Symbol.dispose and Disposable come from this lib, which a user's project may not include
+// (lib es2022 without @types/node): the emitted .d.ts names it, so such a project still compiles.
+/// <reference lib="esnext.disposable" preserve="true" />
 import { inspect } from 'node:util';
 import { isMainThread, threadId } from 'node:worker_threads';
 
