@@ -5,6 +5,7 @@ import { Worker } from 'node:worker_threads';
 
 import { PythonError } from './errors.js';
 import { native } from './native.js';
+import type { AbortSignalLike } from './web-types.js';
 
 /**
  * How long a promise waits, after abort(), for the Python call to stop so that its exception can
@@ -18,9 +19,9 @@ let nextToken = 1;
 
 // One 'abort' listener per signal, whatever the number of calls it cancels: a signal shared by
 // many calls (a batch under one AbortSignal.timeout) would otherwise pass Node's listener limit.
-const waiting = new WeakMap<AbortSignal, Set<() => void>>();
+const waiting = new WeakMap<AbortSignalLike, Set<() => void>>();
 
-function onAbort(signal: AbortSignal, callback: () => void): () => void {
+function onAbort(signal: AbortSignalLike, callback: () => void): () => void {
   let callbacks = waiting.get(signal);
   if (callbacks === undefined) {
     const set = new Set<() => void>();
@@ -38,7 +39,7 @@ function onAbort(signal: AbortSignal, callback: () => void): () => void {
 
 /** The error an aborted call rejects with: the signal's reason, or for the standard reasons (an
  *  AbortError or TimeoutError DOMException) a fresh one whose `cause` is the Python exception. */
-export function abortError(signal: AbortSignal, pythonError?: unknown): unknown {
+export function abortError(signal: AbortSignalLike, pythonError?: unknown): unknown {
   const reason: unknown = signal.reason;
   const standard = reason instanceof DOMException && (reason.name === 'AbortError' || reason.name === 'TimeoutError');
   if (!standard) return reason ?? new DOMException('This operation was aborted', 'AbortError');
@@ -49,7 +50,7 @@ export function abortError(signal: AbortSignal, pythonError?: unknown): unknown 
   return error;
 }
 
-export function isAbortSignal(value: unknown): value is AbortSignal {
+export function isAbortSignal(value: unknown): value is AbortSignalLike {
   return typeof AbortSignal !== 'undefined' && value instanceof AbortSignal;
 }
 
@@ -58,7 +59,7 @@ export function isAbortSignal(value: unknown): value is AbortSignal {
  * abort before the call settles always rejects: never a value computed after the abort, never
  * a pending promise.
  */
-export function cancellable<T>(signal: AbortSignal, start: (token: number) => Promise<T>): Promise<T> {
+export function cancellable<T>(signal: AbortSignalLike, start: (token: number) => Promise<T>): Promise<T> {
   if (signal.aborted) return Promise.reject(abortError(signal));
   const token = nextToken++;
   const pending = start(token);

@@ -4,6 +4,7 @@
 import { abortError } from './cancel.js';
 import { native } from './native.js';
 import { awaitPython, fromNative, handleOf, isPyObject, wrap, type PyObject } from './proxy.js';
+import type { AbortSignalLike } from './web-types.js';
 
 const HELPER_SOURCE = `
 import datetime as _datetime
@@ -85,7 +86,7 @@ function isStopAsyncIteration(error: unknown): boolean {
  * (break, return, throw) closes an async generator (`aclose()`), as JS does for its own. Objects
  * that are not async iterables are iterated synchronously, as `for await` does for JS iterables.
  */
-export async function* asyncIterate(obj: PyObject, signal?: AbortSignal): AsyncGenerator<any, void, undefined> {
+export async function* asyncIterate(obj: PyObject, signal?: AbortSignalLike): AsyncGenerator<any, void, undefined> {
   const h = helpers();
   const iterator = h.aiter_start(obj);
   if (iterator === undefined) {

@@ -20,3 +20,4 @@ export { type TypedArray } from './native.js';
 export { type PythonInstallation } from './locate.js';
 export { KwArgs } from './native.js';
 export { toPyDatetime, toJSDate } from './conventions.js';
+export { type AbortSignalLike, type URLLike } from './web-types.js';

@@ -11,6 +11,7 @@ import { isAbortSignal } from './cancel.js';
 import { asyncIterate } from './conventions.js';
 import { awaitPython, handleOf, wrap, type PyObject } from './proxy.js';
 import { pyFloat, pyInt } from './values.js';
+import type { AbortSignalLike, URLLike } from './web-types.js';
 
 /** A Python object in transit to another JS thread (see Py.share). Survives postMessage. */
 export interface SharedPyObject {
@@ -44,7 +45,7 @@ export class PyModule {
    * URL such as `new URL('./tool.py', import.meta.url)`) or a package folder, imports that file
    * with its folder first on sys.path, so the modules beside it import too.
    */
-  static import(name: string | URL): PyObject {
+  static import(name: string | URLLike): PyObject {
     const file = moduleFile(name);
     if (file !== undefined) {
       ensureRunning();
@@ -104,7 +105,7 @@ export const Py = {
     }
   },
   /** `import name`, or a .py file: see PyModule.import(). */
-  import(name: string | URL): PyObject {
+  import(name: string | URLLike): PyObject {
     return PyModule.import(name);
   },
   /** Keyword arguments, as the last argument of a call: `f(1, Py.kw({ sep: ',' }))`. */
@@ -142,7 +143,7 @@ export const Py = {
    * `signal` cancels the coroutine's task (asyncio.CancelledError in it) and rejects the promise
    * (see callAsync).
    */
-  awaitAsync(awaitable: PyObject, signal?: AbortSignal): Promise<any> {
+  awaitAsync(awaitable: PyObject, signal?: AbortSignalLike): Promise<any> {
     return awaitPython(awaitable, signal);
   },
   /**
@@ -150,7 +151,7 @@ export const Py = {
    * itself, and an abort of `signal` cancels the step in progress (CancelledError in the
    * generator) and ends the loop with the abort's error.
    */
-  aiter(iterable: PyObject, signal?: AbortSignal): AsyncIterable<any> {
+  aiter(iterable: PyObject, signal?: AbortSignalLike): AsyncIterable<any> {
     if (signal !== undefined && !isAbortSignal(signal)) throw new TypeError('signal must be an AbortSignal');
     handleOf(iterable);
     return { [Symbol.asyncIterator]: () => asyncIterate(iterable, signal) };

@@ -18,6 +18,7 @@ import { decode, decoding, encodeHook, mapError } from './conversions.js';
 import { helperModule } from './engine.js';
 import { PythonError } from './errors.js';
 import { KwArgs, native, type Handle, type NativeResult, type TypedArray } from './native.js';
+import type { AbortSignalLike } from './web-types.js';
 
 export const HANDLE: unique symbol = Symbol('pyembed.handle');
 export const DONE: unique symbol = Symbol('pyembed.done');
@@ -130,14 +131,14 @@ export interface PyObjectOf<J> extends PyObjectMethods {
 
 /** The argument lists of P with an AbortSignal after them (after any optional ones used). */
 export type WithSignal<P extends unknown[]> = number extends P['length']
-  ? [...P, AbortSignal]
+  ? [...P, AbortSignalLike]
   : P extends []
-    ? [AbortSignal]
+    ? [AbortSignalLike]
     : P extends [infer Head, ...infer Rest]
       ? [Head, ...WithSignal<Rest>]
       : P extends [(infer Head)?, ...infer Rest]
-        ? [AbortSignal] | [Head, ...WithSignal<Rest>]
-        : [...P, AbortSignal];
+        ? [AbortSignalLike] | [Head, ...WithSignal<Rest>]
+        : [...P, AbortSignalLike];
 
 /**
  * A Python callable with a known signature, e.g. `PyFunction<(a: number, kw?: KwArgs) => string>`:
@@ -434,7 +435,7 @@ class PyCallableImpl extends PyObjectImpl {
   }
 
   async callAsync(...args: unknown[]): Promise<any> {
-    const signal = isAbortSignal(args[args.length - 1]) ? (args.pop() as AbortSignal) : undefined;
+    const signal = isAbortSignal(args[args.length - 1]) ? (args.pop() as AbortSignalLike) : undefined;
     const kw = splitKwargs(args);
     const h = handleOf(this);
     try {
@@ -508,7 +509,7 @@ function makeCallable(h: Handle): PyCallable {
  * Awaits a Python awaitable (a coroutine) on pyembed's asyncio loop, as `await obj` does; an
  * abort of `signal` cancels its task (asyncio.CancelledError in the coroutine).
  */
-export function awaitPython(awaitable: PyObject, signal?: AbortSignal): Promise<any> {
+export function awaitPython(awaitable: PyObject, signal?: AbortSignalLike): Promise<any> {
   const h = handleOf(awaitable);
   if ((nativeHandleFlags(h) & AWAITABLE) === 0) {
     return Promise.reject(new TypeError(`a ${native.text(h, 2)} object is not awaitable`));
