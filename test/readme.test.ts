@@ -1,8 +1,8 @@
 // The README's examples are tests, so the documentation cannot go stale.
 //
 // A code block preceded by `<!-- runnable -->` (or `<!-- runnable: tag tag -->`) is extracted and
-// run in a child process. TypeScript blocks are first type-checked and compiled together, as a
-// user's project would be. `console.log(...)  // text` lines state the output: stdout must show
+// run in a child process. TypeScript blocks are first type-checked and compiled together in a
+// project set up as a user's would be (its own tsconfig, not pyembed's). `console.log(...)  // text` lines state the output: stdout must show
 // each such text as a line, in order. Tags: `numpy` runs the block with the system Python
 // (/usr/bin/python3) and skips it when numpy is not importable there; `cjs` runs a JS block as
 // CommonJS. A code block preceded by `<!-- file: name.py -->` is a file of the user's project: it
@@ -73,9 +73,13 @@ function compileAll(): { code: number | null; output: string } {
   for (const b of blocks.filter((x) => x.lang === 'ts')) {
     fs.writeFileSync(path.join(project, `block${b.index}.ts`), b.code);
   }
+  // A user's project, not pyembed's own tsconfig: the options `tsc --init` and Node's TypeScript
+  // guide give (no lib for `using`: what pyembed's types bring must be enough).
   fs.writeFileSync(path.join(project, 'tsconfig.json'), JSON.stringify({
-    extends: path.join(packageRoot, 'tsconfig.json'),
-    compilerOptions: { rootDir: '.', outDir: 'out', declaration: false, sourceMap: false, noUnusedLocals: false },
+    compilerOptions: {
+      target: 'es2022', module: 'nodenext', moduleResolution: 'nodenext', strict: true,
+      esModuleInterop: true, rootDir: '.', outDir: 'out',
+    },
     include: ['./*.ts'],
   }));
   compiled = tsc(['-p', project]);
