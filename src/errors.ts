@@ -32,9 +32,10 @@ export class PythonError extends Error {
   /** `pythonTraceback` undefined: formatted from `pyException` when first read. */
   constructor(type: string, message: string, pythonTraceback: string | undefined, pyException?: PyObject) {
     // The JS frames are taken once, on an object of their own (#site): V8 builds their text
-    // only if `stack` is read, which costs more than the whole call.
+    // only if `stack` is read, which costs more than the whole call. A limit that is no number
+    // makes super() take none and leave a plain `stack` slot, cheaper to redefine.
     const limit = Error.stackTraceLimit;
-    Error.stackTraceLimit = 0;
+    (Error as { stackTraceLimit: unknown }).stackTraceLimit = undefined;
     super(message);
     Error.stackTraceLimit = limit;
     Error.captureStackTrace(this.#site, new.target);
