@@ -109,6 +109,7 @@ struct PyStatus {
   OPT(PyObject*, PyErr_GetRaisedException, (void))                                                \
   OPT(void, PyErr_SetRaisedException, (PyObject*))                                                \
   REQ(int, PyException_SetTraceback, (PyObject*, PyObject*))                                      \
+  REQ(PyObject*, PyException_GetCause, (PyObject*))                                               \
   REQ(void, PyErr_SetString, (PyObject*, const char*))                                            \
   REQ(void, PyErr_SetObject, (PyObject*, PyObject*))                                              \
   REQ(void, PyErr_Clear, (void))                                                                  \

@@ -6,13 +6,6 @@
 #include "handles.h"
 #include "js_thread.h"
 
-namespace {
-
-PyObject* describeException = nullptr;  // owned; _pyembed.describe_exception
-uint64_t describeGeneration = 0;
-
-}  // namespace
-
 PyObject* TakeException() {
   if (py.PyErr_GetRaisedException) return py.PyErr_GetRaisedException();
   PyObject *type = nullptr, *value = nullptr, *tb = nullptr;
@@ -46,35 +39,26 @@ std::string Utf8Of(PyObject* str) {
   return std::string(s, static_cast<size_t>(n));
 }
 
-// type name, message and traceback through the Python helper; falls back to str() alone.
+// Type name, message and whether a cause is chained: all a PythonError needs at once. The
+// traceback text is formatted by JS only when it is read (formatting costs ~100x a call).
 void Describe(PyObject* exc, PythonErrorInfo* info) {
-  if (describeException && describeGeneration == engine.generation()) {
-    PyObject* args[] = {exc};
-    PyRefOwned parts(CallVector(describeException, args, 1, nullptr));
-    if (parts && py.PyTuple_Size(parts.get()) == 3) {
-      info->type = Utf8Of(py.PyTuple_GetItem(parts.get(), 0));
-      info->message = Utf8Of(py.PyTuple_GetItem(parts.get(), 1));
-      info->traceback = Utf8Of(py.PyTuple_GetItem(parts.get(), 2));
-      return;
-    }
-    py.PyErr_Clear();
-  }
-  PyRefOwned text(py.PyObject_Str(exc));
-  info->message = Utf8Of(text.get());
   PyRefOwned name(py.PyObject_GetAttrString(TypeOf(exc), "__name__"));
   info->type = name ? Utf8Of(name.get()) : "Exception";
   if (!name) py.PyErr_Clear();
+  PyRefOwned text(py.PyObject_Str(exc));
+  if (text) {
+    info->message = Utf8Of(text.get());
+  } else {  // a failing __str__ must not hide the original error
+    PyRefOwned failure(TakeException());
+    PyRefOwned failureName(failure ? py.PyObject_GetAttrString(TypeOf(failure.get()), "__name__") : nullptr);
+    if (!failureName) py.PyErr_Clear();
+    info->message = "<str() failed: " + (failureName ? Utf8Of(failureName.get()) : std::string("?")) + ">";
+  }
+  PyRefOwned cause(py.PyException_GetCause(exc));
+  info->hasCause = static_cast<bool>(cause);
 }
 
 }  // namespace
-
-void SetDescribeException(PyObject* fn) {
-  if (describeException && describeGeneration == engine.generation()) {
-    py.Py_DecRef(describeException);
-  }
-  describeException = fn ? NewRef(fn) : nullptr;
-  describeGeneration = engine.generation();
-}
 
 void CapturePythonError(JsThread* thread, PythonErrorInfo* info) {
   PyObject* exc = TakeException();
@@ -109,8 +93,8 @@ v8::Local<v8::Value> MakeJsError(JsThread* thread, PythonErrorInfo& info) {
   v8::Local<v8::Value> argv[] = {
       JsText(isolate, info.type),
       JsText(isolate, info.message),
-      JsText(isolate, info.traceback),
       excHandle,
+      v8::Boolean::New(isolate, info.hasCause),
   };
   v8::Local<v8::Value> error;
   if (!thread->errorFactory.Get(isolate)->Call(ctx, v8::Undefined(isolate), 4, argv).ToLocal(&error)) {

@@ -17,7 +17,7 @@ struct JsValueRef;
 struct PythonErrorInfo {
   std::string type;
   std::string message;
-  std::string traceback;
+  bool hasCause = false;             // __cause__ is set (`raise X from Y`)
   Snapshot exception;                 // the exception object (kPyObject, owned)
   JsValueRef* original = nullptr;  // set when the exception carries a JS error of this thread
   bool present = false;
@@ -40,4 +40,3 @@ PyObject* TakeException();
 void RestoreException(PyObject* exception);
 
 // The helper Python functions that errors need (from python/_pyembed.py).
-void SetDescribeException(PyObject* fn);

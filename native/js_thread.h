@@ -78,7 +78,7 @@ struct JsThread {
   // Per-environment V8 state used by conversions (filled in by the addon at module init).
   v8::Global<v8::Symbol> handleKey;        // obj[handleKey] -> native handle of a Python object
   v8::Global<v8::Symbol> doneSentinel;     // returned by next() at the end of an iteration
-  v8::Global<v8::Function> errorFactory;   // (type, message, traceback, excHandle) -> PythonError
+  v8::Global<v8::Function> errorFactory;   // (type, message, excHandle, hasCause) -> PythonError
   v8::Global<v8::Function> wrapFactory;    // handle -> PyObject proxy (used by deep conversions)
   v8::Global<v8::ObjectTemplate> handleTemplate;
   v8::Global<v8::FunctionTemplate> handleClass;

@@ -47,7 +47,6 @@ bool LoadPythonHelpers(const std::string& source, std::string* error) {
   helpers.adoptThread = get("adopt_thread");
   helpers.restartHazards = get("restart_hazards");
   helpers.datetimeFromJs = get("datetime_from_js");
-  PyRefOwned describe(get("describe_exception"));
   PyRefOwned jsError(get("JSError"));
   PyRefOwned submit(get("submit_coroutine"));
   PyRefOwned version(get("version"));
@@ -55,7 +54,6 @@ bool LoadPythonHelpers(const std::string& source, std::string* error) {
     py.PyErr_Clear();
     return false;
   }
-  SetDescribeException(describe.get());
   SetJsErrorClass(jsError.get());
   SetCoroutineRunner(submit.get());
   PyRefOwned text(CallVector(version.get(), nullptr, 0, nullptr));
@@ -73,7 +71,6 @@ void UnloadPythonHelpers() {
     if (*slot) py.Py_DecRef(*slot);
     *slot = nullptr;
   }
-  SetDescribeException(nullptr);
   SetJsErrorClass(nullptr);
   SetCoroutineRunner(nullptr);
 }

@@ -30,20 +30,27 @@ class JSError(Exception):
         return f"{self.name}: {message}" if self.name else message
 
 
-def describe_exception(exc):
-    """(type name, message, formatted traceback) of an exception, for PythonError."""
-    kind = type(exc)
+def _message_of(exc):
     try:
-        message = str(exc)
+        return str(exc)
     except BaseException as e:  # a failing __str__ must not hide the original error
-        message = f"<str() failed: {type(e).__name__}>"
+        return f"<str() failed: {type(e).__name__}>"
+
+
+def describe_cause(exc):
+    """(type name, message, whether it has a cause) of an exception's __cause__, for PythonError.cause."""
+    return type(exc).__name__, _message_of(exc), exc.__cause__ is not None
+
+
+def format_exception(exc):
+    """The traceback text of PythonError.pythonTraceback, made when JS first reads it."""
+    kind = type(exc)
     try:
         summary = traceback.TracebackException(kind, exc, exc.__traceback__)
         _hide_own_frames(summary)
-        text = "".join(summary.format())
+        return "".join(summary.format())
     except BaseException:
-        text = f"{kind.__name__}: {message}\n"
-    return kind.__name__, message, text
+        return f"{kind.__name__}: {_message_of(exc)}\n"
 
 
 _OWN_FILENAME = "<pyembed:_pyembed>"

@@ -26,7 +26,7 @@ export interface NativeBinding {
   configure(options: {
     handleKey: symbol;
     done: symbol;
-    errorFactory: (type: string, message: string, traceback: string, exc: Handle | undefined) => Error;
+    errorFactory: (type: string, message: string, exc: Handle | undefined, hasCause: boolean) => Error;
     wrapFactory: (handle: Handle) => unknown;
     /** Called for class instances the conversion refuses: a replacement value, or undefined. */
     encodeHook: (value: object) => unknown;

@@ -16,7 +16,7 @@ import { cancellable, isAbortSignal } from './cancel.js';
 import { asyncIterate, datesToJS } from './conventions.js';
 import { decode, decoding, encodeHook, mapError } from './conversions.js';
 import { helperModule } from './engine.js';
-import { PythonError } from './errors.js';
+import { PythonError, setJsFrames, setTracebackFormatter } from './errors.js';
 import { KwArgs, native, type Handle, type NativeResult, type TypedArray } from './native.js';
 import type { AbortSignalLike } from './web-types.js';
 
@@ -455,15 +455,14 @@ class PyCallableImpl extends PyObjectImpl {
 
 /** Gives an error of an asynchronous call the JS frames of the call instead of its own. */
 function withCallSite(error: unknown, site: { stack?: string }): unknown {
+  if (error instanceof PythonError) {
+    setJsFrames(error, site);  // the text is still made only when read
+    return error;
+  }
   if (!(error instanceof Error) || typeof site.stack !== 'string' || typeof error.stack !== 'string') return error;
   const frames = site.stack.slice(site.stack.indexOf('\n'));
-  if (error instanceof PythonError) {
-    error.stack = `PythonError: ${error.type}: ${error.message}${frames}` +
-      (error.pythonTraceback ? `\n\n${error.pythonTraceback.trimEnd()}` : '');
-  } else {
-    const header = error.stack.indexOf('\n    at ');
-    error.stack = (header >= 0 ? error.stack.slice(0, header) : error.stack) + frames;
-  }
+  const header = error.stack.indexOf('\n    at ');
+  error.stack = (header >= 0 ? error.stack.slice(0, header) : error.stack) + frames;
   return error;
 }
 
@@ -536,26 +535,47 @@ export function wrap(h: Handle): any {
   return made;
 }
 
-/** `raise X from Y`: the PythonError for X gets a PythonError for Y as its `cause` (and so on down the chain). */
+/**
+ * `raise X from Y`: the PythonError for X gets a PythonError for Y as its `cause` (and so on down
+ * the chain), made when `cause` is first read.
+ */
 function withCause(error: PythonError, depth = 0): PythonError {
-  if (depth >= 32 || error.pyException === undefined || !native.isRunning()) return error;
-  try {
-    const cause = error.pyException?.__cause__ as PyObject | undefined;
-    if (cause === undefined) return error;
-    const [type, message, traceback] = (helperModule().describe_exception(cause) as PyObject).toJS() as [string, string, string];
-    const causeError = withCause(new PythonError(type, message, traceback, cause), depth + 1);
-    Object.defineProperty(error, 'cause', { value: causeError, writable: true, configurable: true, enumerable: false });
-  } catch {
-    // The cause cannot be described (Python is stopping, ...): the error itself still stands.
-  }
+  const exception = error.pyException;
+  if (depth >= 32 || exception === undefined) return error;
+  Object.defineProperty(error, 'cause', {
+    get() {
+      let causeError: PythonError | undefined;
+      try {
+        const cause = exception.__cause__ as PyObject | undefined;
+        if (cause !== undefined) {
+          const [type, message, hasCause] = (helperModule().describe_cause(cause) as PyObject).toJS() as [string, string, boolean];
+          causeError = new PythonError(type, message, undefined, cause);
+          if (hasCause) withCause(causeError, depth + 1);
+        }
+      } catch {
+        // The cause cannot be described (Python is stopping, ...): the error itself still stands.
+      }
+      Object.defineProperty(error, 'cause', { value: causeError, writable: true, configurable: true, enumerable: false });
+      return causeError;
+    },
+    set(value: unknown) {
+      Object.defineProperty(error, 'cause', { value, writable: true, configurable: true, enumerable: false });
+    },
+    configurable: true,
+    enumerable: false,
+  });
   return error;
 }
+
+setTracebackFormatter((exception) => helperModule().format_exception(exception) as string);
 
 native.configure({
   handleKey: HANDLE,
   done: DONE,
-  errorFactory: (type, message, traceback, exc) =>
-    mapError(withCause(new PythonError(type, message, traceback, exc === undefined ? undefined : wrap(exc)))),
+  errorFactory: (type, message, exc, hasCause) => {
+    const error = new PythonError(type, message, undefined, exc === undefined ? undefined : wrap(exc));
+    return mapError(hasCause ? withCause(error) : error);
+  },
   wrapFactory: (h: Handle) => (decoding ? decode(wrap(h)) : wrap(h)),
   encodeHook,
   kwargsPrototype: KwArgs.prototype,

@@ -337,6 +337,39 @@ test('raise X from Y gives the PythonError a cause: a PythonError for Y', () => 
   assert.throws(() => PythonEngine.exec('raise KeyError(1)'), (e) => e instanceof PythonError && !('cause' in e));
 });
 
+test('the traceback and the cause are made when first read, not when the exception is caught', () => {
+  // Counts the calls of the helper that formats tracebacks (issue 14: formatting was ~100x a call).
+  const formatted = () => (PythonEngine.eval('_formatted') as PyObject).toJS();
+  PythonEngine.exec(`
+import _pyembed
+_formatted = []
+_original_format = _pyembed.format_exception
+def _counting_format(exc):
+    _formatted.append(type(exc).__name__)
+    return _original_format(exc)
+_pyembed.format_exception = _counting_format
+`);
+  try {
+    let caught: unknown;
+    try {
+      errors.chained();
+    } catch (e) {
+      caught = e;
+    }
+    assert.ok(caught instanceof PythonError);
+    assert.deepEqual(formatted(), [], 'formatted before anything was read');
+    assert.match(caught.pythonTraceback, /raise ValueError/);
+    assert.match(String(caught.stack), /raise ValueError/);
+    assert.deepEqual(formatted(), ['ValueError'], 'formatted once, for both');
+    assert.ok(caught.cause instanceof PythonError);
+    assert.deepEqual(formatted(), ['ValueError'], 'the cause formatted before its traceback was read');
+    assert.match(caught.cause.pythonTraceback, /KeyError/);
+    assert.deepEqual(formatted(), ['ValueError', 'KeyError']);
+  } finally {
+    PythonEngine.exec('_pyembed.format_exception = _original_format');
+  }
+});
+
 test("pyembed's own frames do not appear in tracebacks", () => {
   for (const run of [
     () => PythonEngine.exec('1/0'),
