@@ -157,7 +157,7 @@ void ReleaseExportedViewNow(void* arg, bool live) {
 // V8's BackingStore deleter: may run on any thread, without the GIL.
 void ReleaseExportedView(void*, size_t, void* arg) {
   auto* exported = static_cast<ExportedView*>(arg);
-  pendingDecrefs.PushRelease(ReleaseExportedViewNow, exported, exported->generation);
+  CurrentPendingDecrefs().PushRelease(ReleaseExportedViewNow, exported, exported->generation);
 }
 
 }  // namespace
@@ -285,7 +285,7 @@ PyBufferCapture::~PyBufferCapture() {
   std::free(copy);
   if (exported) {
     auto* e = static_cast<ExportedView*>(exported);
-    pendingDecrefs.PushRelease(ReleaseExportedViewNow, e, e->generation);
+    CurrentPendingDecrefs().PushRelease(ReleaseExportedViewNow, e, e->generation);
   }
 }
 

@@ -5,6 +5,7 @@
 #include "gil.h"
 #include "handles.h"
 #include "js_thread.h"
+#include "python_helpers.h"
 
 namespace {
 
@@ -48,13 +49,22 @@ std::string Utf8Of(PyObject* str) {
 
 // type name, message and traceback through the Python helper; falls back to str() alone.
 void Describe(PyObject* exc, PythonErrorInfo* info) {
-  if (describeException && describeGeneration == engine.generation()) {
+  PyObject* describe = isolatedHelpers ? isolatedHelpers->describe
+                       : describeGeneration == engine.generation() ? describeException : nullptr;
+  if (describe) {
     PyObject* args[] = {exc};
-    PyRefOwned parts(CallVector(describeException, args, 1, nullptr));
+    PyRefOwned parts(CallVector(describe, args, 1, nullptr));
     if (parts && py.PyTuple_Size(parts.get()) == 3) {
       info->type = Utf8Of(py.PyTuple_GetItem(parts.get(), 0));
       info->message = Utf8Of(py.PyTuple_GetItem(parts.get(), 1));
       info->traceback = Utf8Of(py.PyTuple_GetItem(parts.get(), 2));
+      // CPython's words for an extension module without a GIL per interpreter (numpy today).
+      if (isolatedHelpers && info->message.find("does not support loading in subinterpreters") != std::string::npos) {
+        info->message += " (pyembed: this worker runs an isolated interpreter; extension modules "
+                         "that do not support one, such as numpy today, work in the default "
+                         "shared interpreter: PythonEngine.initialize() without interpreter: "
+                         "'isolated')";
+      }
       return;
     }
     py.PyErr_Clear();

@@ -14,12 +14,17 @@ struct PythonHelpers {
   PyObject* adoptThread = nullptr;       // adopt_thread(name, daemon)
   PyObject* restartHazards = nullptr;    // restart_hazards()
   PyObject* datetimeFromJs = nullptr;    // datetime_from_js(ms): a JS Date's time as a datetime
+  PyObject* describe = nullptr;          // describe_exception (isolated interpreters; the shared
+                                         // one's is kept by errors.cc)
   std::string version;                   // sys.version
 };
 
-extern PythonHelpers& helpers;
+// The shared interpreter's helpers, and an isolated worker's own (null on other threads).
+extern PythonHelpers& sharedHelpers;
+extern thread_local PythonHelpers* isolatedHelpers;
+inline PythonHelpers& CurrentHelpers() { return isolatedHelpers ? *isolatedHelpers : sharedHelpers; }
 
-// Interpreter thread, attached, right after initialization.
-bool LoadPythonHelpers(const std::string& source, std::string* error);
+// Attached, right after the interpreter started (`shared`: the shared one, on its thread).
+bool LoadPythonHelpers(const std::string& source, std::string* error, PythonHelpers& into, bool shared);
 // Before finalization, attached: drop our references.
-void UnloadPythonHelpers();
+void UnloadPythonHelpers(PythonHelpers& from, bool shared);
