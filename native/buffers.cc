@@ -260,6 +260,12 @@ PyObject* CopyJsBytes(v8::Local<v8::Value> value) {
 }
 
 PyObject* MemoryViewOfJsBytes(const JsBytes& bytes) {
+  if (tls.isolated) {  // the exporter type belongs to the shared interpreter
+    py.PyErr_SetString(py.PyExc_RuntimeError,
+                       "JS bytes (ArrayBuffer, typed arrays) cannot be passed as Python buffers in "
+                       "an isolated worker yet; use the shared interpreter, or pass a copy (Array.from)");
+    return nullptr;
+  }
   if (!exporterType || exporterGeneration != engine.generation()) {
     py.PyErr_SetString(py.PyExc_RuntimeError, "pyembed buffers are not ready");
     return nullptr;

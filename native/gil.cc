@@ -413,6 +413,24 @@ void EndIsolatedInterpreter() {
   if (!tls.attached) py.PyEval_RestoreThread(interp->tstate);
   tls.attached = true;
   if (interp->decrefs.NonEmpty()) interp->decrefs.Drain();
+  // threading's record of this (JS) thread is dropped now, while threading still works: at
+  // Py_EndInterpreter its cleanup would run after the module is torn down (3.13 prints an error).
+  if (interp->helpers.run) {
+    PyRefOwned code(py.PyUnicode_FromString(
+        "import threading\n"
+        "_info = getattr(threading, '_thread_local_info', None)\n"
+        "if _info is not None and hasattr(_info, '_track_dummy_thread_ref'):\n"
+        "    del _info._track_dummy_thread_ref\n"
+        "threading._active.pop(threading.get_ident(), None)\n"));
+    PyRefOwned globals(py.PyDict_New());
+    PyRefOwned mode(py.PyUnicode_FromString("exec"));
+    PyRefOwned filename(py.PyUnicode_FromString("<pyembed:end>"));
+    if (code && globals && mode && filename) {
+      PyObject* args[] = {code.get(), globals.get(), mode.get(), filename.get()};
+      PyRefOwned done(CallVector(interp->helpers.run, args, 4, nullptr));
+    }
+    py.PyErr_Clear();
+  }
   UnloadPythonHelpers(interp->helpers, false);
   // Joins the interpreter's non-daemon threads, runs its atexit handlers, frees its modules;
   // leaves no thread state current (its GIL goes with it).

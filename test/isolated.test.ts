@@ -157,6 +157,76 @@ for (const minor of ['3.12', '3.13']) {
   });
 }
 
+// What isolated workers cannot do yet is a clear error, never a crash; the shared interpreter
+// cannot be shut down under a live isolated one, and can once it ended; no noise on stderr.
+const LIMITS = `
+  import { Worker, isMainThread, parentPort } from 'node:worker_threads';
+  import { PythonEngine, Py, PyModule } from 'pyembed';
+  if (isMainThread) {
+    PythonEngine.initialize();
+    const out = {};
+    const w = new Worker(new URL(import.meta.url));
+    w.on('message', (m) => {
+      if (m !== 'alive') return Object.assign(out, m);
+      try { PythonEngine.shutdown(); } catch (e) { out.sharedShutdown = e.message; }
+      out.stillRunning = PythonEngine.isInitialized;
+      w.postMessage('end');
+    });
+    w.on('exit', () => {
+      PythonEngine.shutdown();
+      out.afterEnd = PythonEngine.isInitialized;
+      console.log(JSON.stringify(out));
+    });
+  } else {
+    PythonEngine.initialize({ interpreter: 'isolated' });
+    const out = {};
+    const m = PyModule.fromString('limits', [
+      'import threading',
+      'def gen(n):',
+      '    yield from range(n)',
+      'def blen(b):',
+      '    return len(bytes(b))',
+      'def from_thread(f):',
+      '    r = []',
+      '    def go():',
+      '        try: r.append(f(1))',
+      '        except Exception as e: r.append(type(e).__name__ + ": " + str(e))',
+      '    t = threading.Thread(target=go)',
+      '    t.start(); t.join()',
+      '    return r',
+    ].join('\\n'));
+    out.iterated = [...m.gen(3)];
+    const scope = Py.GIL();
+    out.inScope = Py.import('math').sqrt(4);
+    scope[Symbol.dispose]();
+    try { m.blen(new Uint8Array([1, 2, 3])); } catch (e) { out.buffer = e.message; }
+    out.fromThread = m.from_thread((x) => x).toJS();
+    parentPort.postMessage(out);
+    parentPort.postMessage('alive');
+    parentPort.once('message', () => process.exit(0));
+  }
+`;
+
+for (const minor of ['3.12', '3.13']) {
+  const python = pyenvPython(minor);
+  test(`CPython ${minor}: isolated workers' limits are clear errors; the shared interpreter outlives them`, {
+    skip: python ? false : `no CPython ${minor} under ${pyenvRoot}/versions`,
+  }, async () => {
+    const r = await runScript(LIMITS, { env: { PYEMBED_PYTHON: python } });
+    assert.equal(r.code, 0, explain(r));
+    const out = lastJson(r.stdout);
+    assert.deepEqual(out.iterated, [0, 1, 2]);
+    assert.equal(out.inScope, 2);
+    assert.match(out.buffer, /cannot be passed as Python buffers in an isolated worker/);
+    assert.equal(out.fromThread.length, 1);
+    assert.match(out.fromThread[0], /^RuntimeError: pyembed: JS callbacks from Python threads of an isolated interpreter/);
+    assert.match(out.sharedShutdown, /isolated workers still run their own interpreters/);
+    assert.equal(out.stillRunning, true);
+    assert.equal(out.afterEnd, false);
+    assert.doesNotMatch(r.stderr, /Exception ignored|Traceback/, r.stderr);
+  });
+}
+
 test('CPython 3.11: isolated workers are a clear error', { skip: pyenvPython('3.11') ? false : 'no CPython 3.11 under pyenv' }, async () => {
   const r = await runScript(`
     import { Worker, isMainThread, parentPort } from 'node:worker_threads';
