@@ -227,6 +227,63 @@ for (const minor of ['3.12', '3.13']) {
   });
 }
 
+// Its own GIL: while worker A holds its interpreter's GIL in one long C call (sum() over a range
+// never checks for a GIL drop request), worker B's call in another isolated interpreter completes.
+// In the shared mode (the control) B's call must wait for A's sum to end.
+// (A's sum takes several seconds; B starts 50 ms after it began.)
+const OWN_GIL = `
+  import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+  import { PythonEngine, PyModule } from 'pyembed';
+  if (isMainThread) {
+    PythonEngine.initialize();
+    const out = {};
+    for (const mode of ['isolated', 'shared']) {
+      const start = (role) => new Worker(new URL(import.meta.url), { workerData: { mode, role } });
+      const a = start('hold');
+      await new Promise((resolve) => a.once('message', resolve)); // A is about to call sum()
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const holdEnded = new Promise((resolve) => a.once('message', resolve));
+      const b = start('call');
+      const called = await new Promise((resolve) => b.once('message', resolve));
+      // time.time() in B's call against time.time() right after A's sum() returned. With one GIL,
+      // B runs at the first bytecode after the sum (microseconds before A reads the time).
+      const secondsBeforeHoldEnded = (await holdEnded) - called;
+      out[mode] = { bCalledFirst: secondsBeforeHoldEnded > 1, secondsBeforeHoldEnded };
+    }
+    console.log(JSON.stringify(out));
+  } else {
+    const { mode, role } = workerData;
+    PythonEngine.initialize({ interpreter: mode });
+    const m = PyModule.fromString('own_gil', [
+      'import time',
+      'def hold(n):',
+      '    sum(range(n))',
+      '    return time.time()',
+      'def now():',
+      '    return time.time()',
+    ].join('\\n'));
+    if (role === 'hold') {
+      parentPort.postMessage('holding');
+      parentPort.postMessage(m.hold(80_000_000));
+    } else {
+      parentPort.postMessage(m.now());
+    }
+  }
+`;
+
+for (const minor of ['3.12', '3.13']) {
+  const python = pyenvPython(minor);
+  test(`CPython ${minor}: an isolated worker's call runs while another isolated worker holds its own GIL`, {
+    skip: python ? false : `no CPython ${minor} under ${pyenvRoot}/versions`,
+  }, async () => {
+    const r = await runScript(OWN_GIL, { env: { PYEMBED_PYTHON: python }, timeoutMs: 120_000 });
+    assert.equal(r.code, 0, explain(r));
+    const out = lastJson(r.stdout);
+    assert.equal(out.isolated.bCalledFirst, true, JSON.stringify(out));
+    assert.ok(out.shared.secondsBeforeHoldEnded < 0.1, 'the control (one shared GIL): ' + JSON.stringify(out));
+  });
+}
+
 test('CPython 3.11: isolated workers are a clear error', { skip: pyenvPython('3.11') ? false : 'no CPython 3.11 under pyenv' }, async () => {
   const r = await runScript(`
     import { Worker, isMainThread, parentPort } from 'node:worker_threads';
