@@ -903,6 +903,10 @@ void CancelAsync(const FunctionCallbackInfo<JsValue>& info) {
 // interrupt(ident): KeyboardInterrupt in the thread whose threading.get_ident() is ident.
 void Interrupt(const FunctionCallbackInfo<JsValue>& info) {
   v8::Isolate* isolate = info.GetIsolate();
+  if (tls.isolated) {  // CPython raises in threads of the caller's interpreter only
+    return ThrowError(isolate, "PythonEngine.interrupt() is not available in isolated workers yet; "
+                               "call it from the main thread or a shared worker");
+  }
   unsigned long ident = 0;
   if (info[0]->IsBigInt()) {
     bool lossless = true;
