@@ -323,7 +323,33 @@ void Start(const FunctionCallbackInfo<JsValue>& info) {
   static std::once_flag exitHook;
   std::call_once(exitHook, [] { std::atexit(FinalizeAtProcessExit); });
   info.GetReturnValue().Set(
-      v8::String::NewFromUtf8(isolate, helpers.version.c_str()).ToLocalChecked());
+      v8::String::NewFromUtf8(isolate, CurrentHelpers().version.c_str()).ToLocalChecked());
+}
+
+// startIsolated(helperSource): gives this worker its own interpreter and GIL (the shared
+// interpreter runs already: src/engine.ts starts it first).
+void StartIsolated(const FunctionCallbackInfo<JsValue>& info) {
+  v8::Isolate* isolate = info.GetIsolate();
+  JsThread* t = ThreadOf(info);
+  if (InForkedChild()) return ThrowError(isolate, kForkedChildError);
+  if (tls.isolated) return;  // idempotent
+  if (tls.isMainJsThread || !t) {
+    return ThrowError(isolate, "an isolated interpreter is for worker threads (worker_threads); "
+                               "the main thread uses the shared interpreter");
+  }
+  if (!engine.running()) return ThrowError(isolate, kShutDownMessage);
+  std::string error;
+  bool ok;
+  {
+    ParkedIsolate park(t, /*force=*/true);
+    ok = StartIsolatedInterpreter(Utf8(isolate, info[0]), &error);
+  }
+  if (!ok) ThrowError(isolate, error);
+}
+
+// isIsolated() -> whether this thread has its own interpreter
+void IsIsolated(const FunctionCallbackInfo<JsValue>& info) {
+  info.GetReturnValue().Set(tls.isolated != nullptr);
 }
 
 // stop(): finalize Python. From any JS thread, not from inside a Python call.
@@ -336,6 +362,15 @@ void Stop(const FunctionCallbackInfo<JsValue>& info) {
     ThrowError(isolate,
                "PythonEngine.shutdown() cannot run inside a Python call (for example in a JS "
                "callback that Python called); call it after that call returns");
+    return;
+  }
+  if (tls.isolated) {  // an isolated worker's shutdown() ends its own interpreter only
+    EndIsolatedInterpreter();
+    return;
+  }
+  if (isolatedInterpreters.load() > 0) {
+    ThrowError(isolate, "isolated workers still run their own interpreters: end them (their "
+                        "shutdown(), exit or terminate()) before shutting down the shared one");
     return;
   }
   ParkedIsolate park(t, /*force=*/true);
@@ -370,7 +405,7 @@ void StopPython() {
   // What JS still holds goes first, newest first, so Python's own cleanup of those objects runs
   // (generators' finally blocks, context managers' __exit__); then what their release queued.
   ReleaseHandlesBeforeFinalize();
-  if (pendingDecrefs.NonEmpty()) pendingDecrefs.Drain();
+  if (CurrentPendingDecrefs().NonEmpty()) CurrentPendingDecrefs().Drain();
   Detach();
   StopKeepingGil(tls);  // nothing kept, and the GIL watcher forgets this thread
   // 4. Finalize on the interpreter thread (atexit handlers, thread joins, flushing).
@@ -392,7 +427,7 @@ void Info(const FunctionCallbackInfo<JsValue>& info) {
   v8::Isolate* isolate = info.GetIsolate();
   if (!engine.running()) return;
   Local<JsValue> items[] = {
-      v8::String::NewFromUtf8(isolate, helpers.version.c_str()).ToLocalChecked(),
+      v8::String::NewFromUtf8(isolate, CurrentHelpers().version.c_str()).ToLocalChecked(),
       v8::String::NewFromUtf8(isolate, engine.config().executable.c_str()).ToLocalChecked(),
       v8::String::NewFromUtf8(isolate, engine.config().library.c_str()).ToLocalChecked()};
   info.GetReturnValue().Set(v8::Array::New(isolate, items, 3));
@@ -521,7 +556,7 @@ void Run(const FunctionCallbackInfo<JsValue>& info) {
   PyObject* result;
   {
     ParkedIsolate park(op.t);
-    result = CallVector(helpers.run, args, 4, nullptr);
+    result = CallVector(CurrentHelpers().run, args, 4, nullptr);
   }
   op.Return(result);
 }
@@ -537,7 +572,7 @@ void ModuleFromString(const FunctionCallbackInfo<JsValue>& info) {
   PyObject* module;
   {
     ParkedIsolate park(op.t);
-    module = CallVector(helpers.moduleFromString, args, 2, nullptr);
+    module = CallVector(CurrentHelpers().moduleFromString, args, 2, nullptr);
   }
   op.Return(module);
 }
@@ -552,7 +587,7 @@ void Expose(const FunctionCallbackInfo<JsValue>& info) {
   PyRefOwned attributes(op.ToPython(exports));
   if (!attributes) return;
   PyObject* args[] = {name.get(), attributes.get()};
-  op.Return(CallVector(helpers.exposeModule, args, 2, nullptr));
+  op.Return(CallVector(CurrentHelpers().exposeModule, args, 2, nullptr));
 }
 
 // getattr(handle, name, strict): a missing attribute is undefined unless strict
@@ -795,6 +830,12 @@ void CallRaw(const FunctionCallbackInfo<JsValue>& info) {
 
 // callAsync(handle, keywords | undefined, ...args) -> Promise; awaitAsync(handle) -> Promise
 void SubmitAsync(const FunctionCallbackInfo<JsValue>& info, bool awaitOnly) {
+  if (tls.isolated) {
+    return ThrowError(info.GetIsolate(),
+                      "callAsync and awaitAsync are not available in isolated workers yet (the "
+                      "pool's threads run in the shared interpreter); use call() in the worker, "
+                      "which runs in parallel with other workers anyway");
+  }
   JsThread* t = ThreadOf(info);
   v8::Isolate* isolate = info.GetIsolate();
   Local<v8::Context> ctx = isolate->GetCurrentContext();
@@ -862,6 +903,10 @@ void CancelAsync(const FunctionCallbackInfo<JsValue>& info) {
 // interrupt(ident): KeyboardInterrupt in the thread whose threading.get_ident() is ident.
 void Interrupt(const FunctionCallbackInfo<JsValue>& info) {
   v8::Isolate* isolate = info.GetIsolate();
+  if (tls.isolated) {  // CPython raises in threads of the caller's interpreter only
+    return ThrowError(isolate, "PythonEngine.interrupt() is not available in isolated workers yet; "
+                               "call it from the main thread or a shared worker");
+  }
   unsigned long ident = 0;
   if (info[0]->IsBigInt()) {
     bool lossless = true;
@@ -1094,7 +1139,12 @@ void DropSharedObjects() {
   for (auto& [id, entry] : drop) ReleaseRef(entry.first, entry.second);
 }
 
+constexpr const char kIsolatedShareError[] =
+    "Py.share cannot move Python objects out of or into an isolated worker: objects belong to "
+    "one interpreter (send plain values with postMessage instead)";
+
 void Share(const FunctionCallbackInfo<JsValue>& info) {
+  if (tls.isolated) return ThrowError(info.GetIsolate(), kIsolatedShareError);
   Op op(info);
   PyObject* o = op.EnterWithTarget();
   if (!o) return;
@@ -1108,6 +1158,7 @@ void Share(const FunctionCallbackInfo<JsValue>& info) {
 }
 
 void Unshare(const FunctionCallbackInfo<JsValue>& info) {
+  if (tls.isolated) return ThrowError(info.GetIsolate(), kIsolatedShareError);
   Op op(info);
   if (!op.Enter()) return;
   uint64_t id = static_cast<uint64_t>(info[0]->NumberValue(op.isolate->GetCurrentContext()).FromMaybe(0));
@@ -1229,6 +1280,7 @@ void OnEnvironmentExit(void* arg, void (*done)(void*), void* doneArg) {
   // already finalized (PythonEngine registers shutdown on 'exit'), and this is a no-op.
   // (Not while this thread is still inside a Python call: process.exit() in a callback.)
   if (tls.ownsTstate && engine.running() && tls.callDepth == 0) ReleaseThreadState();
+  if (tls.isolated && tls.callDepth == 0) EndIsolatedInterpreter();  // its own interpreter too
   StopKeepingGil(tls);  // the GIL watcher must not look at this thread's context any more
   // The OS thread may use Python again without this environment (the main thread finalizes at
   // exit() when only workers started Python): what Configure() set came from it, and the name's
@@ -1321,6 +1373,7 @@ NODE_MODULE_INIT(/* exports, module, context */) {
   };
   static const Entry entries[] = {
       {"start", Guarded<Start>},          {"stop", Guarded<Stop>},
+      {"startIsolated", Guarded<StartIsolated>}, {"isIsolated", Guarded<IsIsolated>},
       {"isRunning", Guarded<IsRunning>},  {"setAsyncThreads", Guarded<SetAsyncThreads>},
       {"info", Guarded<Info>},            {"wasShutDown", Guarded<WasShutDown>},
       {"gilEnter", Guarded<GilEnter>},    {"gilExit", Guarded<GilExit>},

@@ -157,7 +157,7 @@ void ReleaseExportedViewNow(void* arg, bool live) {
 // V8's BackingStore deleter: may run on any thread, without the GIL.
 void ReleaseExportedView(void*, size_t, void* arg) {
   auto* exported = static_cast<ExportedView*>(arg);
-  pendingDecrefs.PushRelease(ReleaseExportedViewNow, exported, exported->generation);
+  CurrentPendingDecrefs().PushRelease(ReleaseExportedViewNow, exported, exported->generation);
 }
 
 }  // namespace
@@ -260,6 +260,12 @@ PyObject* CopyJsBytes(v8::Local<v8::Value> value) {
 }
 
 PyObject* MemoryViewOfJsBytes(const JsBytes& bytes) {
+  if (tls.isolated) {  // the exporter type belongs to the shared interpreter
+    py.PyErr_SetString(py.PyExc_RuntimeError,
+                       "JS bytes (ArrayBuffer, typed arrays) cannot be passed as Python buffers in "
+                       "an isolated worker yet; use the shared interpreter, or pass a copy (Array.from)");
+    return nullptr;
+  }
   if (!exporterType || exporterGeneration != engine.generation()) {
     py.PyErr_SetString(py.PyExc_RuntimeError, "pyembed buffers are not ready");
     return nullptr;
@@ -285,7 +291,7 @@ PyBufferCapture::~PyBufferCapture() {
   std::free(copy);
   if (exported) {
     auto* e = static_cast<ExportedView*>(exported);
-    pendingDecrefs.PushRelease(ReleaseExportedViewNow, e, e->generation);
+    CurrentPendingDecrefs().PushRelease(ReleaseExportedViewNow, e, e->generation);
   }
 }
 

@@ -267,7 +267,17 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
     return nullptr;
   }
   ThreadContext& me = tls;  // one thread-local lookup for the whole callback
-  if (!me.attached) AdoptCurrentPythonThread();  // a thread made by Python's threading
+  if (!me.attached) {  // a thread made by Python's threading
+    if (py.PyInterpreterState_Get && py.PyInterpreterState_Main &&
+        py.PyInterpreterState_Get() != py.PyInterpreterState_Main()) {
+      py.PyErr_SetString(py.PyExc_RuntimeError,
+                         "pyembed: JS callbacks from Python threads of an isolated interpreter are "
+                         "not supported yet; call JS from the worker's own thread (or use the "
+                         "shared interpreter)");
+      return nullptr;
+    }
+    AdoptCurrentPythonThread();
+  }
   if (StackNearlyExhausted(me)) {
     py.PyErr_SetString(py.PyExc_RecursionError,
                        "stack nearly exhausted by JS <-> Python calls (pyembed)");

@@ -16,6 +16,24 @@ struct PyInitConfig;
 typedef ssize_t Py_ssize_t;
 typedef int PyGILState_STATE;
 
+// PEP 684 (3.12+): the layout of PyInterpreterConfig and PyStatus, identical in 3.12 and 3.13
+// (cpython/pylifecycle.h, cpython/initconfig.h); pyembed has no Python headers to take them from.
+struct PyInterpreterConfigLayout {
+  int use_main_obmalloc;
+  int allow_fork;
+  int allow_exec;
+  int allow_threads;
+  int allow_daemon_threads;
+  int check_multi_interp_extensions;
+  int gil;  // 2: PyInterpreterConfig_OWN_GIL
+};
+struct PyStatusLayout {
+  int type;  // 0: ok, 1: error, 2: exit
+  const char* func;
+  const char* err_msg;
+  int exitcode;
+};
+
 typedef PyObject* (*PyCFunctionFast)(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
                                       PyObject* kwnames);
 
@@ -95,6 +113,13 @@ struct PyStatus {
   REQ(PyThreadState*, PyThreadState_Get, (void))                                                  \
   REQ(PyThreadState*, PyThreadState_Swap, (PyThreadState*))                                       \
   OPT(unsigned long, _PyEval_GetSwitchInterval, (void))                                           \
+  OPT(PyStatusLayout, Py_NewInterpreterFromConfig, (PyThreadState**, const PyInterpreterConfigLayout*)) \
+  OPT(void, Py_EndInterpreter, (PyThreadState*))                                                  \
+  OPT(PyThreadState*, PyThreadState_New, (PyInterpreterState*))                                   \
+  OPT(void, PyThreadState_Clear, (PyThreadState*))                                                \
+  OPT(void, PyThreadState_DeleteCurrent, (void))                                                  \
+  OPT(PyInterpreterState*, PyInterpreterState_Main, (void))                                       \
+  OPT(PyInterpreterState*, PyInterpreterState_Get, (void))                                        \
   REQ(int, PyThreadState_SetAsyncExc, (unsigned long, PyObject*))                                 \
   REQ(unsigned long, PyThread_get_thread_ident, (void))                                           \
   OPT(int, PyErr_SetInterruptEx, (int))                                                           \

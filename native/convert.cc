@@ -1066,13 +1066,13 @@ PyObject* SnapshotToPython(JsThread* thread, Snapshot& v) {
     case Snapshot::Kind::kFloat:
       return py.PyFloat_FromDouble(v.d);
     case Snapshot::Kind::kDate: {
-      if (!helpers.datetimeFromJs) {  // finalization has begun (Python threads still run then)
+      if (!CurrentHelpers().datetimeFromJs) {  // finalization has begun (Python threads still run then)
         py.PyErr_SetString(py.PyExc_RuntimeError, "cannot convert a JS Date: Python is shutting down");
         return nullptr;
       }
       PyRefOwned ms(py.PyFloat_FromDouble(v.d));
       PyObject* arg = ms.get();
-      return ms ? CallVector(helpers.datetimeFromJs, &arg, 1, nullptr) : nullptr;
+      return ms ? CallVector(CurrentHelpers().datetimeFromJs, &arg, 1, nullptr) : nullptr;
     }
     case Snapshot::Kind::kBigInt:
       return py.PyLong_FromString(v.text.c_str(), nullptr, 16);

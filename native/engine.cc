@@ -10,6 +10,7 @@
 
 // Never destroyed: process exit must not join (or std::terminate on) the interpreter thread.
 Engine& engine = *new Engine();
+thread_local uint64_t Engine::isolatedGeneration = 0;
 
 std::atomic<bool> forkedChild{false};
 const char* const kForkedChildError =
@@ -174,7 +175,7 @@ void Engine::WaitForStart() {
 void Engine::InterpreterThread(EngineConfig config) {
   std::string error;
   bool ok = InitializeInterpreter(config, &error) && FinishCApiAfterInit(&error) &&
-            LoadPythonHelpers(config.helperSource, &error) && InitBufferType(&error);
+            LoadPythonHelpers(config.helperSource, &error, sharedHelpers, true) && InitBufferType(&error);
   PyThreadState* mainState = nullptr;
   if (ok) {
     // Importing threading here makes this thread Python's main thread for the threading module,
@@ -203,21 +204,21 @@ void Engine::InterpreterThread(EngineConfig config) {
   cv_.wait(lock, [this] { return stopRequested_; });
   lock.unlock();
   py.PyEval_RestoreThread(mainState);
-  if (helpers.stopLoop) {
-    PyObject* r = CallVector(helpers.stopLoop, nullptr, 0, nullptr);
+  if (sharedHelpers.stopLoop) {
+    PyObject* r = CallVector(sharedHelpers.stopLoop, nullptr, 0, nullptr);
     if (r) py.Py_DecRef(r);
     else py.PyErr_Clear();
   }
   std::string refusal;
-  if (helpers.restartHazards) {
-    PyObject* reason = CallVector(helpers.restartHazards, nullptr, 0, nullptr);
+  if (sharedHelpers.restartHazards) {
+    PyObject* reason = CallVector(sharedHelpers.restartHazards, nullptr, 0, nullptr);
     Py_ssize_t n = 0;
     const char* text = reason ? py.PyUnicode_AsUTF8AndSize(reason, &n) : nullptr;
     if (text) refusal.assign(text, static_cast<size_t>(n));
     if (reason) py.Py_DecRef(reason);
     py.PyErr_Clear();
   }
-  UnloadPythonHelpers();
+  UnloadPythonHelpers(sharedHelpers, true);
   ClearBufferType();
   int rc = py.Py_FinalizeEx();
   lock.lock();

@@ -39,7 +39,13 @@ class Engine {
 
   EngineState state() const { return state_.load(std::memory_order_acquire); }
   bool running() const { return state() == EngineState::kRunning; }
-  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+  // The interpreter the calling thread works with: an isolated worker's own (see gil.h), else
+  // the shared one's current run.
+  uint64_t generation() const {
+    return isolatedGeneration ? isolatedGeneration : generation_.load(std::memory_order_acquire);
+  }
+  // Set while the calling thread (an isolated worker) has its own interpreter; 0 otherwise.
+  static thread_local uint64_t isolatedGeneration;
   void set_state(EngineState s) { state_.store(s, std::memory_order_seq_cst); }
   int finalizeResult() const { return finalizeResult_; }
   // True after a shutdown, until the next Start: entry points then refuse instead of restarting.

@@ -5,6 +5,7 @@
 #include "gil.h"
 #include "handles.h"
 #include "js_thread.h"
+#include "python_helpers.h"
 
 PyObject* TakeException() {
   if (py.PyErr_GetRaisedException) return py.PyErr_GetRaisedException();
@@ -53,6 +54,13 @@ void Describe(PyObject* exc, PythonErrorInfo* info) {
     PyRefOwned failureName(failure ? py.PyObject_GetAttrString(TypeOf(failure.get()), "__name__") : nullptr);
     if (!failureName) py.PyErr_Clear();
     info->message = "<str() failed: " + (failureName ? Utf8Of(failureName.get()) : std::string("?")) + ">";
+  }
+  // CPython's words for an extension module without a GIL per interpreter (numpy today).
+  if (isolatedHelpers && info->message.find("does not support loading in subinterpreters") != std::string::npos) {
+    info->message += " (pyembed: this worker runs an isolated interpreter; extension modules "
+                     "that do not support one, such as numpy today, work in the default "
+                     "shared interpreter: PythonEngine.initialize() without interpreter: "
+                     "'isolated')";
   }
   PyRefOwned cause(py.PyException_GetCause(exc));
   info->hasCause = static_cast<bool>(cause);

@@ -63,7 +63,7 @@ void Attach(ThreadContext& tls) {
   uint64_t gen = engine.generation();
   if (tls.gilKept.load(std::memory_order_relaxed) != kNotKept && TakeBackKeptGil(tls)) {
     tls.attached = true;
-    if (pendingDecrefs.NonEmpty()) pendingDecrefs.Drain();
+    if (CurrentPendingDecrefs().NonEmpty()) CurrentPendingDecrefs().Drain();
     return;
   }
   if (tls.tstate && tls.generation == gen) {
@@ -91,15 +91,15 @@ void Attach(ThreadContext& tls) {
     if (!tls.internalThread) threadStatesMade++;
     RegisterInterruptible(tls);
     if (tls.isMainJsThread) StartInterruptWatcher();
-    if (tls.pythonName && helpers.adoptThread) {
+    if (tls.pythonName && CurrentHelpers().adoptThread) {
       PyRefOwned name(py.PyUnicode_FromString(tls.pythonName));
       PyObject* args[] = {name.get(), tls.pythonDaemon ? py.True : py.False};
-      PyRefOwned ok(name ? CallVector(helpers.adoptThread, args, 2, nullptr) : nullptr);
+      PyRefOwned ok(name ? CallVector(CurrentHelpers().adoptThread, args, 2, nullptr) : nullptr);
       if (!ok) py.PyErr_Clear();
     }
   }
   tls.attached = true;
-  if (pendingDecrefs.NonEmpty()) pendingDecrefs.Drain();
+  if (CurrentPendingDecrefs().NonEmpty()) CurrentPendingDecrefs().Drain();
 }
 
 void Detach(ThreadContext& tls) {
@@ -306,7 +306,7 @@ void ReleaseRef(PyObject* o, uint64_t generation) {
   if (tls.attached && generation == engine.generation()) {
     py.Py_DecRef(o);
   } else if (generation == engine.generation() && engine.running()) {
-    pendingDecrefs.Push(o, generation);
+    CurrentPendingDecrefs().Push(o, generation);
   }
 }
 
@@ -326,3 +326,121 @@ void GilRelease::Reacquire() {
 }
 
 GilRelease::~GilRelease() { Reacquire(); }
+
+// --- isolated interpreters (PEP 684) ---------------------------------------------------------
+
+std::atomic<int> isolatedInterpreters{0};
+
+namespace {
+// Above any generation of the shared interpreter, so a handle never matches the wrong one.
+std::atomic<uint64_t> nextIsolatedGeneration{uint64_t{1} << 62};
+}  // namespace
+
+bool StartIsolatedInterpreter(const std::string& helperSource, std::string* error) {
+  if (py.versionHex < 0x030C0000 || !py.Py_NewInterpreterFromConfig || !py.Py_EndInterpreter ||
+      !py.PyThreadState_New || !py.PyThreadState_DeleteCurrent || !py.PyInterpreterState_Main) {
+    *error = "isolated interpreters (an interpreter and a GIL per worker) need CPython 3.12 or "
+             "newer; this is " + sharedHelpers.version.substr(0, sharedHelpers.version.find(' ')) +
+             " (use the default shared interpreter, or PYEMBED_PYTHON / options.python to choose "
+             "a newer Python)";
+    return false;
+  }
+  if (tls.tstate || tls.attached || tls.isolated) {
+    *error = "this thread already uses Python: choose the interpreter in the first "
+             "PythonEngine.initialize() of the worker, before any other use of Python";
+    return false;
+  }
+  if (!engine.BeginAttach()) {
+    *error = "Python is shutting down";
+    return false;
+  }
+  // Py_NewInterpreterFromConfig wants a current thread state (of the main interpreter): a
+  // temporary one, deleted once the new interpreter exists.
+  PyThreadState* temporary = py.PyThreadState_New(py.PyInterpreterState_Main());
+  if (!temporary) {
+    engine.EndAttach();
+    *error = "cannot make a Python thread state";
+    return false;
+  }
+  py.PyEval_RestoreThread(temporary);
+  engine.EndAttach();
+  PyInterpreterConfigLayout config{};
+  config.use_main_obmalloc = 0;
+  config.allow_fork = 0;
+  config.allow_exec = 0;
+  config.allow_threads = 1;
+  config.allow_daemon_threads = 0;
+  config.check_multi_interp_extensions = 1;
+  config.gil = 2;  // PyInterpreterConfig_OWN_GIL
+  PyThreadState* own = nullptr;
+  PyStatusLayout status = py.Py_NewInterpreterFromConfig(&own, &config);
+  // On success the new interpreter's thread state is current, with its GIL; the main GIL was
+  // released. On failure the temporary state is current again.
+  if (status.type != 0 || !own) {
+    *error = std::string("Python could not make an isolated interpreter: ") +
+             (status.err_msg ? status.err_msg : "unknown error");
+    py.PyThreadState_Clear(temporary);
+    py.PyThreadState_DeleteCurrent();
+    return false;
+  }
+  auto* interp = new IsolatedInterpreter();
+  interp->tstate = own;
+  interp->generation = nextIsolatedGeneration.fetch_add(1);
+  tls.isolated = interp;
+  tls.tstate = own;
+  tls.generation = interp->generation;
+  tls.ownsTstate = false;  // ended with the interpreter (Py_EndInterpreter), not PyGILState
+  tls.attached = true;
+  Engine::isolatedGeneration = interp->generation;
+  isolatedHelpers = &interp->helpers;
+  isolatedInterpreters++;
+  bool ok = LoadPythonHelpers(helperSource, error, interp->helpers, false);
+  Detach(tls);
+  // The temporary thread state goes (with the main GIL, which it needs for that).
+  py.PyEval_RestoreThread(temporary);
+  py.PyThreadState_Clear(temporary);
+  py.PyThreadState_DeleteCurrent();
+  if (!ok) {
+    EndIsolatedInterpreter();
+    return false;
+  }
+  return true;
+}
+
+void EndIsolatedInterpreter() {
+  IsolatedInterpreter* interp = tls.isolated;
+  if (!interp) return;
+  if (!tls.attached) py.PyEval_RestoreThread(interp->tstate);
+  tls.attached = true;
+  if (interp->decrefs.NonEmpty()) interp->decrefs.Drain();
+  // threading's record of this (JS) thread is dropped now, while threading still works: at
+  // Py_EndInterpreter its cleanup would run after the module is torn down (3.13 prints an error).
+  if (interp->helpers.run) {
+    PyRefOwned code(py.PyUnicode_FromString(
+        "import threading\n"
+        "_info = getattr(threading, '_thread_local_info', None)\n"
+        "if _info is not None and hasattr(_info, '_track_dummy_thread_ref'):\n"
+        "    del _info._track_dummy_thread_ref\n"
+        "threading._active.pop(threading.get_ident(), None)\n"));
+    PyRefOwned globals(py.PyDict_New());
+    PyRefOwned mode(py.PyUnicode_FromString("exec"));
+    PyRefOwned filename(py.PyUnicode_FromString("<pyembed:end>"));
+    if (code && globals && mode && filename) {
+      PyObject* args[] = {code.get(), globals.get(), mode.get(), filename.get()};
+      PyRefOwned done(CallVector(interp->helpers.run, args, 4, nullptr));
+    }
+    py.PyErr_Clear();
+  }
+  UnloadPythonHelpers(interp->helpers, false);
+  // Joins the interpreter's non-daemon threads, runs its atexit handlers, frees its modules;
+  // leaves no thread state current (its GIL goes with it).
+  py.Py_EndInterpreter(interp->tstate);
+  tls.ForgetInterpreter();
+  tls.isolated = nullptr;
+  Engine::isolatedGeneration = 0;
+  isolatedHelpers = nullptr;
+  isolatedInterpreters--;
+  // Releases queued after this point (GC of this worker's proxies) carry a generation that no
+  // interpreter has any more: the shared queue drops them.
+  delete interp;
+}

@@ -13,9 +13,11 @@
 
 #include "capi.h"
 #include "engine.h"
+#include "python_helpers.h"
 #include "signals.h"
 
 struct JsThread;
+struct IsolatedInterpreter;
 
 struct ThreadContext {
   // What Python calls this thread and whether its threads are daemons (set before first attach).
@@ -36,6 +38,8 @@ struct ThreadContext {
   unsigned long pythonIdent = 0;  // threading.get_ident() of this thread (see interrupt.h)
   bool interruptPosted = false;   // an async exception was posted to this thread's current call
   int64_t nodeThreadId = -1;      // a JS thread's worker_threads.threadId (worker.terminate())
+  IsolatedInterpreter* isolated = nullptr;  // a worker's own interpreter (PythonEngine
+                                            // .initialize({ interpreter: 'isolated' }))
   bool internalThread = false;    // pyembed's watcher: keeps its thread state for the interpreter's
                                   // life, so it is not counted in threadStatesMade
 
@@ -116,6 +120,26 @@ class PendingDecrefs {
 };
 extern PendingDecrefs& pendingDecrefs;
 
+// A worker's own interpreter with its own GIL (PEP 684, CPython 3.12+). Its JS thread is the only
+// thread pyembed attaches to it: one thread state, made with the interpreter.
+struct IsolatedInterpreter {
+  PyThreadState* tstate = nullptr;
+  uint64_t generation = 0;  // unique, never a generation of the shared interpreter
+  PythonHelpers helpers;
+  PendingDecrefs decrefs;   // its releases: never drained by another interpreter's thread
+};
+// Isolated interpreters alive (the shared interpreter cannot be finalized under them).
+extern std::atomic<int> isolatedInterpreters;
+// On a JS thread with no thread state yet, the shared interpreter running: makes the calling
+// thread's own interpreter and leaves the thread detached. False with `error` set on failure.
+bool StartIsolatedInterpreter(const std::string& helperSource, std::string* error);
+// Ends the calling thread's own interpreter (worker exit, shutdown()). Not inside a call.
+void EndIsolatedInterpreter();
+
+inline PendingDecrefs& CurrentPendingDecrefs() {
+  return tls.isolated ? tls.isolated->decrefs : pendingDecrefs;
+}
+
 // Attached, on ctx's own thread: withdraws an exception posted by interrupt.cc that has not
 // landed yet, so that it cannot land in a later call.
 void WithdrawInterrupt(ThreadContext& ctx);
@@ -169,10 +193,10 @@ inline PythonCall::PythonCall(ThreadContext& ctx) : ctx_(ctx) {
   }
   // Releases queued by JS garbage collection wait for the next attach; a thread that stays
   // attached (a long Py.GIL() scope) drains them here instead.
-  else if (pendingDecrefs.NonEmpty()) {
-    pendingDecrefs.Drain();
+  else if (CurrentPendingDecrefs().NonEmpty()) {
+    CurrentPendingDecrefs().Drain();
   }
-  if (ctx_.callDepth++ == 0) {
+  if (ctx_.callDepth++ == 0 && !ctx_.isolated) {
     engine.busyThreads++;
     if (ctx_.isMainJsThread) MainThreadCallStarted();
   }
@@ -181,7 +205,7 @@ inline PythonCall::PythonCall(ThreadContext& ctx) : ctx_(ctx) {
 
 inline PythonCall::~PythonCall() {
   if (!ok_) return;
-  if (--ctx_.callDepth == 0) {
+  if (--ctx_.callDepth == 0 && !ctx_.isolated) {
     if (ctx_.interruptPosted && ctx_.attached) WithdrawInterrupt(ctx_);
     if (ctx_.isMainJsThread) MainThreadCallEnded();
     engine.busyThreads--;

@@ -51,7 +51,7 @@ void Drop(PyHandle* h) {
     if (h->older) h->older->newer = h->newer;
   }
   h->self.Reset();
-  if (PyObject* o = h->obj.exchange(nullptr)) pendingDecrefs.Push(o, h->generation);
+  if (PyObject* o = h->obj.exchange(nullptr)) CurrentPendingDecrefs().Push(o, h->generation);
   delete h;
 }
 

@@ -4,7 +4,8 @@
 #include "callbacks.h"
 #include "errors.h"
 
-PythonHelpers& helpers = *new PythonHelpers();  // read by threads that may outlive exit()
+PythonHelpers& sharedHelpers = *new PythonHelpers();  // read by threads that may outlive exit()
+thread_local PythonHelpers* isolatedHelpers = nullptr;
 
 namespace {
 
@@ -27,7 +28,8 @@ std::string CurrentErrorText() {
 
 }  // namespace
 
-bool LoadPythonHelpers(const std::string& source, std::string* error) {
+bool LoadPythonHelpers(const std::string& source, std::string* error, PythonHelpers& helpers,
+                       bool shared) {
   PyRefOwned code(py.Py_CompileString(source.c_str(), "<pyembed:_pyembed>", 257 /* Py_file_input */));
   PyRefOwned module(code ? py.PyImport_ExecCodeModuleEx("_pyembed", code.get(), "<pyembed:_pyembed>")
                          : nullptr);
@@ -54,8 +56,10 @@ bool LoadPythonHelpers(const std::string& source, std::string* error) {
     py.PyErr_Clear();
     return false;
   }
-  SetJsErrorClass(jsError.get());
-  SetCoroutineRunner(submit.get());
+  if (shared) {  // JSError and coroutines: not in isolated workers yet
+    SetJsErrorClass(jsError.get());
+    SetCoroutineRunner(submit.get());
+  }
   PyRefOwned text(CallVector(version.get(), nullptr, 0, nullptr));
   Py_ssize_t n = 0;
   const char* utf8 = text ? py.PyUnicode_AsUTF8AndSize(text.get(), &n) : nullptr;
@@ -64,13 +68,14 @@ bool LoadPythonHelpers(const std::string& source, std::string* error) {
   return true;
 }
 
-void UnloadPythonHelpers() {
+void UnloadPythonHelpers(PythonHelpers& helpers, bool shared) {
   for (PyObject** slot : {&helpers.run, &helpers.moduleFromString, &helpers.exposeModule,
                           &helpers.stopLoop, &helpers.adoptThread, &helpers.restartHazards,
                           &helpers.datetimeFromJs}) {
     if (*slot) py.Py_DecRef(*slot);
     *slot = nullptr;
   }
+  if (!shared) return;
   SetJsErrorClass(nullptr);
   SetCoroutineRunner(nullptr);
 }

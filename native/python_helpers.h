@@ -17,9 +17,12 @@ struct PythonHelpers {
   std::string version;                   // sys.version
 };
 
-extern PythonHelpers& helpers;
+// The shared interpreter's helpers, and an isolated worker's own (null on other threads).
+extern PythonHelpers& sharedHelpers;
+extern thread_local PythonHelpers* isolatedHelpers;
+inline PythonHelpers& CurrentHelpers() { return isolatedHelpers ? *isolatedHelpers : sharedHelpers; }
 
-// Interpreter thread, attached, right after initialization.
-bool LoadPythonHelpers(const std::string& source, std::string* error);
+// Attached, right after the interpreter started (`shared`: the shared one, on its thread).
+bool LoadPythonHelpers(const std::string& source, std::string* error, PythonHelpers& into, bool shared);
 // Before finalization, attached: drop our references.
-void UnloadPythonHelpers();
+void UnloadPythonHelpers(PythonHelpers& from, bool shared);

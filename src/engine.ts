@@ -25,6 +25,12 @@ export interface InitializeOptions {
   programName?: string;
   /** The arguments after the program name: sys.argv = [programName, ...argv]. Default []. */
   argv?: string[];
+  /**
+   * 'shared' (default): one interpreter and one GIL for the whole process. 'isolated' (in a
+   * worker, CPython 3.12+): this worker gets its own interpreter with its own GIL, so Python code
+   * in several workers runs in parallel; objects never cross to other interpreters.
+   */
+  interpreter?: 'shared' | 'isolated';
 }
 
 /** The start-time options (applied once, when Python starts), as the helper module records them. */
@@ -81,49 +87,24 @@ export class PythonEngine {
    * returns with the GIL released, so Python threads run while JS does.
    */
   static initialize(options: InitializeOptions = {}): void {
-    const configuration = startOptions(options);
-    if (options.asyncThreads !== undefined) {
-      if (!Number.isInteger(options.asyncThreads) || options.asyncThreads < 1) {
-        throw new TypeError('asyncThreads must be a positive integer');
-      }
-      native.setAsyncThreads(options.asyncThreads);
+    const { interpreter = 'shared' } = options;
+    if (interpreter !== 'shared' && interpreter !== 'isolated') {
+      throw new TypeError("options.interpreter must be 'shared' or 'isolated'");
     }
-    const running = native.info();
-    if (running) {
-      if (options.python !== undefined && locatePython(options.python).executable !== running[1]) {
+    if (interpreter === 'isolated') {
+      if (isMainThread) {
         throw new Error(
-          `Python is already running (${running[1]}); call PythonEngine.shutdown() before initializing '${options.python}'`,
+          "interpreter: 'isolated' is for worker threads (worker_threads): each worker gets its own " +
+            'interpreter; the main thread uses the shared one',
         );
       }
-      const startOnly = (['cwdOnPath', 'path', 'programName', 'argv'] as const).filter((k) => options[k] !== undefined);
-      if (startOnly.length > 0 && helperModule().started_with !== configuration) {
-        throw new Error(
-          `Python is already running, and the options ${startOnly.join(', ')} only take effect when it starts: ` +
-            'pass them to the first PythonEngine.initialize(), before any other use of Python (or shutdown() first)',
-        );
-      }
+      if (native.isIsolated()) return;
+      // Its own interpreter is made from the shared (main) one, which must run first.
+      startShared(options);
+      native.startIsolated(helperSource() + startSetup(startOptions(options)));
       return;
     }
-    if (options.python !== undefined && typeof options.python !== 'string') {
-      throw new TypeError('options.python must be the path of a python executable');
-    }
-    const chosen = locatePython(options.python);
-    // Runs as the helper module loads, before any other Python code.
-    const setup = `\nconfigure(${configuration})\nstarted_with = ${JSON.stringify(configuration)}\n`;
-    native.start(chosen.library, chosen.executable, helperSource() + setup);
-    if (isMainThread && !exitHookInstalled) {
-      exitHookInstalled = true;
-      // If the user never calls shutdown(): finalize at exit so atexit handlers run and buffered
-      // output is flushed, as when Python itself exits.
-      process.on('exit', () => {
-        if (!native.isRunning()) return;
-        try {
-          native.stop();
-        } catch {
-          // process.exit() called from inside a Python call: Python cannot finalize under itself.
-        }
-      });
-    }
+    startShared(options);
   }
 
   static get isInitialized(): boolean {
@@ -233,4 +214,55 @@ export function helperModule(): PyObject {
   ensureRunning();
   if (helpers === undefined || helpers.isDisposed) helpers = wrap(native.importModule('_pyembed')) as PyObject;
   return helpers as PyObject;
+}
+
+/** The helper module's first lines: configure() before any other Python code. */
+function startSetup(configuration: string): string {
+  return `\nconfigure(${configuration})\nstarted_with = ${JSON.stringify(configuration)}\n`;
+}
+
+/** Starts the shared interpreter (idempotent), as initialize() always did. */
+function startShared(options: InitializeOptions): void {
+  const configuration = startOptions(options);
+  if (options.asyncThreads !== undefined) {
+    if (!Number.isInteger(options.asyncThreads) || options.asyncThreads < 1) {
+      throw new TypeError('asyncThreads must be a positive integer');
+    }
+    native.setAsyncThreads(options.asyncThreads);
+  }
+  const running = native.info();
+  if (running) {
+    if (options.python !== undefined && locatePython(options.python).executable !== running[1]) {
+      throw new Error(
+        `Python is already running (${running[1]}); call PythonEngine.shutdown() before initializing '${options.python}'`,
+      );
+    }
+    const startOnly = (['cwdOnPath', 'path', 'programName', 'argv'] as const).filter((k) => options[k] !== undefined);
+    if (startOnly.length > 0 && helperModule().started_with !== configuration) {
+      throw new Error(
+        `Python is already running, and the options ${startOnly.join(', ')} only take effect when it starts: ` +
+          'pass them to the first PythonEngine.initialize(), before any other use of Python (or shutdown() first)',
+      );
+    }
+    return;
+  }
+  if (options.python !== undefined && typeof options.python !== 'string') {
+    throw new TypeError('options.python must be the path of a python executable');
+  }
+  const chosen = locatePython(options.python);
+  // Runs as the helper module loads, before any other Python code.
+  native.start(chosen.library, chosen.executable, helperSource() + startSetup(configuration));
+  if (isMainThread && !exitHookInstalled) {
+    exitHookInstalled = true;
+    // If the user never calls shutdown(): finalize at exit so atexit handlers run and buffered
+    // output is flushed, as when Python itself exits.
+    process.on('exit', () => {
+      if (!native.isRunning()) return;
+      try {
+        native.stop();
+      } catch {
+        // process.exit() called from inside a Python call: Python cannot finalize under itself.
+      }
+    });
+  }
 }

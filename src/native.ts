@@ -37,6 +37,9 @@ export interface NativeBinding {
   }): void;
   start(library: string, executable: string, helperSource: string): string;
   stop(): void;
+  /** Gives the calling worker its own interpreter and GIL (the shared one runs). */
+  startIsolated(helperSource: string): void;
+  isIsolated(): boolean;
   isRunning(): boolean;
   wasShutDown(): boolean;
   info(): [version: string, executable: string, library: string] | undefined;
