@@ -90,6 +90,7 @@ export function ref<T extends object>(target: T): T {
 // object gives one JsProxy while it lives; the WeakMap keeps neither alive).
 const dispatchers = new WeakMap<object, { key: string; dispatch: (op: string, ...args: any[]) => unknown }>();
 let proxyCount = 0;
+const ownDispatchers = new WeakSet<object>();
 let decoderFor: PyObject | undefined;
 
 function typeName(target: object): string {
@@ -103,13 +104,15 @@ function proxyFor(target: object): unknown {
     // A JsProxy that comes back to JS is its JS object again.
     decoderFor = helpers.JsProxy as PyObject;
     registerDecoder(decoderFor, (proxy) => {
+      // Another JS thread's object stays a PyObject here (its dispatcher is not this thread's).
       const dispatch = (proxy as any)._js_dispatch;
-      return typeof dispatch === 'function' ? dispatch('target') : proxy;
+      return ownDispatchers.has(dispatch) ? dispatch('target') : proxy;
     });
   }
   let entry = dispatchers.get(target);
   if (entry === undefined) {
     entry = { key: `${threadId}:${++proxyCount}`, dispatch: dispatcherFor(target) };
+    ownDispatchers.add(entry.dispatch);
     dispatchers.set(target, entry);
   }
   return (helpers.js_proxy as any).callRaw(entry.key, entry.dispatch, typeName(target));

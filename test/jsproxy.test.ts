@@ -171,3 +171,29 @@ console.log(out.join('\\n'));
   assert.equal(r.code, 0, explain(r));
   assert.deepEqual(r.stdout.trim().split('\n'), ['7', 'true', 'true', '7', '7', 'true']);
 });
+
+test('a worker reaches the main thread\'s object through Python: it runs on the main thread (child process)', async () => {
+  const r = await runScript(`${prelude()}
+import { Worker, isMainThread } from 'node:worker_threads';
+PythonEngine.exec('shared = {}');
+class Service { whoami() { return 'main=' + isMainThread; } }
+const service = new Service();
+PythonEngine.eval('shared').set('service', service);
+const worker = new Worker(\`
+  const { parentPort } = require('node:worker_threads');
+  import('pyembed').then(({ PythonEngine }) => {
+    class Own {}
+    const own = new Own();
+    const mine = PythonEngine.eval('lambda x: x')(own) === own;  // this thread decodes JsProxy objects too
+    const got = PythonEngine.eval('shared["service"]');
+    const answer = PythonEngine.eval('shared["service"].whoami()');
+    parentPort.postMessage([mine, got.isDisposed, answer].join(' '));
+  }).catch((e) => parentPort.postMessage('error ' + e));
+\`, { eval: true });
+const message = await new Promise((resolve) => worker.once('message', resolve));
+await worker.terminate();
+console.log(message, PythonEngine.eval('shared["service"]') === service);
+`);
+  assert.equal(r.code, 0, explain(r));
+  assert.equal(r.stdout.trim(), 'true false main=true true');
+});
