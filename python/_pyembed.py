@@ -493,16 +493,25 @@ class JsProxy:
         return list(self._js_dispatch("keys"))
 
     def __call__(self, *args):
-        return self._js_dispatch("call", *args)
+        called, value = self._js_dispatch("call", *args)
+        if not called:
+            raise TypeError(f"JS {self._js_type} is not callable")
+        return value
 
     def __len__(self):
-        return self._js_dispatch("len")
+        length = self._js_dispatch("len")
+        if length is None:
+            raise TypeError(f"JS {self._js_type} has no length or size")
+        return length
 
     def __bool__(self):
         return self._js_dispatch("bool")
 
     def __iter__(self):
-        return self._js_dispatch("iter")
+        iterator = self._js_dispatch("iter")
+        if iterator is None:
+            raise TypeError(f"JS {self._js_type} is not iterable")
+        return iterator
 
     def __next__(self):
         done, value = self._js_dispatch("next")

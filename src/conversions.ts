@@ -141,18 +141,17 @@ function dispatcherFor(target: any): (op: string, ...args: any[]) => unknown {
         return keys;
       }
       case 'call':
-        if (typeof target !== 'function') throw new TypeError(`JS ${typeName(target)} is not callable`);
-        return target(...args);
+        return typeof target === 'function' ? [true, target(...args)] : [false, undefined];
       case 'len':
         if (typeof target.length === 'number') return target.length;
         if (typeof target.size === 'number') return target.size;
-        throw new TypeError(`JS ${typeName(target)} has no length or size`);
+        return null;  // Python raises its own TypeError
       case 'bool':
         if (typeof target.length === 'number') return target.length !== 0;
         if (typeof target.size === 'number') return target.size !== 0;
         return true;
       case 'iter':
-        if (typeof target[Symbol.iterator] !== 'function') throw new TypeError(`JS ${typeName(target)} is not iterable`);
+        if (typeof target[Symbol.iterator] !== 'function') return null;
         return ref(target[Symbol.iterator]());
       case 'next': {
         const step = target.next();

@@ -89,13 +89,16 @@ m.set_item(Py.ref(plain), 'y', 2);
 out.push(JSON.stringify(plain), m.kind(plain), m.kind(Py.ref(plain)), String(m.same(Py.ref(plain)) === plain));
 out.push(JSON.stringify(m.error_of(() => m.item(idx, 'zz'))));
 try { m.item(Py.ref([1]), 5); } catch (e) { out.push(e.type); }
-try { m.size(new (class Thing {})()); } catch (e) { out.push(e.constructor.name); }
+try { m.size(new (class Thing {})()); } catch (e) { out.push(e.type); }
+try { m.listed(new (class Thing {})()); } catch (e) { out.push(e.type + ' ' + /not iterable/.test(e.message)); }
+out.push(m.error_of(Py.ref(() => PythonEngine.eval('lambda o: o()')(new (class Thing {})()))).toJS()[0]);
+out.push(PythonEngine.eval('lambda f: f(20)')(Py.ref((x) => x + 1)));
 console.log(out.join('\\n'));
 `);
   assert.equal(r.code, 0, explain(r));
   assert.deepEqual(r.stdout.trim().split('\n'), [
     '3', '[10,20,30]', '1', '1', 'true', 'true', '2', '3', '3', '{"x":1,"y":2}', 'dict', 'JsProxy', 'true',
-    '["KeyError","","\'zz\'"]', 'IndexError', 'TypeError',
+    '["KeyError","","\'zz\'"]', 'IndexError', 'TypeError', 'TypeError true', 'TypeError', '21',
   ]);
 });
 
