@@ -456,3 +456,114 @@ def adopt_thread(name, daemon):
     thread = threading.current_thread()
     thread._daemonic = daemon
     thread.name = name
+
+
+# --- JS objects by reference ------------------------------------------------------------------
+# A JsProxy holds one JS function, its dispatcher (src/conversions.ts), a closure over the JS
+# object. Every operation is one call of it, so the callback thread rules apply: any Python thread
+# may use a proxy, and the operation runs on the JS thread that owns the object.
+
+import weakref as _weakref
+
+_js_proxies = _weakref.WeakValueDictionary()
+_MISSING = "pyembed.missing"
+
+
+class JsProxy:
+    """A JavaScript object, by reference: attributes, methods, len, iteration, items, await."""
+
+    __slots__ = ("_js_dispatch", "_js_type", "__weakref__")
+
+    def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        found, value = self._js_dispatch("get", name)
+        if not found:
+            raise AttributeError(f"JS {self._js_type} has no property {name!r}")
+        return value
+
+    def __setattr__(self, name, value):
+        self._js_dispatch("set", name, value)
+
+    def __delattr__(self, name):
+        if not self._js_dispatch("delete", name):
+            raise AttributeError(name)
+
+    def __dir__(self):
+        return list(self._js_dispatch("keys"))
+
+    def __call__(self, *args):
+        called, value = self._js_dispatch("call", *args)
+        if not called:
+            raise TypeError(f"JS {self._js_type} is not callable")
+        return value
+
+    def __len__(self):
+        length = self._js_dispatch("len")
+        if length is None:
+            raise TypeError(f"JS {self._js_type} has no length or size")
+        return length
+
+    def __bool__(self):
+        return self._js_dispatch("bool")
+
+    def __iter__(self):
+        iterator = self._js_dispatch("iter")
+        if iterator is None:
+            raise TypeError(f"JS {self._js_type} is not iterable")
+        return iterator
+
+    def __next__(self):
+        done, value = self._js_dispatch("next")
+        if done:
+            raise StopIteration
+        return value
+
+    def __getitem__(self, key):
+        found, value = self._js_dispatch("getitem", key)
+        if not found:
+            raise (IndexError if isinstance(key, int) else KeyError)(key)
+        return value
+
+    def __setitem__(self, key, value):
+        self._js_dispatch("setitem", key, value)
+
+    def __delitem__(self, key):
+        if not self._js_dispatch("delitem", key):
+            raise KeyError(key)
+
+    def __contains__(self, key):
+        return self._js_dispatch("contains", key)
+
+    def __repr__(self):
+        return f"<JsProxy {self._js_type}: {self._js_dispatch('repr')}>"
+
+    def __await__(self):
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def settle(ok, value):
+            def apply():
+                if future.done():
+                    return
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value if isinstance(value, BaseException) else JSError(str(value)))
+            loop.call_soon_threadsafe(apply)
+
+        self._js_dispatch("then", lambda v: settle(True, v), lambda name, message, stack: settle(False, JSError(message, name, stack)))
+        return future.__await__()
+
+
+def js_proxy(key, dispatch, type_name):
+    """The proxy for the JS object numbered `key` on its thread: the same one while it lives."""
+    proxy = _js_proxies.get(key)
+    if proxy is None:
+        proxy = object.__new__(JsProxy)
+        object.__setattr__(proxy, "_js_dispatch", dispatch)
+        object.__setattr__(proxy, "_js_type", type_name)
+        _js_proxies[key] = proxy
+    return proxy

@@ -1,6 +1,8 @@
 // Custom conversions (as pythonnet's encoders and decoders): how instances of a JS class become
 // Python objects, how objects of a Python type become JS values, and which JS error class a
 // Python exception type becomes. Nothing registered: the ordinary rules at their usual cost.
+import { threadId } from 'node:worker_threads';
+import { helperModule } from './engine.js';
 import { PythonError } from './errors.js';
 import { native, type Handle } from './native.js';
 import { builtin, handleOf, isPyObject, wrap, type PyObject } from './proxy.js';
@@ -61,12 +63,143 @@ export function decode(obj: PyObject): unknown {
   return decoder === null ? obj : decoder(obj);
 }
 
-/** The native conversion's hook for class instances it would refuse. */
+/** The native conversion's hook for class instances it would refuse: registered encoders first, else by reference. */
 export function encodeHook(value: object): unknown {
+  if (value instanceof JsRef) return proxyFor(value.target);
   for (const [cls, encode] of encoders) {
     if (value instanceof cls) return encode(value);
   }
-  return undefined;
+  return proxyFor(value);
+}
+
+/** `Py.ref(obj)`'s marker: the object goes to Python by reference, even plain data. */
+class JsRef {
+  constructor(readonly target: object) {}
+}
+
+/** Marks a JS object (or function) to go to Python by reference, as a JsProxy, instead of by value. */
+export function ref<T extends object>(target: T): T {
+  if ((typeof target !== 'object' && typeof target !== 'function') || target === null) {
+    throw new TypeError('Py.ref() needs an object or a function');
+  }
+  if (isPyObject(target)) throw new TypeError('Py.ref() needs a JS object, not a PyObject');
+  return new JsRef(target) as unknown as T;
+}
+
+// Per JS object: its dispatcher and the key of its JsProxy in Python's weak table (so one JS
+// object gives one JsProxy while it lives; the WeakMap keeps neither alive).
+const dispatchers = new WeakMap<object, { key: string; dispatch: (op: string, ...args: any[]) => unknown }>();
+let proxyCount = 0;
+const ownDispatchers = new WeakSet<object>();
+let decoderFor: PyObject | undefined;
+
+function typeName(target: object): string {
+  if (typeof target === 'function') return 'Function';
+  return Object.getPrototypeOf(target)?.constructor?.name ?? 'Object';
+}
+
+function proxyFor(target: object): unknown {
+  const helpers = helperModule();
+  if (decoderFor === undefined || decoderFor.isDisposed) {
+    // A JsProxy that comes back to JS is its JS object again.
+    decoderFor = helpers.JsProxy as PyObject;
+    registerDecoder(decoderFor, (proxy) => {
+      // Another JS thread's object stays a PyObject here (its dispatcher is not this thread's).
+      const dispatch = (proxy as any)._js_dispatch;
+      return ownDispatchers.has(dispatch) ? dispatch('target') : proxy;
+    });
+  }
+  let entry = dispatchers.get(target);
+  if (entry === undefined) {
+    entry = { key: `${threadId}:${++proxyCount}`, dispatch: dispatcherFor(target) };
+    ownDispatchers.add(entry.dispatch);
+    dispatchers.set(target, entry);
+  }
+  return (helpers.js_proxy as any).callRaw(entry.key, entry.dispatch, typeName(target));
+}
+
+/** One function for every operation a JsProxy does on `target` (python/_pyembed.py JsProxy). */
+function dispatcherFor(target: any): (op: string, ...args: any[]) => unknown {
+  return (op: string, ...args: any[]): unknown => {
+    switch (op) {
+      case 'target':
+        return target;
+      case 'get': {
+        if (!(args[0] in Object(target))) return [false, undefined];
+        const value = target[args[0]];
+        // A method keeps its `this`.
+        return [true, typeof value === 'function' ? value.bind(target) : value];
+      }
+      case 'set':
+        target[args[0]] = args[1];
+        return undefined;
+      case 'delete':
+        return args[0] in target && delete target[args[0]];
+      case 'keys': {
+        const keys: string[] = [];
+        for (const key in target) keys.push(key);
+        return keys;
+      }
+      case 'call':
+        return typeof target === 'function' ? [true, target(...args)] : [false, undefined];
+      case 'len':
+        if (typeof target.length === 'number') return target.length;
+        if (typeof target.size === 'number') return target.size;
+        return null;  // Python raises its own TypeError
+      case 'bool':
+        if (typeof target.length === 'number') return target.length !== 0;
+        if (typeof target.size === 'number') return target.size !== 0;
+        return true;
+      case 'iter':
+        if (typeof target[Symbol.iterator] !== 'function') return null;
+        return ref(target[Symbol.iterator]());
+      case 'next': {
+        const step = target.next();
+        return [Boolean(step.done), step.done ? undefined : step.value];
+      }
+      case 'getitem': {
+        const key = args[0];
+        if (typeof target.get === 'function' && typeof target.has === 'function') {
+          return target.has(key) ? [true, target.get(key)] : [false, undefined];
+        }
+        if (typeof key === 'number' && typeof target.length === 'number') {
+          const index = key < 0 ? key + target.length : key;
+          return index >= 0 && index < target.length ? [true, target[index]] : [false, undefined];
+        }
+        return key in Object(target) ? [true, target[key]] : [false, undefined];
+      }
+      case 'setitem': {
+        const [key, value] = args;
+        if (typeof target.set === 'function' && typeof target.get === 'function') target.set(key, value);
+        else target[typeof key === 'number' && key < 0 && typeof target.length === 'number' ? key + target.length : key] = value;
+        return undefined;
+      }
+      case 'delitem':
+        if (typeof target.delete === 'function' && typeof target.has === 'function') return target.delete(args[0]);
+        return args[0] in target && delete target[args[0]];
+      case 'contains':
+        if (typeof target.has === 'function') return Boolean(target.has(args[0]));
+        if (typeof target.includes === 'function') return Boolean(target.includes(args[0]));
+        return args[0] in Object(target);
+      case 'repr':
+        try {
+          return String(target);
+        } catch {
+          return typeName(target);
+        }
+      case 'then': {
+        const [resolve, reject] = args;
+        if (typeof target.then !== 'function') throw new TypeError(`JS ${typeName(target)} is not awaitable`);
+        target.then(
+          (value: unknown) => resolve(value),
+          (error: any) => reject(String(error?.name ?? 'Error'), String(error?.message ?? error), String(error?.stack ?? '')),
+        );
+        return undefined;
+      }
+      default:
+        throw new TypeError(`unknown JsProxy operation ${op}`);
+    }
+  };
 }
 
 /** A PythonError, as the registered JS error class for its Python type if there is one. */

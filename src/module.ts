@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { withAsyncContext, withContext } from './context.js';
-import { registerDecoder, registerEncoder, registerError } from './conversions.js';
+import { ref, registerDecoder, registerEncoder, registerError } from './conversions.js';
 import { ensureRunning, helperModule } from './engine.js';
 import { GILScope } from './gil.js';
 import { KwArgs, native } from './native.js';
@@ -166,6 +166,8 @@ export const Py = {
   int: pyInt,
   /** How instances of a JS class become Python objects: `Py.registerEncoder(Money, (m) => Decimal(m.text))`. */
   registerEncoder,
+  /** Sends a JS object to Python by reference (a JsProxy), even plain data: `m.f(Py.ref(obj))`. */
+  ref,
   /** How objects of a Python class become JS values: `Py.registerDecoder(Decimal, (d) => String(d))`. */
   registerDecoder,
   /** Which PythonError subclass a Python exception class becomes in JS. */

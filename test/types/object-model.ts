@@ -61,6 +61,10 @@ class Money {
   constructor(readonly text: string) {}
 }
 Py.registerEncoder(Money, (m) => expectType<Money>()(m));
+// By reference: Py.ref keeps the argument's type.
+expectType<{ a: number }>()(Py.ref({ a: 1 }));
+// @ts-expect-error Py.ref takes an object
+Py.ref(1);
 Py.registerDecoder(cm, (obj) => expectType<PyObject>()(obj));
 class AppError extends PythonError {}
 Py.registerError(cm, AppError);
