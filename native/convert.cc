@@ -865,10 +865,45 @@ namespace {
 // for the whole value: it keeps the graph, with its own depth and stack checks.
 constexpr size_t kFastNestingMax = 64;
 
+// A set of pointers by open addressing: no allocation per insert, unlike std::unordered_set
+// (which cost the fast path ~25 % on a list of 10 000 small dicts).
+class PointerSet {
+ public:
+  // False when `p` was in the set already.
+  bool Insert(PyObject* p) {
+    if ((count_ + 1) * 2 > slots_.size()) Grow();
+    size_t mask = slots_.size() - 1;
+    for (size_t i = Hash(p) & mask;; i = (i + 1) & mask) {
+      if (slots_[i] == p) return false;
+      if (!slots_[i]) {
+        slots_[i] = p;
+        count_++;
+        return true;
+      }
+    }
+  }
+
+ private:
+  static size_t Hash(PyObject* p) {
+    auto bits = reinterpret_cast<uintptr_t>(p);
+    return static_cast<size_t>((bits >> 4) * 0x9E3779B97F4A7C15ull >> 16);
+  }
+  void Grow() {
+    std::vector<PyObject*> old = std::move(slots_);
+    slots_.assign(old.empty() ? 16 : old.size() * 2, nullptr);
+    count_ = 0;
+    for (PyObject* p : old) {
+      if (p) Insert(p);
+    }
+  }
+  std::vector<PyObject*> slots_;
+  size_t count_ = 0;
+};
+
 struct FastWalk {
   JsThread* thread;
   const ToJsOptions& options;
-  std::unordered_set<PyObject*> seen;    // the containers converted so far
+  PointerSet seen;                       // the containers converted so far
   size_t depth = 0;                      // containers on the current path
   bool bail = false;                     // the whole value goes to the Snapshot path
   v8::Local<v8::Value> objectPrototype;  // Object.prototype, fetched on the first dict
@@ -890,7 +925,7 @@ Fast FastItemToJs(FastWalk& w, PyObject* item, v8::Local<v8::Value>* out) {
   if (f != Fast::kNotHandled) return f;
   PyObject* type = TypeOf(item);
   if (type == py.PyList_Type || (type == py.PyDict_Type && !w.options.dictAsMap)) {
-    if (w.depth >= kFastNestingMax || !w.seen.insert(item).second) {
+    if (w.depth >= kFastNestingMax || !w.seen.Insert(item)) {
       w.bail = true;
       return Fast::kNotHandled;
     }
@@ -978,7 +1013,7 @@ Fast ContainerToJs(JsThread* thread, PyObject* o, const ToJsOptions& options, v8
   }
   try {
     FastWalk w{thread, options, {}, 0, false, {}};
-    w.seen.insert(o);
+    w.seen.Insert(o);
     return FastContainerToJs(w, o, out);
   } catch (const std::exception&) {
     py.PyErr_NoMemory();
