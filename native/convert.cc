@@ -40,8 +40,15 @@ struct JsWalk {
   ConvertError* error;
   PinnedHandles* pins;
   // Every container converted so far (shared and cyclic structures become one Python object),
-  // by identity hash: only objects with the same hash are compared, so each costs O(1).
-  std::unordered_multimap<int, std::pair<v8::Local<v8::Object>, Snapshot*>> seen;
+  // by identity hash in an open-addressing table (no allocation per container): only objects
+  // with the same hash are compared, so each costs O(1).
+  struct Seen {
+    int hash;
+    v8::Local<v8::Object> obj;
+    Snapshot* node;  // null: a free slot
+  };
+  std::vector<Seen> seen;
+  size_t seenCount = 0;
   uint32_t refs = 0;  // refIds handed out
   int encoded = 0;  // registered encoders applied on the current path
 };
@@ -77,13 +84,31 @@ bool Encode(JsWalk& w, v8::Local<v8::Object> obj, Snapshot* out, bool* handled) 
 
 bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out);
 
+size_t SeenSlot(int hash, size_t mask) {
+  return static_cast<size_t>(static_cast<uint32_t>(hash) * 0x9E3779B9u) & mask;
+}
+
+void GrowSeen(JsWalk& w) {
+  std::vector<JsWalk::Seen> old = std::move(w.seen);
+  w.seen.assign(old.empty() ? 16 : old.size() * 2, JsWalk::Seen{0, {}, nullptr});
+  size_t mask = w.seen.size() - 1;
+  for (const JsWalk::Seen& e : old) {
+    if (!e.node) continue;
+    size_t i = SeenSlot(e.hash, mask);
+    while (w.seen[i].node) i = (i + 1) & mask;
+    w.seen[i] = e;
+  }
+}
+
 // False with no error when `obj` was met before: `out` then names its snapshot (kRef).
 bool EnterContainer(JsWalk& w, v8::Local<v8::Object> obj, Snapshot* out, bool* again) {
   int hash = obj->GetIdentityHash();
-  auto [first, last] = w.seen.equal_range(hash);
-  for (auto it = first; it != last; ++it) {
-    if (it->second.first == obj) {
-      Snapshot* target = it->second.second;
+  if ((w.seenCount + 1) * 2 > w.seen.size()) GrowSeen(w);
+  size_t mask = w.seen.size() - 1;
+  size_t i = SeenSlot(hash, mask);
+  for (; w.seen[i].node; i = (i + 1) & mask) {
+    if (w.seen[i].hash == hash && w.seen[i].obj == obj) {
+      Snapshot* target = w.seen[i].node;
       if (target->refId == 0) target->refId = ++w.refs;
       out->kind = Snapshot::Kind::kRef;
       out->i = target->refId;
@@ -93,7 +118,8 @@ bool EnterContainer(JsWalk& w, v8::Local<v8::Object> obj, Snapshot* out, bool* a
   }
   *again = false;
   if (StackNearlyExhausted(tls)) return Fail(w.error, "structure nested too deeply to convert");
-  w.seen.emplace(hash, std::make_pair(obj, out));
+  w.seen[i] = JsWalk::Seen{hash, obj, out};
+  w.seenCount++;
   return true;
 }
 
@@ -1124,7 +1150,7 @@ bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertE
   // (callAsync rejects with it rather than throwing the getter's error synchronously).
   v8::TryCatch tryCatch(isolate);
   try {
-    JsWalk w{thread, isolate, isolate->GetCurrentContext(), error, pins, {}};
+    JsWalk w{thread, isolate, isolate->GetCurrentContext(), error, pins, {}, 0};
     bool ok = Convert(w, v, out);
     if (!ok) AddCaughtMessage(isolate, tryCatch, error);
     return ok;
@@ -1141,7 +1167,7 @@ bool JsArrayToValue(JsThread* thread, v8::Local<v8::Array> array, const std::vec
   v8::Isolate* isolate = thread->isolate;
   v8::TryCatch tryCatch(isolate);
   try {
-    JsWalk w{thread, isolate, isolate->GetCurrentContext(), error, pins, {}};
+    JsWalk w{thread, isolate, isolate->GetCurrentContext(), error, pins, {}, 0};
     uint32_t n = array->Length();
     bool again = false;
     if (ArrayTooLong(w, n) || !EnterContainer(w, array, out, &again)) return false;
