@@ -140,19 +140,15 @@ class Op {
       if (!array->Get(context, i).ToLocal(&e)) return ArrayReadFailed(tryCatch);  // each element is read once
       elements->push_back(e);
       if (IsFastPrimitive(e)) continue;
-      // Not all primitives: a list Snapshot, from the elements read so far and the rest.
+      // Not all primitives: a list Snapshot, from the elements read so far and the rest, in one
+      // walk (the array may hold itself, or one object twice).
       out->snapshot = std::make_unique<Snapshot>();
-      Snapshot& list = *out->snapshot;
-      list.kind = Snapshot::Kind::kList;
-      list.items.resize(n);
       ConvertError error;
-      for (uint32_t k = 0; k < n; k++) {
-        if (k > i && !array->Get(context, k).ToLocal(&e)) return ArrayReadFailed(tryCatch);
-        if (!JsToValue(t, k <= i ? (*elements)[k] : e, &list.items[k], &error, &pins_)) {
-          ThrowConvertError(isolate, error);
-          tryCatch.ReThrow();  // past this function's TryCatch
-          return false;
-        }
+      if (!JsArrayToValue(t, array, *elements, &*out->snapshot, &error, &pins_)) {
+        if (tryCatch.HasTerminated()) return false;  // rethrown: JS is being terminated
+        ThrowConvertError(isolate, error);
+        tryCatch.ReThrow();  // past this function's TryCatch
+        return false;
       }
       return true;
     }

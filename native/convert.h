@@ -51,6 +51,7 @@ struct Snapshot {
     kJsBytes,    // jsBytes: JS binary data, to become a memoryview over the same memory
     kPyBuffer,   // pyBuffer: a Python buffer, to become a TypedArray
     kDate,       // d: a JS Date's time value (ms since the epoch), to become an aware UTC datetime
+    kRef,        // i: the refId of a container met earlier in the same walk (shared or cyclic)
     kNaN         // never produced: placeholder to keep switch statements exhaustive
   };
   enum class Encoding : uint8_t { kLatin1, kUtf16, kUtf8 };
@@ -58,6 +59,7 @@ struct Snapshot {
   Kind kind = Kind::kUndefined;
   Encoding encoding = Encoding::kLatin1;
   bool ownsRef = false;
+  uint32_t refId = 0;  // a container that a later kRef names (0: none does)
   union {
     bool b;
     int64_t i;
@@ -151,6 +153,10 @@ class PinnedHandles {
 // `error` set (no JS exception pending).
 bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertError* error,
                PinnedHandles* pins);
+// A JS array as a list snapshot, in one walk (so it may hold itself), when its first
+// `read.size()` elements were read already (each element is read once).
+bool JsArrayToValue(JsThread* thread, v8::Local<v8::Array> array, const std::vector<v8::Local<v8::Value>>& read,
+                    Snapshot* out, ConvertError* error, PinnedHandles* pins);
 // A JS string as a Python str, lone surrogates kept (as values are): source text and names
 // reach Python whole, never cut or re-encoded. Null with a Python error set. Caller attached.
 PyObject* StringToPython(v8::Isolate* isolate, v8::Local<v8::String> s);

@@ -104,14 +104,18 @@ test('large bytes and bytes subclasses become JS copies (Python bytes stay immut
   assert.equal(seen?.[99999], 122);
 });
 
-test('cycles are a clear error in both directions', () => {
+test('cycles convert as graphs in both directions (more in graphs.test.ts)', () => {
   const a: unknown[] = [1];
   a.push(a);
-  assert.throws(() => echo(a), { name: 'TypeError', message: /cyclic/ });
-  assert.throws(() => PythonEngine.eval('(lambda l: (l.append(l), l)[1])([])').toJS(), { type: 'ValueError', message: /cyclic/ });
-  // shared (acyclic) references are fine
+  const back = echo(a).toJS() as unknown[];
+  assert.equal(back[1], back);
+  const l = PythonEngine.eval('(lambda l: (l.append(l), l)[1])([])').toJS() as unknown[];
+  assert.equal(l[0], l);
+  // shared (acyclic) references stay shared
   const shared = [1];
-  assert.deepEqual(Py.toPython([shared, shared]).toJS(), [[1], [1]]);
+  const pair = Py.toPython([shared, shared]).toJS() as unknown[];
+  assert.deepEqual(pair, [[1], [1]]);
+  assert.equal(pair[0], pair[1]);
 });
 
 test('values Python cannot take are TypeErrors', () => {
@@ -150,8 +154,11 @@ test('arrays of primitives and nested lists/dicts convert exactly on their fast 
   let depth = 0;
   for (let d = deep as { v: unknown }; typeof d.v === 'object'; d = d.v as { v: unknown }) depth++;
   assert.equal(depth, 100);
-  for (const cyclic of ['(d := {}, d.__setitem__("self", d), d)[-1]', '(l := [], l.append({"l": l}), l)[-1]',
-    '(l := [], l.append((l,)), l)[-1]']) {
-    assert.throws(() => PythonEngine.eval(cyclic).toJS(), { type: 'ValueError', message: /cyclic/ }, cyclic);
-  }
+  // cyclic structures keep their cycles
+  const selfDict = PythonEngine.eval('(d := {}, d.__setitem__("self", d), d)[-1]').toJS() as { self: unknown };
+  assert.equal(selfDict.self, selfDict);
+  const viaDict = PythonEngine.eval('(l := [], l.append({"l": l}), l)[-1]').toJS() as Array<{ l: unknown }>;
+  assert.equal(viaDict[0].l, viaDict);
+  const viaTuple = PythonEngine.eval('(l := [], l.append((l,)), l)[-1]').toJS() as unknown[][];
+  assert.equal(viaTuple[0][0], viaTuple);
 });

@@ -487,6 +487,50 @@ const hasLoneSurrogate = (s: string): boolean => /\p{Cs}/u.test(s);
 
 // --- the properties -------------------------------------------------------------------------
 
+// A random graph of arrays and plain objects: node i holds, in order, each entry of edges[i]
+// (another node's index, or an int leaf), so self-references, cycles and shared nodes occur.
+export const jsGraph: fc.Arbitrary<unknown> = fc
+  .integer({ min: 1, max: 8 })
+  .chain((n) => fc.tuple(
+    fc.array(fc.boolean(), { minLength: n, maxLength: n }),
+    fc.array(fc.array(fc.oneof(fc.nat({ max: n - 1 }).map((i) => ({ node: i })), fc.integer()), { maxLength: 4 }),
+      { minLength: n, maxLength: n }),
+  ))
+  .map(([isArray, edges]) => {
+    const nodes: Array<unknown[] | Record<string, unknown>> = isArray.map((a) => (a ? [] : {}));
+    edges.forEach((list, i) => list.forEach((e, k) => {
+      const value = typeof e === 'number' ? e : nodes[e.node];
+      const node = nodes[i];
+      if (Array.isArray(node)) node.push(value);
+      else node[`k${k}`] = value;
+    }));
+    return nodes[0];
+  });
+
+// Same shape as a graph: each container of `expected` corresponds to exactly one of `actual`,
+// and distinct ones to distinct ones.
+export function assertSameGraph(expected: unknown, actual: unknown, seen = new Map<object, object>(), back = new Map<object, object>()): void {
+  if (typeof expected !== 'object' || expected === null) {
+    assert.strictEqual(actual, expected);
+    return;
+  }
+  assert.ok(typeof actual === 'object' && actual !== null);
+  const known = seen.get(expected);
+  if (known !== undefined) {
+    assert.strictEqual(actual, known);
+    return;
+  }
+  assert.ok(!back.has(actual), 'two JS containers became one');
+  seen.set(expected, actual);
+  back.set(actual, expected);
+  assert.strictEqual(Array.isArray(actual), Array.isArray(expected));
+  const keys = Object.keys(expected);
+  assert.deepStrictEqual(Object.keys(actual), keys);
+  for (const k of keys) {
+    assertSameGraph((expected as Record<string, unknown>)[k], (actual as Record<string, unknown>)[k], seen, back);
+  }
+}
+
 export interface FuzzProperty {
   name: string;
   /** Share of the long run's cases. */
@@ -571,6 +615,13 @@ export function fuzzProperties(): FuzzProperty[] {
       weight: 1,
       property: fc.property(tooLongArray, (v) => {
         assert.throws(() => echo(v), (e: unknown) => e instanceof RangeError && /too long to convert to Python/.test(e.message));
+      }),
+    },
+    {
+      name: 'graphs (shared and cyclic arrays and objects): JS -> Python -> JS keeps the graph',
+      weight: 1,
+      property: fc.property(jsGraph, (v) => {
+        assertSameGraph(v, roundTrip(v, false));
       }),
     },
     {

@@ -254,28 +254,35 @@ test('100 000-deep Python list, dict, tuple and set: toJS() rejects them quickly
   `, short);
 });
 
-test('cycles are still found with the hashed cycle check; shared (acyclic) objects are not cycles', async () => {
+test('cycles and shared objects convert as graphs with the hashed memo; a cycle through a set is an error', async () => {
   await inputs(`
-    const cyclic = /cyclic/;
     const a = [1]; a.push(a);
     const o = { }; o.self = o;
     const m = new Map(); m.set('m', m);
+    let long = {}; const head = long; for (let i = 0; i < 500; i++) long = (long.next = {}); long.next = head;
+    assert.equal(PythonEngine.eval('lambda x: x[1] is x')(a), true);
+    assert.equal(PythonEngine.eval('lambda x: x["self"] is x')(o), true);
+    assert.equal(PythonEngine.eval('lambda x: x["m"] is x')(m), true);
+    assert.equal(PythonEngine.eval('lambda x: x[0][0][0]["self"] is x[0][0][0]')([[[o]]]), true);
+    assert.equal(PythonEngine.eval('lambda h: (lambda n: ([n := n["next"] for _ in range(501)], n is h)[1])(h)')(head), true);
+    // a set cannot hold a set, a list or a dict, so a cycle through one stays a clear error
     const mk = new Map(); mk.set(mk, 1);
     const s = new Set(); s.add(s);
-    let long = {}; const head = long; for (let i = 0; i < 500; i++) long = (long.next = {}); long.next = head;
-    for (const c of [a, o, m, mk, s, head, [[[o]]], { x: new Map([[1, new Set([a])]]) }]) {
-      assert.throws(() => identity(c), cyclic);
+    for (const c of [mk, s, { x: new Map([[1, new Set([a])]]) }]) {
+      assert.throws(() => identity(c), /unhashable/);
     }
     const shared = { v: 1 };
     const dag = [shared, shared, { a: shared, b: [shared, shared] }, new Map([[1, shared], [2, shared]])];
-    assert.equal(PythonEngine.eval('lambda l: l[0] == l[1] == l[2]["a"] == {"v": 1}')(dag), true);
+    assert.equal(PythonEngine.eval('lambda l: l[0] is l[1] is l[2]["a"] is l[3][2] and l[0] == {"v": 1}')(dag), true);
     // many distinct siblings at one level (hash collisions are compared, not assumed equal)
     const wide = Array.from({ length: 200000 }, (_, i) => ({ i }));
     assert.equal(pyLen(identity(wide)), 200000);
-    const py = PythonEngine.eval('(lambda l: (l.append(l), l)[1])([1])');
-    assert.throws(() => py.toJS(), /cyclic/);
-    const pyShared = PythonEngine.eval('(lambda d: [d, d, {"x": d}])({"v": 1})');
-    assert.deepEqual(pyShared.toJS(), [{ v: 1 }, { v: 1 }, { x: { v: 1 } }]);
+    assert.equal(PythonEngine.eval('lambda l: len(set(map(id, l)))')(wide), 200000);
+    const py = PythonEngine.eval('(lambda l: (l.append(l), l)[1])([1])').toJS();
+    assert.equal(py[1], py);
+    const pyShared = PythonEngine.eval('(lambda d: [d, d, {"x": d}])({"v": 1})').toJS();
+    assert.deepEqual(pyShared, [{ v: 1 }, { v: 1 }, { x: { v: 1 } }]);
+    assert.ok(pyShared[0] === pyShared[1] && pyShared[1] === pyShared[2].x);
   `, short);
 });
 
@@ -311,9 +318,9 @@ test('getters that mutate the object being converted: defined results, no stale 
     // grows the array being converted past the limit of a sparse array: its length was read first
     const d = [1, 2]; Object.defineProperty(d, 0, { get() { d.length = 2 ** 32 - 1; return 0; } });
     assert.equal(pyLen(identity(d)), 2);
-    // makes a cycle under a later key: the cycle check sees it
+    // makes a cycle under a later key: the memo sees it, and the dict holds itself
     const e = { get first() { e.second = e; return 1; }, second: 0 };
-    assert.throws(() => identity(e), /cyclic/);
+    assert.equal(PythonEngine.eval('lambda d: d["second"] is d')(e), true);
     // nests the object 100 000 deep under a later key: still a clean error
     const f = { get first() { f.second = nest(100000, (x) => ({ x })); return 1; }, second: 0 };
     assert.throws(() => identity(f), /nested too deeply/);
@@ -461,11 +468,11 @@ test('odd strings as values: NUL, lone surrogates and 100 MB strings round-trip 
 
 test('a JS function returning 100 000-deep or cyclic values to Python: errors Python can catch', async () => {
   await inputs(`
-    const cyc = {}; cyc.c = cyc;
+    const cyc = new Set(); cyc.add(cyc);
     for (const make of [() => nest(100000, (x) => [x]), () => nest(100000, (x) => new Set([x])), () => cyc]) {
       const [type, message] = callAndCatch(make).toJS();
       assert.equal(type, 'TypeError');
-      assert.match(message, /nested too deeply|cyclic/);
+      assert.match(message, /nested too deeply|unhashable/);
     }
     const deepPy = pyNest(100000, '[', ']');
     // the PythonError that toJS() threw reaches Python as its own exception (not a JSError)
@@ -478,11 +485,15 @@ test('callAsync with hostile arguments rejects cleanly and the pool keeps workin
   await inputs(`
     const sparse = []; sparse.length = 2 ** 32 - 1;
     const rab = new ArrayBuffer(1, { maxByteLength: 2 });
-    const cyc = []; cyc.push(cyc);
+    const cyc = new Set(); cyc.add(cyc);  // a set cannot hold itself in Python
     for (const bad of [sparse, nest(100000, (x) => ({ x })), rab, cyc, { k: sparse }]) {
       await assert.rejects(identity.callAsync(bad));
       await assert.rejects(PythonEngine.eval('lambda **k: k').callAsync(Py.kw({ v: bad })));
     }
+    // a cyclic array is a graph, converted on the pool's thread too
+    const selfArray = []; selfArray.push(selfArray);
+    assert.equal(await PythonEngine.eval('lambda x: x[0] is x').callAsync(selfArray), true);
+    assert.equal(await PythonEngine.eval('lambda **k: k["v"][0] is k["v"]').callAsync(Py.kw({ v: selfArray })), true);
     assert.equal(await PythonEngine.eval('lambda x: x * 2').callAsync(21), 42);
   `, short);
 });
