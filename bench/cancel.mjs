@@ -13,7 +13,7 @@
 //   BENCH_CANCEL_SAMPLES [500]  BENCH_CANCEL_WORKERS [20]
 import { Worker } from 'node:worker_threads';
 
-import { PythonEngine, PyModule } from 'pyembed';
+import { PythonEngine, PyModule } from '../dist/index.js';
 
 import { envNumber, median, quantile, quick } from './lib/measure.mjs';
 
@@ -109,7 +109,7 @@ async function roundTrip(m) {
 }
 
 async function terminateWorkers() {
-  const url = import.meta.resolve('pyembed');
+  const url = new URL('../dist/index.js', import.meta.url).href;
   const samples = [];
   for (let i = 0; i < WORKERS; i++) {
     const worker = new Worker(

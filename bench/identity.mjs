@@ -2,7 +2,7 @@
 // results that are Python objects (the same one each time, or a new one each time) and JS
 // functions passed to Python (the same one each time, or a new one each time). Run it on two
 // builds to compare: `node bench/identity.mjs`. Prints a Markdown table.
-import { PythonEngine, PyModule } from 'pyembed';
+import { PythonEngine, PyModule } from '../dist/index.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const N = Number(process.env.BENCH_N ?? 200_000);
