@@ -2,6 +2,7 @@
 // and without a Py.GIL() scope) against the same operation done by Python itself (timeit), all
 // measured in this run. Prints a Markdown section; `npm run bench` collects it into RESULTS.md.
 import { PythonEngine, Py, PyModule } from '../dist/index.js';
+import { nsPerOp } from './lib/measure.mjs';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const N = Number(process.env.BENCH_N ?? 1_000_000);
@@ -24,21 +25,7 @@ def python_ns(stmt, rounds):
     return sorted(t / number * 1e9 for t in timer.repeat(rounds, number))[rounds // 2]
 `);
 
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
-
-function jsNs(fn) {
-  const samples = [];
-  fn(); // warm up
-  for (let r = 0; r < ROUNDS; r++) {
-    const t0 = process.hrtime.bigint();
-    fn();
-    samples.push(Number(process.hrtime.bigint() - t0) / N);
-  }
-  return median(samples);
-}
+const jsNs = (fn) => nsPerOp(fn, ROUNDS, N);
 
 const { noop, three, holder } = m;
 const workloads = [

@@ -1,6 +1,7 @@
 // Exceptions across the boundary: a Python exception caught in JS and a JS error caught in Python,
 // against a successful call of the same function, all measured in this run. Prints a Markdown section.
 import { PythonEngine, PyModule } from '../dist/index.js';
+import { nsPerOp } from './lib/measure.mjs';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const N = Number(process.env.BENCH_ERRORS_N ?? 20_000);
@@ -20,21 +21,7 @@ def call_js(fn, n):
             pass
 `);
 
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
-
-function perOpNs(fn) {
-  fn(); // warm up
-  const samples = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    const t0 = process.hrtime.bigint();
-    fn();
-    samples.push(Number(process.hrtime.bigint() - t0) / N);
-  }
-  return median(samples);
-}
+const perOpNs = (fn) => nsPerOp(fn, ROUNDS, N);
 
 const { maybe_fail: maybeFail, call_js: callJs } = m;
 const ok = perOpNs(() => { for (let i = 0; i < N; i++) maybeFail(false); });

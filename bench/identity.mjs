@@ -3,6 +3,7 @@
 // functions passed to Python (the same one each time, or a new one each time). Run it on two
 // builds to compare: `node bench/identity.mjs`. Prints a Markdown table.
 import { PythonEngine, PyModule } from '../dist/index.js';
+import { nsPerOp } from './lib/measure.mjs';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const N = Number(process.env.BENCH_N ?? 200_000);
@@ -22,21 +23,7 @@ def take(f):
     pass
 `);
 
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
-
-function jsNs(fn) {
-  const samples = [];
-  fn();
-  for (let r = 0; r < ROUNDS; r++) {
-    const t0 = process.hrtime.bigint();
-    fn();
-    samples.push(Number(process.hrtime.bigint() - t0) / N);
-  }
-  return median(samples);
-}
+const jsNs = (fn) => nsPerOp(fn, ROUNDS, N);
 
 const { noop, same, fresh, take } = m;
 const callback = () => 1;

@@ -122,3 +122,19 @@ export function formatRatio(x) {
   if (x >= 0.1) return `${x.toFixed(2)}×`;
   return `${x.toPrecision(2)}×`;
 }
+
+/**
+ * Nanoseconds per operation of `fn`, a loop of `n` operations: warmed up once, then timed `rounds`
+ * times; the middle round (upper median), so one slow round (a GC, a context switch) does not count.
+ */
+export function nsPerOp(fn, rounds, n) {
+  fn();
+  const samples = [];
+  for (let r = 0; r < rounds; r++) {
+    const t0 = process.hrtime.bigint();
+    fn();
+    samples.push(Number(process.hrtime.bigint() - t0) / n);
+  }
+  samples.sort((a, b) => a - b);
+  return samples[Math.floor(samples.length / 2)];
+}
