@@ -100,3 +100,16 @@ export function tsc(args: string[]): { code: number | null; output: string } {
   });
   return { code: r.status, output: `${r.stdout}${r.stderr}` };
 }
+
+export const pyenvRoot = process.env.PYENV_ROOT ?? path.join(os.homedir(), '.pyenv');
+const pyenvVersions = fs.existsSync(path.join(pyenvRoot, 'versions')) ? fs.readdirSync(path.join(pyenvRoot, 'versions')) : [];
+
+/** The newest pyenv CPython X.Y.Z (not a free-threaded 't' build) for `minor` ('3.12'), if installed. */
+export function pyenvPython(minor: string): string | undefined {
+  const candidates = pyenvVersions
+    .filter((v) => v.startsWith(minor + '.') && /^\d+\.\d+\.\d+$/.test(v))
+    .sort((a, b) => Number(a.split('.')[2]) - Number(b.split('.')[2]));
+  const newest = candidates.pop();
+  const python = newest && path.join(pyenvRoot, 'versions', newest, 'bin', 'python3');
+  return python && fs.existsSync(python) ? python : undefined;
+}

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { explain, runScript, tmpDir } from './helpers.js';
+import { explain, pyenvPython, pyenvRoot, runScript, tmpDir } from './helpers.js';
 
 const SYSTEM_PYTHON = '/usr/bin/python3';
 const PACKAGE = 'pyembed_venv_probe';
@@ -190,18 +190,6 @@ test('a virtualenv with --system-site-packages sees the system packages too', as
 
 // --- every CPython version: one build, the version chosen at run time ------------------------
 
-const pyenvRoot = process.env.PYENV_ROOT ?? path.join(os.homedir(), '.pyenv');
-const installed = fs.existsSync(path.join(pyenvRoot, 'versions')) ? fs.readdirSync(path.join(pyenvRoot, 'versions')) : [];
-
-/** The newest pyenv CPython X.Y.Z (not a free-threaded 't' build) for `minor` ('3.12'). */
-function pyenvPython(minor: string): string | undefined {
-  const candidates = installed
-    .filter((v) => v.startsWith(minor + '.') && /^\d+\.\d+\.\d+$/.test(v))
-    .sort((a, b) => Number(a.split('.')[2]) - Number(b.split('.')[2]));
-  const newest = candidates.pop();
-  const python = newest && path.join(pyenvRoot, 'versions', newest, 'bin', 'python3');
-  return python && fs.existsSync(python) ? python : undefined;
-}
 
 const SMOKE = `
   import { PythonEngine, Py, PyModule, PythonError } from 'pyembed';

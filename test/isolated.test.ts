@@ -3,25 +3,10 @@
 // PYEMBED_PYTHON pointing at pyenv's CPython 3.12 / 3.13 (skipped when not installed) and 3.11
 // for the clear error.
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { test } from 'node:test';
 
-import { explain, runScript } from './helpers.js';
+import { explain, pyenvPython, pyenvRoot, runScript } from './helpers.js';
 
-const pyenvRoot = process.env.PYENV_ROOT ?? path.join(os.homedir(), '.pyenv');
-const installed = fs.existsSync(path.join(pyenvRoot, 'versions')) ? fs.readdirSync(path.join(pyenvRoot, 'versions')) : [];
-
-/** The newest pyenv CPython X.Y.Z (not a free-threaded build) for `minor` ('3.12'). */
-function pyenvPython(minor: string): string | undefined {
-  const candidates = installed
-    .filter((v) => v.startsWith(minor + '.') && /^\d+\.\d+\.\d+$/.test(v))
-    .sort((a, b) => Number(a.split('.')[2]) - Number(b.split('.')[2]));
-  const newest = candidates.pop();
-  const python = newest && path.join(pyenvRoot, 'versions', newest, 'bin', 'python3');
-  return python && fs.existsSync(python) ? python : undefined;
-}
 
 /** The script's last stdout line as JSON. */
 function lastJson(stdout: string): any {
