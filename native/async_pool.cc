@@ -123,7 +123,7 @@ bool AsyncJob::CancelByToken(JsThread* t, double token) {
   if (job->isolated) {
     // Its pool threads run in this worker's own interpreter, which the watcher cannot enter:
     // cancelled from here, under that interpreter's GIL (contended by its own threads only).
-    if (tls.isolated == job->isolated) {
+    if (tls.isolated == job->isolated && job->generation == engine.generation()) {
       PythonCall call;
       if (call.ok()) job->RequestCancel();
     }
@@ -496,6 +496,7 @@ void AsyncPool::StopIsolated() {
   if (!queued.empty()) {
     PythonCall call;
     for (AsyncJob* job : queued) {
+      job->phase_ = AsyncJob::Phase::kDone;
       if (call.ok()) job->CloseUnstarted();
       job->Fail(kEnded);
     }
