@@ -178,7 +178,8 @@ const ABORT = `
   }
 `;
 
-// The worker ends while its pool thread runs Python: terminate() in an endless loop (and with a
+// The worker ends while its pool thread runs Python: terminate() in an endless loop that swallows
+// the first interrupts (and with a
 // coroutine that never yields on its asyncio loop), shutdown() from the worker with a call in
 // flight (the promise rejects; a new isolated interpreter works afterwards). The process stays
 // healthy: the main thread still uses Python, and no hang (the runner's watchdog).
@@ -194,6 +195,17 @@ const ENDINGS = `
     '    started()',
     '    while True:',
     '        pass',
+    'def stubborn(started):',  // swallows the first KeyboardInterrupts: the next ones still end it
+    '    started()',
+    '    caught = 0',
+    '    while True:',
+    '        try:',
+    '            while True:',
+    '                pass',
+    '        except KeyboardInterrupt:',
+    '            caught += 1',
+    '            if caught > 2:',
+    '                raise',
     'async def busy():',
     '    while True:',
     '        pass',
@@ -222,7 +234,7 @@ const ENDINGS = `
     const m = PyModule.fromString('iso_end', source);
     Py.import('atexit').register(m.said, workerData);
     if (workerData === 'terminate-callAsync') {
-      m.spin.callAsync(() => parentPort.postMessage('terminate me'));
+      m.stubborn.callAsync(() => parentPort.postMessage('terminate me'));
     } else if (workerData === 'terminate-coroutine') {
       Py.awaitAsync(m.busy());
       setTimeout(() => parentPort.postMessage('terminate me'), 300); // the coroutine spins by then
