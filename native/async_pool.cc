@@ -30,18 +30,23 @@ PyObject* CoroutineDone(PyObject* self, PyObject* const* args, Py_ssize_t nargsf
     py.PyErr_SetString(py.PyExc_TypeError, "done(ok, value)");
     return nullptr;
   }
+  bool adoptedIsolated = false;
   if (!tls.attached) {
     // The loop thread of an isolated interpreter works with that interpreter, not the shared one.
     if (job->isolated && tls.isolated != job->isolated) PointThreadAtIsolated(job->isolated);
+    adoptedIsolated = job->isolated != nullptr;
     AdoptCurrentPythonThread();
   }
   // The capsule may be called once only: clear it so a second call is an error, not a crash.
   if (py.PyObject_IsTrue(args[0]) == 1) {
-    job->Complete(args[1]);
+    job->Complete(args[1]);  // `job` may be gone from here on
   } else {
     py.PyErr_SetObject(TypeOf(args[1]), args[1]);
     job->Complete(nullptr);
   }
+  // Attached only while here: callbacks.cc tells a Python thread of an isolated interpreter by
+  // its not being attached when it enters.
+  if (adoptedIsolated) tls.attached = false;
   return NewRef(py.None);
 }
 
@@ -532,7 +537,7 @@ void StopIsolatedLoop(PyObject* stopLoop) {
   PyRefOwned timeout(py.PyFloat_FromDouble(0.1));
   PyObject* args[] = {timeout.get()};
   PyRefOwned stuck(timeout ? CallVector(stopLoop, args, 1, nullptr) : nullptr);
-  for (int round = 0; stuck && stuck.get() != py.None; round++) {
+  while (stuck && stuck.get() != py.None) {
     PyRefOwned identValue(py.PyObject_GetAttrString(stuck.get(), "ident"));
     int overflow = 0;
     long long ident = identValue ? py.PyLong_AsLongLongAndOverflow(identValue.get(), &overflow) : 0;
