@@ -2,6 +2,8 @@
 // the shared interpreter on the `spin` workload of bench/threads.mjs: pure-Python loops that hold
 // the GIL. N workers each run the same fixed amount of work; the rows compare wall times within
 // one run (throughput = N x work / wall time, scaling = against one worker of the same mode).
+// The `callAsync` rows run the same work through callAsync (the shared pool, or the isolated
+// worker's own pool of threads in its interpreter) instead of a synchronous call.
 // Also: the time from `new Worker` to an isolated worker's first call, and the process's RSS
 // growth per live isolated worker.
 //
@@ -21,11 +23,13 @@ def spin(n):
 
 if (!isMainThread) {
   const { mode, n } = workerData;
-  PythonEngine.initialize({ interpreter: mode });
+  const [interpreter, via] = mode.split(' ');
+  PythonEngine.initialize({ interpreter });
   const m = PyModule.fromString('bench_isolated', SOURCE);
   parentPort.postMessage('ready');
-  parentPort.once('message', () => {
-    m.spin(n);
+  parentPort.once('message', async () => {
+    if (via === 'callAsync') await m.spin.callAsync(n);
+    else m.spin(n);
     parentPort.postMessage('done');
   });
 } else {
@@ -50,7 +54,8 @@ if (!isMainThread) {
   }
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const results = {};
-  for (const mode of ['shared', 'isolated']) {
+  const modes = ['shared', 'isolated', 'shared callAsync', 'isolated callAsync'];
+  for (const mode of modes) {
     for (const count of [1, workers]) {
       const times = [];
       const cores = [];
@@ -101,8 +106,9 @@ if (!isMainThread) {
   console.log(`Python ${PythonEngine.version.split(' ')[0]}, Node ${process.version}, spin(${n}) per worker, median of ${rounds} rounds.\n`);
   console.log('| interpreter | workers | wall time | scaling (N × one worker\'s time / wall time) | cores busy (process CPU time / wall time) |');
   console.log('|---|---:|---:|---:|---:|');
-  for (const mode of ['shared', 'isolated']) for (const count of [1, workers]) console.log(row(mode, count));
-  console.log(`\n${workers} isolated workers against ${workers} shared workers: ${(results[`shared:${workers}`] / results[`isolated:${workers}`]).toFixed(2)}× faster.\n`);
+  for (const mode of modes) for (const count of [1, workers]) console.log(row(mode, count));
+  console.log(`\n${workers} isolated workers against ${workers} shared workers: ${(results[`shared:${workers}`] / results[`isolated:${workers}`]).toFixed(2)}× faster` +
+    ` (through callAsync: ${(results[`shared callAsync:${workers}`] / results[`isolated callAsync:${workers}`]).toFixed(2)}×).\n`);
   console.log('| worker | start to first call (median of 4) | RSS growth per live worker |');
   console.log('|---|---:|---:|');
   console.log(`| isolated | ${median(startups).toFixed(1)} ms | ${rssPer.toFixed(1)} MiB |`);

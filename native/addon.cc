@@ -361,6 +361,8 @@ void Stop(const FunctionCallbackInfo<JsValue>& info) {
     return;
   }
   if (tls.isolated) {  // an isolated worker's shutdown() ends its own interpreter only
+    // Parked: its callAsync threads, stopped first, may be waiting to call this thread's JS.
+    ParkedIsolate park(t, /*force=*/true);
     EndIsolatedInterpreter();
     return;
   }
@@ -826,12 +828,6 @@ void CallRaw(const FunctionCallbackInfo<JsValue>& info) {
 
 // callAsync(handle, keywords | undefined, ...args) -> Promise; awaitAsync(handle) -> Promise
 void SubmitAsync(const FunctionCallbackInfo<JsValue>& info, bool awaitOnly) {
-  if (tls.isolated) {
-    return ThrowError(info.GetIsolate(),
-                      "callAsync and awaitAsync are not available in isolated workers yet (the "
-                      "pool's threads run in the shared interpreter); use call() in the worker, "
-                      "which runs in parallel with other workers anyway");
-  }
   JsThread* t = ThreadOf(info);
   v8::Isolate* isolate = info.GetIsolate();
   Local<v8::Context> ctx = isolate->GetCurrentContext();
@@ -886,7 +882,7 @@ void SubmitAsync(const FunctionCallbackInfo<JsValue>& info, bool awaitOnly) {
   Local<JsValue> tokenArg = info[awaitOnly ? 1 : 2];
   double cancelToken = tokenArg->IsNumber() ? tokenArg.As<v8::Number>()->Value() : 0;
   if (cancelToken != 0) job->MakeCancellable(cancelToken);
-  asyncPool.Submit(job);
+  PoolForThisThread().Submit(job);  // an isolated worker's runs in its own interpreter
 }
 
 // cancelAsync(token): the AbortSignal of a callAsync/awaitAsync call fired. False when the job

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <chrono>
 #include <map>
 
 #include "engine.h"
@@ -29,14 +30,23 @@ PyObject* CoroutineDone(PyObject* self, PyObject* const* args, Py_ssize_t nargsf
     py.PyErr_SetString(py.PyExc_TypeError, "done(ok, value)");
     return nullptr;
   }
-  if (!tls.attached) AdoptCurrentPythonThread();
+  bool adoptedIsolated = false;
+  if (!tls.attached) {
+    // The loop thread of an isolated interpreter works with that interpreter, not the shared one.
+    if (job->isolated && tls.isolated != job->isolated) PointThreadAtIsolated(job->isolated);
+    adoptedIsolated = job->isolated != nullptr;
+    AdoptCurrentPythonThread();
+  }
   // The capsule may be called once only: clear it so a second call is an error, not a crash.
   if (py.PyObject_IsTrue(args[0]) == 1) {
-    job->Complete(args[1]);
+    job->Complete(args[1]);  // `job` may be gone from here on
   } else {
     py.PyErr_SetObject(TypeOf(args[1]), args[1]);
     job->Complete(nullptr);
   }
+  // Attached only while here: callbacks.cc tells a Python thread of an isolated interpreter by
+  // its not being attached when it enters.
+  if (adoptedIsolated) tls.attached = false;
   return NewRef(py.None);
 }
 
@@ -44,6 +54,15 @@ PyObject* CoroutineDone(PyObject* self, PyObject* const* args, Py_ssize_t nargsf
 // thread (erased from another thread only when that JS thread has gone).
 std::mutex cancellableMu;
 std::map<std::pair<JsThread*, double>, AsyncJob*> cancellable;
+
+// CPython 3.12.0-3.12.3 allocate some keyword tables of C functions (asyncio's among them) with
+// the interpreter that first calls them, and free them with the main one at exit: asyncio in an
+// isolated interpreter corrupts memory then (python/cpython#119213, fixed in 3.12.4).
+bool IsolatedAsyncioBroken() { return py.versionHex >= 0x030C0000 && py.versionHex < 0x030C04F0; }
+constexpr const char* kIsolatedAsyncioBroken =
+    "pyembed: coroutines cannot run in an isolated worker on CPython 3.12.0-3.12.3, whose asyncio "
+    "corrupts memory at exit there (python/cpython#119213, fixed in 3.12.4): use CPython 3.12.4 "
+    "or newer, or the shared interpreter";
 
 PyMethodDef coroutineDoneDef = {"pyembed_coroutine_done", reinterpret_cast<void*>(&CoroutineDone),
                                 kMethFastcall | kMethKeywords, nullptr};
@@ -62,7 +81,8 @@ PyObject* MakeCoroutineDoneCallback(AsyncJob* job) {
   return py.PyCFunction_NewEx(&coroutineDoneDef, capsule.get(), nullptr);
 }
 
-AsyncJob::AsyncJob(JsThread* t, v8::Local<v8::Promise::Resolver> resolver) : thread(t) {
+AsyncJob::AsyncJob(JsThread* t, v8::Local<v8::Promise::Resolver> resolver)
+    : thread(t), isolated(tls.isolated) {
   generation = engine.generation();
   thread->Ref();
   thread->AsyncStarted();
@@ -105,8 +125,22 @@ bool AsyncJob::CancelByToken(JsThread* t, double token) {
     // Still registered, so not yet released by its JS thread: safe to hold.
     job->refs_.fetch_add(1, std::memory_order_relaxed);
   }
+  if (job->isolated) {
+    // Its pool threads run in this worker's own interpreter, which the watcher cannot enter:
+    // cancelled from here, under that interpreter's GIL (contended by its own threads only).
+    if (tls.isolated == job->isolated && job->generation == engine.generation()) {
+      PythonCall call;
+      if (call.ok()) job->RequestCancel();
+    }
+    job->Release();
+    return true;
+  }
   PostAttachedWork(&AsyncJob::CancelOnWatcher, job);
   return true;
+}
+
+void AsyncJob::InterruptForShutdown() {
+  if (phase_ == Phase::kRunning && runner_) PostInterrupt(*runner_, py.PyExc_KeyboardInterrupt);
 }
 
 void AsyncJob::CancelOnWatcher(void* arg, bool live) {
@@ -122,7 +156,7 @@ void AsyncJob::RequestCancel() {
     case Phase::kQueued:
       // Not started: off the queue, never run. (If a pool thread took it a moment ago, it sees
       // cancelRequested_ when it starts.)
-      if (asyncPool.Remove(this)) {
+      if ((isolated ? *isolated->asyncPool : asyncPool).Remove(this)) {
         phase_ = Phase::kDone;
         CloseUnstarted();
         Fail("the call was aborted before it started");
@@ -209,8 +243,20 @@ void AsyncJob::Execute() {
 }
 
 void AsyncJob::RunResult(PyObject* result) {
-  if (result && TypeOf(result) == py.PyCoro_Type && submitCoroutine &&
-      submitGeneration == engine.generation()) {
+  PyObject* runner = nullptr;  // borrowed
+  if (result && TypeOf(result) == py.PyCoro_Type) {
+    if (isolated && IsolatedAsyncioBroken()) {
+      PyRefOwned coro(result);
+      PyRefOwned close(py.PyObject_GetAttrString(coro.get(), "close"));
+      PyRefOwned closed(close ? CallVector(close.get(), nullptr, 0, nullptr) : nullptr);
+      py.PyErr_SetString(py.PyExc_RuntimeError, kIsolatedAsyncioBroken);
+      Complete(nullptr);
+      return;
+    }
+    if (isolated) runner = isolated->asyncPool->IsolatedCoroutineRunner();
+    else if (submitCoroutine && submitGeneration == engine.generation()) runner = submitCoroutine;
+  }
+  if (runner) {
     // Finish on the asyncio loop; CoroutineDone completes the job from there.
     PyRefOwned coro(result);
     PyRefOwned done(MakeCoroutineDoneCallback(this));
@@ -219,7 +265,7 @@ void AsyncJob::RunResult(PyObject* result) {
       // The coroutine may finish (and the JS thread settle the job) before submit returns: hold
       // the job until we have looked at it.
       refs_.fetch_add(1, std::memory_order_relaxed);
-      PyRefOwned cancel(CallVector(submitCoroutine, submitArgs, 2, nullptr));
+      PyRefOwned cancel(CallVector(runner, submitArgs, 2, nullptr));
       bool submitted = static_cast<bool>(cancel);
       if (submitted && phase_ == Phase::kFinishing) {
         phase_ = Phase::kOnLoop;
@@ -268,7 +314,26 @@ void AsyncJob::Run(JsThread* t) {
   t->Unhold(this);
   v8::Local<v8::Promise::Resolver> resolver = resolver_.Get(isolate);
   v8::TryCatch tryCatch(isolate);
+  // The interpreter the job ran in ended before this JS thread settled it (an isolated worker's
+  // shutdown() ends its own; a new one may run now): its objects died with it, and must not
+  // become handles of the interpreter running now.
+  bool stale = generation != engine.generation();
+  auto dropStale = [&](Snapshot& s) {
+    if (stale && s.kind == Snapshot::Kind::kPyObject && s.ownsRef) {
+      s.ownsRef = false;
+      s.obj = nullptr;
+      return true;
+    }
+    return false;
+  };
+  if (!failed_ && dropStale(result_)) {
+    failed_ = true;
+    error_.present = false;
+    error_.type = "Error";
+    error_.message = "the Python object this call returned belongs to an interpreter that has ended";
+  }
   if (failed_) {
+    dropStale(error_.exception);  // the type, message and traceback text remain
     IgnoreResult(resolver->Reject(ctx, MakeJsError(t, error_)));
   } else {
     v8::Local<v8::Value> value;
@@ -312,6 +377,7 @@ void AsyncPool::Submit(AsyncJob* job) {
   stopping_ = false;
   if (idle_ == 0 && static_cast<int>(threads_.size()) < maxThreads_) {
     threads_.emplace_back(&AsyncPool::Worker, this);
+    live_++;
   }
   lock.unlock();
   cv_.notify_one();
@@ -338,6 +404,8 @@ void AsyncPool::Worker() {
   sched_param batch{};
   pthread_setschedparam(pthread_self(), SCHED_BATCH, &batch);
 #endif
+  // An isolated interpreter's pool thread belongs to that interpreter for its whole life.
+  bool entered = !isolated_ || EnterIsolatedInterpreter(isolated_);
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     idle_++;
@@ -346,8 +414,15 @@ void AsyncPool::Worker() {
     if (queue_.empty()) break;  // stopping and nothing left
     AsyncJob* job = queue_.front();
     queue_.pop_front();
+    if (isolated_) {  // StopIsolated may interrupt it meanwhile: it must stay alive until then
+      job->refs_.fetch_add(1, std::memory_order_relaxed);
+      running_.push_back(job);
+    }
     lock.unlock();
-    {
+    if (!entered) {
+      job->Fail("cannot make a Python thread state in this worker's isolated interpreter for "
+                "this callAsync call");
+    } else {
       PythonCall call;
       if (call.ok() && job->generation == engine.generation()) {
         job->Execute();
@@ -358,10 +433,20 @@ void AsyncPool::Worker() {
         job->Fail("Python was shut down before this callAsync call could run");
       }
     }
+    if (isolated_) {
+      lock.lock();
+      std::erase(running_, job);
+      lock.unlock();
+      job->Release();
+    }
     lock.lock();
   }
   lock.unlock();
-  ReleaseThreadState();
+  if (isolated_) LeaveIsolatedInterpreter();
+  else ReleaseThreadState();
+  lock.lock();
+  live_--;
+  ended_.notify_all();
 }
 
 void AsyncPool::Stop() {
@@ -376,4 +461,116 @@ void AsyncPool::Stop() {
   cv_.notify_all();
   for (AsyncJob* job : queued) job->Fail("Python was shut down before this callAsync call could run");
   for (auto& t : threads) t.join();
+}
+
+int AsyncPool::MaxThreads() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return maxThreads_;
+}
+
+AsyncPool& PoolForThisThread() {
+  IsolatedInterpreter* interp = tls.isolated;
+  if (!interp) return asyncPool;
+  if (!interp->asyncPool) {
+    interp->asyncPool = new AsyncPool(interp);
+    interp->asyncPool->SetMaxThreads(asyncPool.MaxThreads());
+  }
+  return *interp->asyncPool;
+}
+
+PyObject* AsyncPool::IsolatedCoroutineRunner() {
+  if (!submit_) {  // pool threads are serialized by the interpreter's GIL here
+    PyRefOwned helpers(py.PyImport_ImportModule("_pyembed"));
+    submit_ = helpers ? py.PyObject_GetAttrString(helpers.get(), "submit_coroutine") : nullptr;
+    if (!submit_) py.PyErr_Clear();
+  }
+  return submit_;
+}
+
+void AsyncPool::StopIsolated() {
+  constexpr const char* kEnded =
+      "the worker's isolated interpreter ended (worker exit, terminate() or shutdown()) before "
+      "this callAsync call could run";
+  std::deque<AsyncJob*> queued;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    queued.swap(queue_);
+  }
+  cv_.notify_all();
+  if (!queued.empty()) {
+    PythonCall call;
+    for (AsyncJob* job : queued) {
+      job->phase_ = AsyncJob::Phase::kDone;
+      if (call.ok()) job->CloseUnstarted();
+      job->Fail(kEnded);
+    }
+  }
+  // Running calls get KeyboardInterrupt, again every 100 ms while they go on (code that catches
+  // it once still ends), as worker.terminate() does to the worker's own synchronous calls.
+  std::unique_lock<std::mutex> lock(mu_);
+  while (live_ > 0) {
+    if (!running_.empty()) {
+      lock.unlock();
+      {
+        PythonCall call;
+        if (call.ok()) {
+          std::lock_guard<std::mutex> relock(mu_);  // lock order: the GIL before mu_
+          for (AsyncJob* job : running_) job->InterruptForShutdown();
+        }
+      }
+      lock.lock();
+    }
+    ended_.wait_for(lock, std::chrono::milliseconds(100), [this] { return live_ == 0; });
+  }
+  std::vector<std::thread> threads;
+  threads.swap(threads_);
+  lock.unlock();
+  for (auto& t : threads) t.join();
+}
+
+namespace {
+
+// Attached: stops the interpreter's asyncio loop thread (pending coroutines are cancelled and
+// report), interrupting it while it does not end: Py_EndInterpreter would wait for it forever.
+void StopIsolatedLoop(PyObject* stopLoop) {
+  PyRefOwned timeout(py.PyFloat_FromDouble(0.1));
+  PyObject* args[] = {timeout.get()};
+  PyRefOwned stuck(timeout ? CallVector(stopLoop, args, 1, nullptr) : nullptr);
+  while (stuck && stuck.get() != py.None) {
+    PyRefOwned identValue(py.PyObject_GetAttrString(stuck.get(), "ident"));
+    int overflow = 0;
+    long long ident = identValue ? py.PyLong_AsLongLongAndOverflow(identValue.get(), &overflow) : 0;
+    if (ident > 0 && !overflow) {
+      py.PyThreadState_SetAsyncExc(static_cast<unsigned long>(ident), py.PyExc_KeyboardInterrupt);
+    }
+    PyRefOwned join(py.PyObject_GetAttrString(stuck.get(), "join"));
+    PyRefOwned joined(join ? CallVector(join.get(), args, 1, nullptr) : nullptr);
+    PyRefOwned isAlive(py.PyObject_GetAttrString(stuck.get(), "is_alive"));
+    PyRefOwned alive(isAlive ? CallVector(isAlive.get(), nullptr, 0, nullptr) : nullptr);
+    if (!alive || py.PyObject_IsTrue(alive.get()) != 1) break;
+  }
+  py.PyErr_Clear();
+}
+
+}  // namespace
+
+void StopIsolatedAsync(IsolatedInterpreter* interp) {
+  // Pool threads need this interpreter's GIL to finish: never wait for them holding it. Scopes
+  // of Py.GIL() end with the interpreter anyway.
+  if (tls.attached) Detach(tls);
+  tls.scopeDepth = 0;
+  AsyncPool* pool = interp->asyncPool;
+  if (!pool) return;  // no callAsync ever ran here: no pool thread, no asyncio loop
+  pool->StopIsolated();
+  {
+    PythonCall call;
+    if (call.ok()) {
+      if (pool->submit_) py.Py_DecRef(pool->submit_);
+      pool->submit_ = nullptr;
+      if (interp->helpers.stopLoop) StopIsolatedLoop(interp->helpers.stopLoop);
+    }
+  }
+  interp->asyncPool = nullptr;
+  delete pool;
 }

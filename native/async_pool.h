@@ -46,6 +46,8 @@ class AsyncJob : public Task, public JsHeld {
 
   JsThread* const thread;
   uint64_t generation = 0;  // interpreter run the callable and arguments belong to
+  // An isolated worker's own interpreter (its JS thread's), whose pool runs the job; null: shared.
+  IsolatedInterpreter* const isolated;
 
   // AbortSignal support. The JS thread registers the job under a token of its choosing; abort
   // calls RequestCancel (JS thread, attached). Every phase change is made under the GIL, so
@@ -64,6 +66,10 @@ class AsyncJob : public Task, public JsHeld {
   void Forget();      // JS thread: settled (or its thread gone); no longer cancellable
   void RequestCancel();  // attached
   static void CancelOnWatcher(void* job, bool live);
+  // The isolated interpreter is ending (attached to it): KeyboardInterrupt in the job's call, if
+  // it is still running (again at each call, until the call returns).
+  void InterruptForShutdown();
+  friend class AsyncPool;
   void CancelTask();  // attached, kOnLoop
   void CloseUnstarted();  // attached
   std::atomic<int> refs_{1};
@@ -84,6 +90,9 @@ class AsyncJob : public Task, public JsHeld {
 
 class AsyncPool {
  public:
+  // `isolated`: the pool of that interpreter (its threads enter it for their life); null: the
+  // shared interpreter's pool.
+  explicit AsyncPool(IsolatedInterpreter* isolated = nullptr) : isolated_(isolated) {}
   void Submit(AsyncJob* job);
   // Takes a job off the queue if it has not started; false if a pool thread took it already.
   bool Remove(AsyncJob* job);
@@ -91,9 +100,22 @@ class AsyncPool {
   // At shutdown, with the GIL *not* held: rejects queued jobs, waits for running ones and joins
   // the threads (each drops its thread state first).
   void Stop();
+  // An isolated interpreter's pool, at the end of that interpreter, on its JS thread (detached):
+  // rejects queued jobs, interrupts running ones until they return, and joins the threads, each
+  // having deleted its thread state, so that Py_EndInterpreter finds none left.
+  void StopIsolated();
+  int MaxThreads();
+  // Attached to the pool's isolated interpreter: its _pyembed.submit_coroutine (borrowed).
+  PyObject* IsolatedCoroutineRunner();
 
  private:
   void Worker();
+  IsolatedInterpreter* const isolated_;
+  std::vector<AsyncJob*> running_;      // jobs in Execute, each holding a reference (under mu_)
+  int live_ = 0;                        // threads not yet ended (under mu_)
+  std::condition_variable ended_;       // a thread ended
+  PyObject* submit_ = nullptr;          // IsolatedCoroutineRunner's, owned
+  friend void StopIsolatedAsync(IsolatedInterpreter* interp);
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -109,3 +131,9 @@ extern AsyncPool& asyncPool;
 // The Python callable (made in C) that the asyncio helper calls when a coroutine finishes.
 PyObject* MakeCoroutineDoneCallback(AsyncJob* job);
 void SetCoroutineRunner(PyObject* submit);  // _pyembed.submit_coroutine
+
+// An isolated worker's JS thread, ending its interpreter (EndIsolatedInterpreter): stops that
+// interpreter's callAsync pool and asyncio loop first. Leaves the thread detached.
+void StopIsolatedAsync(IsolatedInterpreter* interp);
+// The JS thread's pool: its isolated interpreter's own (made on first use), else the shared one.
+AsyncPool& PoolForThisThread();

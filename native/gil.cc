@@ -8,6 +8,7 @@
 #include <system_error>
 #include <thread>
 
+#include "async_pool.h"
 #include "engine.h"
 #include "interrupt.h"
 #include "python_helpers.h"
@@ -385,6 +386,7 @@ bool StartIsolatedInterpreter(const std::string& helperSource, std::string* erro
   }
   auto* interp = new IsolatedInterpreter();
   interp->tstate = own;
+  interp->state = py.PyInterpreterState_Get ? py.PyInterpreterState_Get() : nullptr;
   interp->generation = nextIsolatedGeneration.fetch_add(1);
   tls.isolated = interp;
   tls.tstate = own;
@@ -410,6 +412,7 @@ bool StartIsolatedInterpreter(const std::string& helperSource, std::string* erro
 void EndIsolatedInterpreter() {
   IsolatedInterpreter* interp = tls.isolated;
   if (!interp) return;
+  StopIsolatedAsync(interp);  // its pool threads and asyncio loop go first (leaves us detached)
   if (!tls.attached) py.PyEval_RestoreThread(interp->tstate);
   tls.attached = true;
   if (interp->decrefs.NonEmpty()) interp->decrefs.Drain();
@@ -443,4 +446,58 @@ void EndIsolatedInterpreter() {
   // Releases queued after this point (GC of this worker's proxies) carry a generation that no
   // interpreter has any more: the shared queue drops them.
   delete interp;
+}
+
+// --- pyembed's own threads in an isolated interpreter (its callAsync pool) ---------------------
+
+void PointThreadAtIsolated(IsolatedInterpreter* interp) {
+  tls.isolated = interp;
+  Engine::isolatedGeneration = interp->generation;
+  isolatedHelpers = &interp->helpers;
+}
+
+bool EnterIsolatedInterpreter(IsolatedInterpreter* interp) {
+  if (!interp->state) return false;
+  PyThreadState* ts = py.PyThreadState_New(interp->state);
+  if (!ts) return false;
+  PointThreadAtIsolated(interp);
+  py.PyEval_RestoreThread(ts);  // the interpreter's own GIL
+  tls.tstate = ts;
+  tls.generation = interp->generation;
+  tls.ownsTstate = false;  // deleted by LeaveIsolatedInterpreter, never by PyGILState
+  tls.attached = true;
+  threadStatesMade++;
+  RegisterInterruptible(tls);
+  if (tls.pythonName && interp->helpers.adoptThread) {
+    PyRefOwned name(py.PyUnicode_FromString(tls.pythonName));
+    PyObject* args[] = {name.get(), tls.pythonDaemon ? py.True : py.False};
+    PyRefOwned ok(name ? CallVector(interp->helpers.adoptThread, args, 2, nullptr) : nullptr);
+    if (!ok) py.PyErr_Clear();
+  }
+  Detach(tls);
+  return true;
+}
+
+void LeaveIsolatedInterpreter() {
+  if (!tls.isolated) return;
+  if (tls.tstate) {
+    if (!tls.attached) py.PyEval_RestoreThread(tls.tstate);
+    if (tls.interruptPosted) WithdrawInterrupt(tls);
+    {  // threading's record of this thread goes with it (3.12 would keep it in threading._active)
+      PyRefOwned threading(py.PyImport_ImportModule("threading"));
+      PyRefOwned active(threading ? py.PyObject_GetAttrString(threading.get(), "_active") : nullptr);
+      PyRefOwned pop(active ? py.PyObject_GetAttrString(active.get(), "pop") : nullptr);
+      PyRefOwned ident(py.PyLong_FromLongLong(static_cast<long long>(tls.pythonIdent)));
+      PyObject* args[] = {ident.get(), py.None};
+      PyRefOwned popped(pop && ident ? CallVector(pop.get(), args, 2, nullptr) : nullptr);
+      py.PyErr_Clear();
+    }  // every reference dropped while the thread state lives
+    py.PyThreadState_Clear(tls.tstate);
+    py.PyThreadState_DeleteCurrent();  // releases the interpreter's GIL
+    threadStatesReleased++;
+  }
+  tls.ForgetInterpreter();
+  tls.isolated = nullptr;
+  Engine::isolatedGeneration = 0;
+  isolatedHelpers = nullptr;
 }

@@ -18,6 +18,7 @@
 
 struct JsThread;
 struct IsolatedInterpreter;
+class AsyncPool;
 
 struct ThreadContext {
   // What Python calls this thread and whether its threads are daemons (set before first attach).
@@ -127,6 +128,9 @@ struct IsolatedInterpreter {
   uint64_t generation = 0;  // unique, never a generation of the shared interpreter
   PythonHelpers helpers;
   PendingDecrefs decrefs;   // its releases: never drained by another interpreter's thread
+  PyInterpreterState* state = nullptr;  // for the thread states of its callAsync pool
+  AsyncPool* asyncPool = nullptr;  // its callAsync pool (async_pool.h): made on first use, and
+                                   // stopped before the interpreter ends
 };
 // Isolated interpreters alive (the shared interpreter cannot be finalized under them).
 extern std::atomic<int> isolatedInterpreters;
@@ -135,6 +139,16 @@ extern std::atomic<int> isolatedInterpreters;
 bool StartIsolatedInterpreter(const std::string& helperSource, std::string* error);
 // Ends the calling thread's own interpreter (worker exit, shutdown()). Not inside a call.
 void EndIsolatedInterpreter();
+// A pyembed-owned thread (a callAsync pool thread of `interp`) enters that interpreter for its
+// life: its thread-locals point at it, and it gets a thread state there (made directly:
+// PyGILState knows only the main interpreter). Leaves the thread detached. False when no thread
+// state could be made.
+bool EnterIsolatedInterpreter(IsolatedInterpreter* interp);
+// At that thread's end: deletes its thread state (under the interpreter's GIL, released after).
+void LeaveIsolatedInterpreter();
+// A thread Python made in `interp` (its asyncio loop), attached, entering pyembed: points the
+// thread-locals at that interpreter.
+void PointThreadAtIsolated(IsolatedInterpreter* interp);
 
 inline PendingDecrefs& CurrentPendingDecrefs() {
   return tls.isolated ? tls.isolated->decrefs : pendingDecrefs;

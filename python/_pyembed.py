@@ -3,6 +3,7 @@
 Loaded once per interpreter run as the module `_pyembed` (see native/python_helpers.cc).
 """
 
+import _thread
 import linecache
 import sys
 import threading
@@ -308,7 +309,10 @@ def _ensure_loop():
                         continue
                 loop.close()
 
-            _loop_thread = threading.Thread(target=main, name="pyembed-asyncio", daemon=True)
+            # An isolated interpreter allows no daemon threads: there pyembed stops the loop
+            # before the interpreter ends (StopIsolatedAsync in native/async_pool.cc).
+            daemon = getattr(_thread, "daemon_threads_allowed", lambda: True)()
+            _loop_thread = threading.Thread(target=main, name="pyembed-asyncio", daemon=daemon)
             _loop_thread.start()
             ready.wait()
         return _loop
@@ -373,8 +377,11 @@ def submit_coroutine(coro, done):
     return cancel
 
 
-def stop_loop():
-    """At shutdown: cancel what is pending (each reports once) and stop the loop thread."""
+def stop_loop(timeout=5):
+    """At shutdown: cancel what is pending (each reports once) and stop the loop thread.
+
+    Returns the loop thread if it is still running after `timeout` seconds, else None.
+    """
     global _loop, _loop_thread
     with _loop_lock:
         loop, thread = _loop, _loop_thread
@@ -392,7 +399,8 @@ def stop_loop():
         loop.stop()
 
     loop.call_soon_threadsafe(lambda: loop.create_task(finish()))
-    thread.join(timeout=5)
+    thread.join(timeout=timeout)
+    return thread if thread.is_alive() else None
 
 
 def version():
