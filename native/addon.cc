@@ -361,6 +361,9 @@ void Stop(const FunctionCallbackInfo<JsValue>& info) {
     return;
   }
   if (tls.isolated) {  // an isolated worker's shutdown() ends its own interpreter only
+    // Ending joins its Python threads, which may be waiting on a JS callback: they borrow the
+    // isolate meanwhile, as in a synchronous call.
+    ParkedIsolate park(t, /*force=*/true);
     EndIsolatedInterpreter();
     return;
   }

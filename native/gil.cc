@@ -444,3 +444,9 @@ void EndIsolatedInterpreter() {
   // interpreter has any more: the shared queue drops them.
   delete interp;
 }
+
+void AdoptIsolatedPythonThread(IsolatedInterpreter* interp) {
+  tls.isolated = interp;
+  Engine::isolatedGeneration = interp->generation;
+  isolatedHelpers = &interp->helpers;
+}

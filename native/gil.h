@@ -135,6 +135,11 @@ extern std::atomic<int> isolatedInterpreters;
 bool StartIsolatedInterpreter(const std::string& helperSource, std::string* error);
 // Ends the calling thread's own interpreter (worker exit, shutdown()). Not inside a call.
 void EndIsolatedInterpreter();
+// On a thread that Python's threading started in `interp` (attached, not yet adopted): makes
+// it work with that interpreter, as the worker's JS thread does (its generation, helpers and
+// release queue). For good: the thread cannot outlive the interpreter (Py_EndInterpreter joins
+// its threads). Call AdoptCurrentPythonThread() next.
+void AdoptIsolatedPythonThread(IsolatedInterpreter* interp);
 
 inline PendingDecrefs& CurrentPendingDecrefs() {
   return tls.isolated ? tls.isolated->decrefs : pendingDecrefs;
