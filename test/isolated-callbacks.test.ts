@@ -82,7 +82,10 @@ const CALLBACKS = MAIN_RUNS_ONE_WORKER + `
     out.syncRuns = runs;
     // The JS thread stays this worker's: a callback from the thread sees the worker's globals.
     out.workerGlobals = m.in_thread(() => typeof work === 'function' && globalThis.__marker === 1, 0) ?? null;
-    // A JS error reaches the Python thread as pyembed's JSError.
+    // A JS error is pyembed's JSError in Python, on the worker's thread and on a Python thread.
+    out.jsErrorHere = m.caught(() => { throw new TypeError('bad input'); }).toJS();
+    const here = new SyntaxError('here');
+    try { m.sum_calls(() => { throw here; }, 1); } catch (e) { out.sameErrorHere = e === here; }
     out.jsError = m.in_thread(m.caught, () => { throw new TypeError('bad input'); }).toJS();
     // ... and, raised again to JS, is the original JS value.
     const original = new RangeError('out of range');
@@ -335,6 +338,8 @@ for (const minor of ['3.12', '3.13']) {
     assert.equal(out.sync, 9900);
     assert.equal(out.syncRuns, 100);
     assert.equal(out.workerGlobals, true);
+    assert.deepEqual(out.jsErrorHere, ['JSError', '_pyembed', 'TypeError', 'TypeError: bad input']);
+    assert.equal(out.sameErrorHere, true, 'the original JS error must come back to JS');
     assert.deepEqual(out.jsError, ['JSError', '_pyembed', 'TypeError', 'TypeError: bad input']);
     assert.equal(out.sameError, true, 'the original JS error must come back to JS');
     assert.equal(out.idle, 2450);
