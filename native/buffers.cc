@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <unordered_map>
 
 #include "engine.h"
 #include "gil.h"
@@ -155,10 +157,25 @@ void ReleaseExportedViewNow(void* arg, bool live) {
   delete exported;
 }
 
+// The release queue of each live isolated interpreter, by generation: V8 may free a TypedArray's
+// memory on a thread whose thread-locals name no interpreter (a GC thread).
+std::mutex& isolatedQueuesMu = *new std::mutex();  // never destroyed: GC threads may outlive exit
+std::unordered_map<uint64_t, PendingDecrefs*>& isolatedQueues =
+    *new std::unordered_map<uint64_t, PendingDecrefs*>();
+
 // V8's BackingStore deleter: may run on any thread, without the GIL.
 void ReleaseExportedView(void*, size_t, void* arg) {
   auto* exported = static_cast<ExportedView*>(arg);
-  CurrentPendingDecrefs().PushRelease(ReleaseExportedViewNow, exported, exported->generation);
+  {
+    std::lock_guard<std::mutex> lock(isolatedQueuesMu);
+    auto it = isolatedQueues.find(exported->generation);
+    if (it != isolatedQueues.end()) {
+      it->second->PushRelease(ReleaseExportedViewNow, exported, exported->generation);
+      return;
+    }
+  }
+  // The shared interpreter's (or a finalized interpreter's: then only the memory is freed).
+  pendingDecrefs.PushRelease(ReleaseExportedViewNow, exported, exported->generation);
 }
 
 }  // namespace
@@ -187,6 +204,12 @@ PyObject* NewBufferType(std::string* error) {
     *error = "cannot create the pyembed.JsBuffer type";
   }
   return type;
+}
+
+void RegisterIsolatedReleases(uint64_t generation, PendingDecrefs* queue) {
+  std::lock_guard<std::mutex> lock(isolatedQueuesMu);
+  if (queue) isolatedQueues[generation] = queue;
+  else isolatedQueues.erase(generation);
 }
 
 bool InitBufferType(std::string* error) {

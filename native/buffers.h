@@ -74,4 +74,7 @@ bool InitBufferType(std::string* error);
 // Attached: a new exporter type for the current interpreter (an isolated one's own, kept in its
 // PythonHelpers), or null with `error` set.
 PyObject* NewBufferType(std::string* error);
+// Where TypedArrays over an isolated interpreter's buffers queue their release (null: it ended).
+class PendingDecrefs;
+void RegisterIsolatedReleases(uint64_t generation, PendingDecrefs* queue);
 void ClearBufferType();

@@ -4,6 +4,7 @@
 #include "buffers.h"
 #include "callbacks.h"
 #include "errors.h"
+#include "gil.h"
 
 PythonHelpers& sharedHelpers = *new PythonHelpers();  // read by threads that may outlive exit()
 thread_local PythonHelpers* isolatedHelpers = nullptr;
@@ -65,6 +66,7 @@ bool LoadPythonHelpers(const std::string& source, std::string* error, PythonHelp
     helpers.interpreter = py.PyInterpreterState_Get ? py.PyInterpreterState_Get() : nullptr;
     helpers.bufferType = NewBufferType(error);
     if (!helpers.bufferType) return false;
+    RegisterIsolatedReleases(engine.generation(), &CurrentPendingDecrefs());
   }
   PyRefOwned text(CallVector(version.get(), nullptr, 0, nullptr));
   Py_ssize_t n = 0;
@@ -82,7 +84,10 @@ void UnloadPythonHelpers(PythonHelpers& helpers, bool shared) {
     *slot = nullptr;
   }
   // (helpers.interpreter stays: its threads still call back while it ends, and get an error.)
-  if (!shared) return;
+  if (!shared) {
+    RegisterIsolatedReleases(engine.generation(), nullptr);
+    return;
+  }
   SetJsErrorClass(nullptr);
   SetCoroutineRunner(nullptr);
 }

@@ -172,6 +172,11 @@ const GC = MAIN_RUNS_ONE_WORKER + `
       'def alive():',
       '    gc.collect()',
       '    return sum(1 for r in refs if r() is not None)',
+      'import array',
+      'def make_array():',
+      '    a = array.array("d", [1.5, 2.5])',
+      '    refs.append(weakref.ref(a))',
+      '    return a',
       'held = []',
       'def hold(f): held.append(f)',
       'def drop(): held.clear(); gc.collect()',
@@ -181,12 +186,19 @@ const GC = MAIN_RUNS_ONE_WORKER + `
     const before = m.alive();
     let after = before;
     for (let i = 0; i < 50 && after > 0; i++) { globalThis.gc(); await tick(); after = m.alive(); }
+    // TypedArrays over Python buffers (zero-copy): released when JS collects them (V8 may free
+    // their memory on another thread).
+    let typed = 0;
+    (() => { for (let i = 0; i < 20; i++) typed += m.make_array().toTypedArray()[1]; })();
+    const arraysBefore = m.alive();
+    let arraysAfter = arraysBefore;
+    for (let i = 0; i < 50 && arraysAfter > 0; i++) { globalThis.gc(); await tick(); arraysAfter = m.alive(); }
     let finalized = 0;
     const registry = new FinalizationRegistry(() => { finalized++; });
     (() => { for (let i = 0; i < 20; i++) { const f = () => i; registry.register(f, i); m.hold(f); } })();
     m.drop();
     for (let i = 0; i < 50 && finalized < 20; i++) { globalThis.gc(); await tick(); m.alive(); }
-    return { before, after, finalized };
+    return { before, after, finalized, typed, arraysBefore, arraysAfter };
   }
 `;
 
@@ -380,6 +392,9 @@ for (const minor of ['3.12', '3.13']) {
     assert.equal(out.before, 50, JSON.stringify(out));
     assert.equal(out.after, 0, 'Python objects must be released when JS collects their proxies: ' + JSON.stringify(out));
     assert.equal(out.finalized, 20, 'JS functions must be released when Python drops them: ' + JSON.stringify(out));
+    assert.equal(out.typed, 50);
+    assert.equal(out.arraysBefore, 20, JSON.stringify(out));
+    assert.equal(out.arraysAfter, 0, 'Python buffers must be released when JS collects their TypedArrays: ' + JSON.stringify(out));
   });
 
   test(`CPython ${minor}: a worker that ends while a Python thread waits on a callback gives that thread an error`, { skip }, async () => {
