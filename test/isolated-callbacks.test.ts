@@ -69,6 +69,12 @@ const CALLBACKS = MAIN_RUNS_ONE_WORKER + `
       'def use_proxy(obj):',
       '    obj.count += 1',
       '    return [obj.name, obj.greet("py"), len(obj.items), list(obj.items)]',
+      'def later_collect(f, done):',
+      '    def go():',
+      '        time.sleep(0.05)',
+      '        try: done([f(i) for i in range(3)])',
+      '        except BaseException as e: done([type(e).__name__, str(e)])',
+      '    threading.Thread(target=go).start()',
       'def proxy_error(obj):',
       '    try: obj.fail()',
       '    except Exception as e: return [type(e).__name__, e.name, str(e)]',
@@ -94,6 +100,11 @@ const CALLBACKS = MAIN_RUNS_ONE_WORKER + `
     runs = 0;
     out.idle = await idleWait((resolve) => m.later(double, 50, resolve));
     out.idleRuns = runs;
+    // ... with objects as results (made Python on the worker's thread), and a JS error.
+    const collected = await idleWait((resolve) => m.later_collect((i) => ({ i, items: [i, 'x'] }), resolve));
+    out.idleObjects = collected.toJS();
+    const failed = await idleWait((resolve) => m.later_collect(() => { throw new Error('idle failure'); }, resolve));
+    out.idleError = failed.toJS();
     // A JS object by reference (JsProxy), used from the Python thread.
     const obj = { name: 'box', count: 0, items: [1, 2, 3], greet(who) { return 'hi ' + who + ' from ' + this.name; },
                   fail() { throw new Error('proxied failure'); } };
@@ -356,6 +367,8 @@ for (const minor of ['3.12', '3.13']) {
     assert.equal(out.sameError, true, 'the original JS error must come back to JS');
     assert.equal(out.idle, 2450);
     assert.equal(out.idleRuns, 50);
+    assert.deepEqual(out.idleObjects, [{ i: 0, items: [0, 'x'] }, { i: 1, items: [1, 'x'] }, { i: 2, items: [2, 'x'] }]);
+    assert.deepEqual(out.idleError, ['JSError', 'Error: idle failure']);
     assert.deepEqual(out.proxy, ['box', 'hi py from box', 3, [1, 2, 3]]);
     assert.equal(out.proxyCount, 1);
     assert.deepEqual(out.proxyError, ['JSError', 'Error', 'Error: proxied failure']);
