@@ -237,8 +237,11 @@ const WORKER_ENDS = `
     const m = PyModule.fromString('iso_end', [
       'import threading, time, os',
       'def say(text): os.write(1, (text + "\\\\n").encode())',
-      'def call_from_thread(f, label, delay=0):',
+      'busy = threading.Event()',
+      'def mark_busy(): busy.set()',
+      'def call_from_thread(f, label, delay=0, after_busy=False):',
       '    def go():',
+      '        if after_busy: busy.wait()',
       '        time.sleep(delay)',
       '        try:',
       '            f()',
@@ -251,13 +254,16 @@ const WORKER_ENDS = `
     ].join('\\n'));
     const task = workerData;
     if (task === 'idle') {
-      m.call_from_thread(() => 1, 'idle', 0.1);  // once the worker's JS is busy
       parentPort.postMessage('terminate me');
+      m.call_from_thread(() => 1, 'idle', 0.1, true);
+      m.mark_busy();  // the thread calls back 0.1 s later, once this JS is busy:
       const until = Date.now() + 60_000;
-      while (Date.now() < until) {}  // busy in JS: the callback stays queued
+      while (Date.now() < until) {}  // the callback stays queued until terminate()
     } else if (task === 'sync') {
-      const t = m.call_from_thread(() => { for (;;) {} }, 'sync');
       parentPort.postMessage('terminate me');
+      // The callback never ends: terminate() stops it, wherever the worker waits (join, or the
+      // return of call_from_thread if the thread was that fast).
+      const t = m.call_from_thread(() => { for (;;) {} }, 'sync');
       t.join();
     } else {
       m.call_from_thread(() => 1, 'shutdown', 0.3);
