@@ -361,7 +361,8 @@ void Stop(const FunctionCallbackInfo<JsValue>& info) {
     return;
   }
   if (tls.isolated) {  // an isolated worker's shutdown() ends its own interpreter only
-    // Parked: its callAsync threads, stopped first, may be waiting to call this thread's JS.
+    // Parked: ending joins its Python threads and stops its callAsync threads, and either may be
+    // waiting on a JS callback of this thread: they borrow the isolate meanwhile.
     ParkedIsolate park(t, /*force=*/true);
     EndIsolatedInterpreter();
     return;

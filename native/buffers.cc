@@ -2,10 +2,13 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <unordered_map>
 
 #include "engine.h"
 #include "gil.h"
 #include "js_thread.h"
+#include "python_helpers.h"
 
 namespace {
 
@@ -154,24 +157,39 @@ void ReleaseExportedViewNow(void* arg, bool live) {
   delete exported;
 }
 
+// The release queue of each live isolated interpreter, by generation: V8 may free a TypedArray's
+// memory on a thread whose thread-locals name no interpreter (a GC thread).
+std::mutex& isolatedQueuesMu = *new std::mutex();  // never destroyed: GC threads may outlive exit
+std::unordered_map<uint64_t, PendingDecrefs*>& isolatedQueues =
+    *new std::unordered_map<uint64_t, PendingDecrefs*>();
+
 // V8's BackingStore deleter: may run on any thread, without the GIL.
 void ReleaseExportedView(void*, size_t, void* arg) {
   auto* exported = static_cast<ExportedView*>(arg);
-  CurrentPendingDecrefs().PushRelease(ReleaseExportedViewNow, exported, exported->generation);
+  {
+    std::lock_guard<std::mutex> lock(isolatedQueuesMu);
+    auto it = isolatedQueues.find(exported->generation);
+    if (it != isolatedQueues.end()) {
+      it->second->PushRelease(ReleaseExportedViewNow, exported, exported->generation);
+      return;
+    }
+  }
+  // The shared interpreter's (or a finalized interpreter's: then only the memory is freed).
+  pendingDecrefs.PushRelease(ReleaseExportedViewNow, exported, exported->generation);
 }
 
 }  // namespace
 
-bool InitBufferType(std::string* error) {
+PyObject* NewBufferType(std::string* error) {
   PyRefOwned basicsize(py.PyObject_GetAttrString(py.PyBaseObject_Type, "__basicsize__"));
   int overflow = 0;
   long long header = basicsize ? py.PyLong_AsLongLongAndOverflow(basicsize.get(), &overflow) : -1;
   if (header <= 0) {
     py.PyErr_Clear();
     *error = "cannot read object.__basicsize__";
-    return false;
+    return nullptr;
   }
-  headerSize = static_cast<size_t>(header);
+  headerSize = static_cast<size_t>(header);  // the same in every interpreter of this libpython
   static TypeSlot slots[] = {
       {kSlotGetBuffer, reinterpret_cast<void*>(&GetBuffer)},
       {kSlotDealloc, reinterpret_cast<void*>(&Dealloc)},
@@ -180,14 +198,24 @@ bool InitBufferType(std::string* error) {
   };
   TypeSpec spec = {"pyembed.JsBuffer", static_cast<int>(headerSize + sizeof(ExporterData)), 0,
                    kTypeFlagsDefault, slots};
-  exporterType = py.PyType_FromSpec(&spec);
-  exporterGeneration = engine.generation();
-  if (!exporterType) {
+  PyObject* type = py.PyType_FromSpec(&spec);
+  if (!type) {
     py.PyErr_Clear();
     *error = "cannot create the pyembed.JsBuffer type";
-    return false;
   }
-  return true;
+  return type;
+}
+
+void RegisterIsolatedReleases(uint64_t generation, PendingDecrefs* queue) {
+  std::lock_guard<std::mutex> lock(isolatedQueuesMu);
+  if (queue) isolatedQueues[generation] = queue;
+  else isolatedQueues.erase(generation);
+}
+
+bool InitBufferType(std::string* error) {
+  exporterType = NewBufferType(error);
+  exporterGeneration = engine.generation();
+  return exporterType != nullptr;
 }
 
 void ClearBufferType() {
@@ -260,17 +288,15 @@ PyObject* CopyJsBytes(v8::Local<v8::Value> value) {
 }
 
 PyObject* MemoryViewOfJsBytes(const JsBytes& bytes) {
-  if (tls.isolated) {  // the exporter type belongs to the shared interpreter
-    py.PyErr_SetString(py.PyExc_RuntimeError,
-                       "JS bytes (ArrayBuffer, typed arrays) cannot be passed as Python buffers in "
-                       "an isolated worker yet; use the shared interpreter, or pass a copy (Array.from)");
+  // Types are per interpreter: an isolated worker's own interpreter has its own exporter type.
+  PyObject* type = isolatedHelpers ? isolatedHelpers->bufferType
+                   : exporterGeneration == engine.generation() ? exporterType
+                                                               : nullptr;
+  if (!type) {
+    py.PyErr_SetString(py.PyExc_RuntimeError, "pyembed buffers are not ready (the interpreter is ending)");
     return nullptr;
   }
-  if (!exporterType || exporterGeneration != engine.generation()) {
-    py.PyErr_SetString(py.PyExc_RuntimeError, "pyembed buffers are not ready");
-    return nullptr;
-  }
-  PyRefOwned exporter(py.PyType_GenericAlloc(exporterType, 0));
+  PyRefOwned exporter(py.PyType_GenericAlloc(type, 0));
   if (!exporter) return nullptr;
   ExporterData* d = DataOf(exporter.get());
   d->store = new std::shared_ptr<v8::BackingStore>(bytes.store);

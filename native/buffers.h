@@ -71,4 +71,10 @@ v8::Local<v8::TypedArray> BuildTypedArray(v8::Isolate* isolate, PyBufferCapture*
 
 // Created once per interpreter run (on the interpreter thread, attached).
 bool InitBufferType(std::string* error);
+// Attached: a new exporter type for the current interpreter (an isolated one's own, kept in its
+// PythonHelpers), or null with `error` set.
+PyObject* NewBufferType(std::string* error);
+// Where TypedArrays over an isolated interpreter's buffers queue their release (null: it ended).
+class PendingDecrefs;
+void RegisterIsolatedReleases(uint64_t generation, PendingDecrefs* queue);
 void ClearBufferType();

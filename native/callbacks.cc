@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <new>
+#include <string_view>
 
 #include "convert.h"
 #include "engine.h"
@@ -121,6 +122,14 @@ PyObject* OriginalPythonException(JsThread* t, v8::Local<v8::Value> thrown) {
 // A callback's arguments, thread-neutral.
 using ArgValues = std::vector<Snapshot>;
 
+// V8 throws this string instead of running JS where JS is not allowed any more: a worker being
+// torn down after terminate() still turns its event loop once (and so drains queued callbacks).
+bool JsDisallowed(v8::Isolate* isolate, v8::Local<v8::Value> thrown) {
+  if (!thrown->IsString()) return false;
+  v8::String::Utf8Value text(isolate, thrown);
+  return *text && std::string_view(*text, text.length()) == "illegal access";
+}
+
 void RunJsFunction(JsThread* t, JsFunctionRef* ref, ArgValues& args, CallbackOutcome* out) {
   v8::Isolate* isolate = t->isolate;
   v8::HandleScope scope(isolate);
@@ -164,7 +173,8 @@ void RunJsFunction(JsThread* t, JsFunctionRef* ref, ArgValues& args, CallbackOut
   }
   if (tryCatch.HasCaught()) {
     out->failed = true;
-    if (tryCatch.HasTerminated() || !tryCatch.CanContinue()) {
+    if (tryCatch.HasTerminated() || !tryCatch.CanContinue() || isolate->IsExecutionTerminating() ||
+        JsDisallowed(isolate, tryCatch.Exception())) {
       out->terminated = true;
       out->convertError.message = "JS execution was terminated (its worker is exiting)";
       return;
@@ -258,6 +268,27 @@ class CallbackRequest : public Task {
   CallbackOutcome* outcome_;
 };
 
+// A Python thread calling its first JS function: if Python's threading started it in an isolated
+// worker's own interpreter, it works with that interpreter from now on (like the worker's JS
+// thread), and its callbacks go to that worker. False with a Python error set when the function
+// belongs to no interpreter this thread can reach.
+bool EnterInterpreterOfPythonThread(JsThread* t) {
+  if (!py.PyInterpreterState_Get || !py.PyInterpreterState_Main) return true;  // before 3.12
+  PyInterpreterState* current = py.PyInterpreterState_Get();
+  if (current == py.PyInterpreterState_Main()) return true;
+  // The worker's own interpreter, set before any of its Python threads started and cleared
+  // after they were all joined (Py_EndInterpreter), so stable while this thread runs.
+  IsolatedInterpreter* interp = t->owner ? t->owner->isolated : nullptr;
+  if (!interp || interp->helpers.interpreter != current) {
+    py.PyErr_SetString(py.PyExc_RuntimeError,
+                       "pyembed: this JS function belongs to another interpreter than this Python "
+                       "thread's");
+    return false;
+  }
+  PointThreadAtIsolated(interp);
+  return true;
+}
+
 PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, PyObject* kwnames) {
   auto* ref = static_cast<JsFunctionRef*>(py.PyCapsule_GetPointer(self, kFunctionCapsule));
   if (!ref) return nullptr;
@@ -268,14 +299,7 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
   }
   ThreadContext& me = tls;  // one thread-local lookup for the whole callback
   if (!me.attached) {  // a thread made by Python's threading
-    if (py.PyInterpreterState_Get && py.PyInterpreterState_Main &&
-        py.PyInterpreterState_Get() != py.PyInterpreterState_Main()) {
-      py.PyErr_SetString(py.PyExc_RuntimeError,
-                         "pyembed: JS callbacks from Python threads of an isolated interpreter are "
-                         "not supported yet; call JS from the worker's own thread (or use the "
-                         "shared interpreter)");
-      return nullptr;
-    }
+    if (!EnterInterpreterOfPythonThread(t)) return nullptr;
     AdoptCurrentPythonThread();
   }
   if (StackNearlyExhausted(me)) {
@@ -494,8 +518,15 @@ JsValueRef* CaptureJsException(JsThread* thread, v8::Local<v8::Value> exception)
   return ref;
 }
 
+// The calling thread's interpreter's pyembed.JSError (borrowed), or null.
+static PyObject* JsErrorClassHere() {
+  if (isolatedHelpers) return isolatedHelpers->jsError;
+  return jsErrorGeneration == engine.generation() ? jsErrorClass : nullptr;
+}
+
 void RaiseJsError(JsValueRef* captured) {
-  if (!jsErrorClass || jsErrorGeneration != engine.generation()) {
+  PyObject* jsErrorClass = JsErrorClassHere();
+  if (!jsErrorClass) {
     py.PyErr_SetString(py.PyExc_RuntimeError, captured->message.c_str());
     ReleaseValueRef(captured);
     return;
@@ -519,7 +550,8 @@ void RaiseJsError(JsValueRef* captured) {
 }
 
 JsValueRef* OriginalJsError(PyObject* exc, JsThread* thread) {
-  if (!jsErrorClass || jsErrorGeneration != engine.generation()) return nullptr;
+  PyObject* jsErrorClass = JsErrorClassHere();
+  if (!jsErrorClass) return nullptr;
   if (py.PyObject_IsInstance(exc, jsErrorClass) != 1) {
     py.PyErr_Clear();
     return nullptr;

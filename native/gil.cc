@@ -448,7 +448,7 @@ void EndIsolatedInterpreter() {
   delete interp;
 }
 
-// --- pyembed's own threads in an isolated interpreter (its callAsync pool) ---------------------
+// --- other threads in an isolated interpreter (its callAsync pool, its Python threads calling JS) ---
 
 void PointThreadAtIsolated(IsolatedInterpreter* interp) {
   tls.isolated = interp;

@@ -146,8 +146,10 @@ void EndIsolatedInterpreter();
 bool EnterIsolatedInterpreter(IsolatedInterpreter* interp);
 // At that thread's end: deletes its thread state (under the interpreter's GIL, released after).
 void LeaveIsolatedInterpreter();
-// A thread Python made in `interp` (its asyncio loop), attached, entering pyembed: points the
-// thread-locals at that interpreter.
+// A thread Python made in `interp` (its asyncio loop, a threading.Thread calling JS), attached,
+// entering pyembed: points the thread-locals at that interpreter (its generation, helpers and
+// release queue). For good: the thread cannot outlive the interpreter (Py_EndInterpreter joins
+// its threads). A callback thread calls AdoptCurrentPythonThread() next.
 void PointThreadAtIsolated(IsolatedInterpreter* interp);
 
 inline PendingDecrefs& CurrentPendingDecrefs() {

@@ -1,8 +1,10 @@
 #include "python_helpers.h"
 
 #include "async_pool.h"
+#include "buffers.h"
 #include "callbacks.h"
 #include "errors.h"
+#include "gil.h"
 
 PythonHelpers& sharedHelpers = *new PythonHelpers();  // read by threads that may outlive exit()
 thread_local PythonHelpers* isolatedHelpers = nullptr;
@@ -56,9 +58,15 @@ bool LoadPythonHelpers(const std::string& source, std::string* error, PythonHelp
     py.PyErr_Clear();
     return false;
   }
-  if (shared) {  // JSError and coroutines: not in isolated workers yet
+  if (shared) {
     SetJsErrorClass(jsError.get());
     SetCoroutineRunner(submit.get());
+  } else {  // an isolated interpreter's own classes (coroutines: not in isolated workers yet)
+    helpers.jsError = NewRef(jsError.get());
+    helpers.interpreter = py.PyInterpreterState_Get ? py.PyInterpreterState_Get() : nullptr;
+    helpers.bufferType = NewBufferType(error);
+    if (!helpers.bufferType) return false;
+    RegisterIsolatedReleases(engine.generation(), &CurrentPendingDecrefs());
   }
   PyRefOwned text(CallVector(version.get(), nullptr, 0, nullptr));
   Py_ssize_t n = 0;
@@ -71,11 +79,15 @@ bool LoadPythonHelpers(const std::string& source, std::string* error, PythonHelp
 void UnloadPythonHelpers(PythonHelpers& helpers, bool shared) {
   for (PyObject** slot : {&helpers.run, &helpers.moduleFromString, &helpers.exposeModule,
                           &helpers.stopLoop, &helpers.adoptThread, &helpers.restartHazards,
-                          &helpers.datetimeFromJs}) {
+                          &helpers.datetimeFromJs, &helpers.jsError, &helpers.bufferType}) {
     if (*slot) py.Py_DecRef(*slot);
     *slot = nullptr;
   }
-  if (!shared) return;
+  // (helpers.interpreter stays: its threads still call back while it ends, and get an error.)
+  if (!shared) {
+    RegisterIsolatedReleases(engine.generation(), nullptr);
+    return;
+  }
   SetJsErrorClass(nullptr);
   SetCoroutineRunner(nullptr);
 }

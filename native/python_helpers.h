@@ -14,6 +14,10 @@ struct PythonHelpers {
   PyObject* adoptThread = nullptr;       // adopt_thread(name, daemon)
   PyObject* restartHazards = nullptr;    // restart_hazards()
   PyObject* datetimeFromJs = nullptr;    // datetime_from_js(ms): a JS Date's time as a datetime
+  // An isolated interpreter's own (the shared one keeps its in callbacks.cc and buffers.cc):
+  PyObject* jsError = nullptr;           // pyembed.JSError
+  PyObject* bufferType = nullptr;        // pyembed.JsBuffer, the exporter of JS bytes
+  PyInterpreterState* interpreter = nullptr;  // which interpreter these helpers belong to
   std::string version;                   // sys.version
 };
 
