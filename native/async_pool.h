@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "convert.h"
+#include "wake_condition.h"
 #include "errors.h"
 #include "js_thread.h"
 
@@ -96,7 +97,7 @@ class AsyncPool {
   void Worker();
 
   std::mutex mu_;
-  std::condition_variable cv_;
+  WakeCondition cv_;  // notify_one from a JS thread must not wait for the woken pool thread
   std::deque<AsyncJob*> queue_;
   std::vector<std::thread> threads_;
   int idle_ = 0;

@@ -31,6 +31,7 @@
 
 #include "gil.h"
 #include "names.h"
+#include "wake_condition.h"
 
 struct JsThread;
 struct PyHandle;
@@ -117,7 +118,7 @@ struct JsThread {
   void Unhold(JsHeld* h);
 
   std::mutex mu;
-  std::condition_variable cv;
+  WakeCondition cv;  // the JS thread notifies: it must never wait for the threads it wakes
   std::atomic<ThreadContext*> holder{nullptr};  // written under mu
   uint64_t borrows = 0;  // under mu: how many times another lock of the isolate began (see Reclaim)
   bool alive = true;                           // under mu
