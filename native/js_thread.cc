@@ -20,6 +20,9 @@ bool JsThread::Post(Task* task) {
   do {
     if (head == Closed()) {
       posting.fetch_sub(1);
+      // Cancel() assumes the task's V8 references are gone: Shutdown drops them (on the JS
+      // thread) for every task it still holds, this one included. Wait until it has.
+      while (!jsReferencesDropped.load()) std::this_thread::yield();
       task->Cancel();
       return false;
     }
@@ -123,6 +126,7 @@ void JsThread::Shutdown() {
   while (posting.load() != 0) std::this_thread::yield();
   cv.notify_all();
   for (JsHeld* h : holding) h->DropJsReferences();
+  jsReferencesDropped.store(true);  // late posters may cancel their tasks from here on
   std::vector<Task*> pending;
   for (Task* task = ready; task; task = task->next_) pending.push_back(task);
   ready = nullptr;

@@ -134,6 +134,7 @@ struct JsThread {
     return ready != nullptr || (in != nullptr && in != Closed());
   }
   std::atomic<int> posting{0};         // Post() calls in progress (Shutdown waits them out)
+  std::atomic<bool> jsReferencesDropped{false};  // Shutdown has dropped held V8 references
   std::atomic<int> servingWaiters{0};  // threads in WaitServing (Post wakes them through cv)
   std::unordered_set<JsHeld*> held;            // under mu
 
