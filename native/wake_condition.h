@@ -11,6 +11,7 @@
 #include <atomic>
 #include <climits>
 #include <cstdint>
+#include <condition_variable>
 #include <mutex>
 
 #ifdef __linux__
@@ -51,11 +52,19 @@ class WakeCondition {
     syscall(SYS_futex, reinterpret_cast<uint32_t*>(&seq_), FUTEX_WAKE_PRIVATE, count, nullptr, nullptr, 0);
   }
 #else
-  void Sleep(uint32_t seen) { seq_.wait(seen); }
-  void Wake(int count) {
-    if (count == 1) seq_.notify_one();
-    else seq_.notify_all();
+  // Elsewhere a condition variable of its own (no glibc there); the notifier takes its mutex
+  // only to order the wake after a sleeper's check, never to wait for the sleeper.
+  void Sleep(uint32_t seen) {
+    std::unique_lock<std::mutex> lock(sleepMu_);
+    sleepCv_.wait(lock, [&] { return seq_.load() != seen; });
   }
+  void Wake(int count) {
+    { std::lock_guard<std::mutex> lock(sleepMu_); }
+    if (count == 1) sleepCv_.notify_one();
+    else sleepCv_.notify_all();
+  }
+  std::mutex sleepMu_;
+  std::condition_variable sleepCv_;
 #endif
   static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t), "a futex word");
   std::atomic<uint32_t> seq_{0};
