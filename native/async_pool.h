@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "convert.h"
-#include "wake_condition.h"
 #include "errors.h"
 #include "js_thread.h"
+#include "wake_condition.h"
 
 class AsyncJob : public Task, public JsHeld {
  public:

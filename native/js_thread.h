@@ -122,7 +122,7 @@ struct JsThread {
   std::atomic<ThreadContext*> holder{nullptr};  // written under mu
   uint64_t borrows = 0;  // under mu: how many times another lock of the isolate began (see Reclaim)
   bool alive = true;                           // under mu
-  // Queued tasks: posted onto `incoming` (a lock-free stack, newest first; kClosed once the JS
+  // Queued tasks: posted onto `incoming` (a lock-free stack, newest first; Closed() once the JS
   // thread has gone), moved in order onto `ready` by the isolate's holder, who runs them from
   // there one at a time (so a task that blocks in Python leaves the rest for a borrower).
   std::atomic<Task*> incoming{nullptr};
