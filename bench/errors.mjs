@@ -1,7 +1,7 @@
 // Exceptions across the boundary: a Python exception caught in JS and a JS error caught in Python,
 // against a successful call of the same function, all measured in this run. Prints a Markdown section.
 import { PythonEngine, PyModule } from '../dist/index.js';
-import { nsPerOp } from './lib/measure.mjs';
+import { median, nsPerOp } from './lib/measure.mjs';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const N = Number(process.env.BENCH_ERRORS_N ?? 20_000);
@@ -21,19 +21,29 @@ def call_js(fn, n):
             pass
 `);
 
-const perOpNs = (fn) => nsPerOp(fn, ROUNDS, N);
+// The success and the error loops take turns, round by round, so that a change in the machine's
+// load (other processes share its cores) moves both alike: the ratio is what this measures.
+function pairedNsPerOp(good, bad) {
+  const goodNs = [];
+  const badNs = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    goodNs.push(nsPerOp(good, 1, N));
+    badNs.push(nsPerOp(bad, 1, N));
+  }
+  return [median(goodNs), median(badNs)];
+}
 
 const { maybe_fail: maybeFail, call_js: callJs } = m;
-const ok = perOpNs(() => { for (let i = 0; i < N; i++) maybeFail(false); });
-const caught = perOpNs(() => {
-  for (let i = 0; i < N; i++) {
-    try { maybeFail(true); } catch { /* expected */ }
-  }
-});
+const [ok, caught] = pairedNsPerOp(
+  () => { for (let i = 0; i < N; i++) maybeFail(false); },
+  () => {
+    for (let i = 0; i < N; i++) {
+      try { maybeFail(true); } catch { /* expected */ }
+    }
+  });
 const okCallback = () => 1;
 const failCallback = () => { throw new Error('no'); };
-const jsOk = perOpNs(() => callJs(okCallback, N));
-const jsCaught = perOpNs(() => callJs(failCallback, N));
+const [jsOk, jsCaught] = pairedNsPerOp(() => callJs(okCallback, N), () => callJs(failCallback, N));
 
 const rows = [
   ['Python exception caught in JS (`maybe_fail(True)` in try/catch)', ok, caught],

@@ -18,6 +18,7 @@
 #include "convert.h"
 #include "errors.h"
 #include "js_thread.h"
+#include "wake_condition.h"
 
 class AsyncJob : public Task, public JsHeld {
  public:
@@ -118,7 +119,7 @@ class AsyncPool {
   friend void StopIsolatedAsync(IsolatedInterpreter* interp);
 
   std::mutex mu_;
-  std::condition_variable cv_;
+  WakeCondition cv_;  // notify_one from a JS thread must not wait for the woken pool thread
   std::deque<AsyncJob*> queue_;
   std::vector<std::thread> threads_;
   int idle_ = 0;

@@ -98,14 +98,19 @@ v8::Local<v8::Value> MakeJsError(JsThread* thread, PythonErrorInfo& info) {
     v8::Local<v8::Value> h;
     if (ValueToJs(thread, info.exception).ToLocal(&h)) excHandle = h;
   }
+  // The JS frames, taken here rather than by the factory: the walk then starts at the caller's
+  // frame (the factory's own optimized frame costs a deoptimization summary to skip) and the
+  // stack names no frame of pyembed's error machinery.
+  v8::Local<v8::Value> site = v8::Exception::Error(v8::String::Empty(isolate));
   v8::Local<v8::Value> argv[] = {
       JsText(isolate, info.type),
       JsText(isolate, info.message),
       excHandle,
       v8::Boolean::New(isolate, info.hasCause),
+      site,
   };
   v8::Local<v8::Value> error;
-  if (!thread->errorFactory.Get(isolate)->Call(ctx, v8::Undefined(isolate), 4, argv).ToLocal(&error)) {
+  if (!thread->errorFactory.Get(isolate)->Call(ctx, v8::Undefined(isolate), 5, argv).ToLocal(&error)) {
     return v8::Exception::Error(JsText(isolate, info.message));
   }
   return error;

@@ -1,5 +1,9 @@
 #include "js_thread.h"
 
+#include <algorithm>
+#include <thread>
+#include <vector>
+
 #include "handles.h"
 #include "stack.h"
 
@@ -11,30 +15,51 @@ bool JsThread::Alive() {
 }
 
 bool JsThread::Post(Task* task) {
-  std::unique_lock<std::mutex> lock(mu);
-  if (!alive) {
-    lock.unlock();
-    task->Cancel();
-    return false;
-  }
-  tasks.push_back(task);
+  posting.fetch_add(1);  // before reading `incoming`: Shutdown waits until we are done with `wake`
+  Task* head = incoming.load();
+  do {
+    if (head == Closed()) {
+      posting.fetch_sub(1);
+      // Cancel() assumes the task's V8 references are gone: Shutdown drops them (on the JS
+      // thread) for every task it still holds, this one included. Wait until it has.
+      while (!jsReferencesDropped.load()) std::this_thread::yield();
+      task->Cancel();
+      return false;
+    }
+    task->next_ = head;
+  } while (!incoming.compare_exchange_weak(head, task));
   // The event loop drains it when the JS thread is idle; a borrower drains it sooner when the JS
-  // thread is parked in a synchronous call. Both are told.
+  // thread is parked in a synchronous call (told through cv, only if one waits: the mutex is
+  // then taken and dropped before the notification, so its check-then-wait cannot miss it).
   uv_async_send(wake);
-  lock.unlock();
-  cv.notify_all();
+  if (servingWaiters.load() != 0) {
+    { std::lock_guard<std::mutex> lock(mu); }
+    cv.notify_all();
+  }
+  posting.fetch_sub(1);
   return true;
 }
 
 void JsThread::DrainTasks() {
   for (;;) {
-    Task* task;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      if (tasks.empty()) return;
-      task = tasks.front();
-      tasks.pop_front();
+    if (!ready) {
+      // (Closed only by Shutdown, on the holder's thread: never under a drain.)
+      Task* head = incoming.load(std::memory_order_relaxed);
+      if (head == nullptr || head == Closed()) return;
+      Task* batch = incoming.exchange(nullptr);
+      // Newest first: reversed into posting order.
+      Task* oldest = nullptr;
+      while (batch) {
+        Task* next = batch->next_;
+        batch->next_ = oldest;
+        oldest = batch;
+        batch = next;
+      }
+      ready = oldest;
     }
+    Task* task = ready;
+    ready = task->next_;
+    task->next_ = nullptr;
     v8::HandleScope scope(isolate);
     task->Run(this);
   }
@@ -90,16 +115,24 @@ void JsThread::Unhold(JsHeld* h) {
 }
 
 void JsThread::Shutdown() {
-  std::deque<Task*> pending;
   std::unordered_set<JsHeld*> holding;
   {
     std::lock_guard<std::mutex> lock(mu);
     alive = false;
-    pending.swap(tasks);
     holding.swap(held);
   }
+  // From here every Post() cancels its task; those under way finish with `wake` before it closes.
+  Task* posted = incoming.exchange(Closed());
+  while (posting.load() != 0) std::this_thread::yield();
   cv.notify_all();
   for (JsHeld* h : holding) h->DropJsReferences();
+  jsReferencesDropped.store(true);  // late posters may cancel their tasks from here on
+  std::vector<Task*> pending;
+  for (Task* task = ready; task; task = task->next_) pending.push_back(task);
+  ready = nullptr;
+  size_t fromReady = pending.size();
+  for (Task* task = posted == Closed() ? nullptr : posted; task; task = task->next_) pending.push_back(task);
+  std::reverse(pending.begin() + static_cast<std::ptrdiff_t>(fromReady), pending.end());  // posting order
   for (Task* task : pending) task->Cancel();
   ReleaseAllHandles(this);
   names.Clear();

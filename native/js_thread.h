@@ -31,6 +31,7 @@
 
 #include "gil.h"
 #include "names.h"
+#include "wake_condition.h"
 
 struct JsThread;
 struct PyHandle;
@@ -50,6 +51,10 @@ class Task {
   virtual ~Task() = default;
   virtual void Run(JsThread* thread) = 0;
   virtual void Cancel() = 0;
+
+ private:
+  friend struct JsThread;
+  Task* next_ = nullptr;  // in the thread's queue (a task is queued once at a time)
 };
 
 struct JsThread {
@@ -89,7 +94,9 @@ struct JsThread {
 
   bool Alive();
   // Queues a task for whichever thread holds the isolate next. False if the JS thread is gone
-  // (the task is then cancelled).
+  // (the task is then cancelled). Lock-free: a pool thread settling a callAsync result never
+  // holds a lock the JS thread may wait for (descheduled while holding one, it used to stall the
+  // event loop for milliseconds).
   bool Post(Task* task);
   // Runs queued tasks; the caller holds the isolate and has entered its context.
   void DrainTasks();
@@ -111,11 +118,24 @@ struct JsThread {
   void Unhold(JsHeld* h);
 
   std::mutex mu;
-  std::condition_variable cv;
+  WakeCondition cv;  // the JS thread notifies: it must never wait for the threads it wakes
   std::atomic<ThreadContext*> holder{nullptr};  // written under mu
   uint64_t borrows = 0;  // under mu: how many times another lock of the isolate began (see Reclaim)
   bool alive = true;                           // under mu
-  std::deque<Task*> tasks;                     // under mu
+  // Queued tasks: posted onto `incoming` (a lock-free stack, newest first; Closed() once the JS
+  // thread has gone), moved in order onto `ready` by the isolate's holder, who runs them from
+  // there one at a time (so a task that blocks in Python leaves the rest for a borrower).
+  std::atomic<Task*> incoming{nullptr};
+  Task* ready = nullptr;      // oldest first; touched only by the isolate's holder
+  static Task* Closed() { return reinterpret_cast<Task*>(uintptr_t{1}); }
+  // The holder, or under mu with holder == nullptr.
+  bool HasTasks() const {
+    Task* in = incoming.load();
+    return ready != nullptr || (in != nullptr && in != Closed());
+  }
+  std::atomic<int> posting{0};         // Post() calls in progress (Shutdown waits them out)
+  std::atomic<bool> jsReferencesDropped{false};  // Shutdown has dropped held V8 references
+  std::atomic<int> servingWaiters{0};  // threads in WaitServing (Post wakes them through cv)
   std::unordered_set<JsHeld*> held;            // under mu
 
   // Every live native handle made on this thread (touched only by this JS thread), so that its
@@ -176,11 +196,13 @@ class Borrowed {
 template <typename Pred>
 void JsThread::WaitServing(Pred done) {
   std::unique_lock<std::mutex> lock(mu);
+  servingWaiters.fetch_add(1);  // before looking at the queue: Post then sees us, or we see its task
   while (!done()) {
-    if (alive && holder.load(std::memory_order_relaxed) == nullptr && !tasks.empty()) {
+    if (alive && holder.load(std::memory_order_relaxed) == nullptr && HasTasks()) {
       BorrowAndDrain(lock);
       continue;
     }
     cv.wait(lock);
   }
+  servingWaiters.fetch_sub(1);
 }

@@ -11,6 +11,8 @@ export function setTracebackFormatter(format: (exception: PyObject) => string): 
 // `stack` of a PythonError: built when first read, replaced when assigned, as for any error.
 let STACK: PropertyDescriptor;
 let setSite: (error: PythonError, site: { stack?: string }) => void;
+// The JS frames of the next PythonError made by the addon, taken there (see withSite).
+let givenSite: { stack?: string } | undefined;
 
 /**
  * A Python exception, raised by Python code that JavaScript called.
@@ -27,7 +29,7 @@ export class PythonError extends Error {
   readonly type: string;
   #exception: PyObject | undefined;
   #traceback: string | undefined;
-  #site: { stack?: string } = {};
+  #site: { stack?: string };
 
   /** `pythonTraceback` undefined: formatted from `pyException` when first read. */
   constructor(type: string, message: string, pythonTraceback: string | undefined, pyException?: PyObject) {
@@ -38,7 +40,13 @@ export class PythonError extends Error {
     (Error as { stackTraceLimit: unknown }).stackTraceLimit = undefined;
     super(message);
     Error.stackTraceLimit = limit;
-    Error.captureStackTrace(this.#site, new.target);
+    if (givenSite !== undefined) {
+      this.#site = givenSite;
+      givenSite = undefined;
+    } else {
+      this.#site = {};
+      Error.captureStackTrace(this.#site, new.target);
+    }
     this.name = 'PythonError';
     this.type = type;
     this.#exception = pyException;
@@ -101,4 +109,19 @@ export class PythonError extends Error {
  */
 export function setJsFrames(error: PythonError, site: { stack?: string }): void {
   setSite(error, site);
+}
+
+/**
+ * Makes `make()`'s PythonError with the JS frames of `site` (an error the addon made where the
+ * call entered it: capturing there walks fewer frames than a capture in JS would, and names no
+ * frame of pyembed's own error factory), instead of taking them itself.
+ * @internal
+ */
+export function withSite<T>(site: { stack?: string } | undefined, make: () => T): T {
+  givenSite = site;
+  try {
+    return make();
+  } finally {
+    givenSite = undefined;
+  }
 }

@@ -26,7 +26,8 @@ export interface NativeBinding {
   configure(options: {
     handleKey: symbol;
     done: symbol;
-    errorFactory: (type: string, message: string, exc: Handle | undefined, hasCause: boolean) => Error;
+    /** `site`: an Error the addon made where the call entered it, for its JS frames. */
+    errorFactory: (type: string, message: string, exc: Handle | undefined, hasCause: boolean, site?: Error) => Error;
     wrapFactory: (handle: Handle) => unknown;
     /** Called for class instances the conversion refuses: a replacement value, or undefined. */
     encodeHook: (value: object) => unknown;

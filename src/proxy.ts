@@ -16,7 +16,7 @@ import { cancellable, isAbortSignal } from './cancel.js';
 import { asyncIterate, datesToJS } from './conventions.js';
 import { decode, decoding, encodeHook, mapError } from './conversions.js';
 import { helperModule } from './engine.js';
-import { PythonError, setJsFrames, setTracebackFormatter } from './errors.js';
+import { PythonError, setJsFrames, setTracebackFormatter, withSite } from './errors.js';
 import { KwArgs, native, type Handle, type NativeResult, type TypedArray } from './native.js';
 import type { AbortSignalLike } from './web-types.js';
 
@@ -572,8 +572,9 @@ setTracebackFormatter((exception) => helperModule().format_exception(exception) 
 native.configure({
   handleKey: HANDLE,
   done: DONE,
-  errorFactory: (type, message, exc, hasCause) => {
-    const error = new PythonError(type, message, undefined, exc === undefined ? undefined : wrap(exc));
+  errorFactory: (type, message, exc, hasCause, site) => {
+    const pyException = exc === undefined ? undefined : wrap(exc);
+    const error = withSite(site, () => new PythonError(type, message, undefined, pyException));
     return mapError(hasCause ? withCause(error) : error);
   },
   wrapFactory: (h: Handle) => (decoding ? decode(wrap(h)) : wrap(h)),

@@ -136,6 +136,37 @@ test('callAsync pool threads do not preempt the event loop when woken (SCHED_BAT
   assert.deepEqual(JSON.parse(out), { pool: true, js: false }, 'pool threads run under SCHED_BATCH; the JS thread keeps its own policy');
 });
 
+test('callAsync results completing while their worker exits are cancelled safely, never touched after free', async () => {
+  // Pool threads post completions while each worker ends (process.exit in the worker, or
+  // terminate() from main) with hundreds of calls in flight: every completion either settles
+  // on its live thread or is cancelled, never run on a dead isolate; the main thread's own
+  // calls keep settling in between.
+  const out = await run(`
+    PythonEngine.initialize();
+    PythonEngine.exec('import time\\ndef nap(x):\\n    time.sleep(0.0005)\\n    return x');
+    let mainOk = 0;
+    for (let round = 0; round < 10; round++) {
+      const workers = [0, 1].map((k) => inWorker(async () => {
+        const nap = Py.import('__main__').nap;
+        const calls = Array.from({ length: 300 }, (_, i) => nap.callAsync(i));
+        await calls[5];
+        post('started');
+        if (workerData.exitItself) process.exit(0);
+        await Promise.all(calls);
+      }, { exitItself: k === 0 }));
+      while (workers[1].messages.length === 0) await sleep(1);
+      const terminated = workers[1].worker.terminate();
+      const nap = Py.import('__main__').nap;
+      const mine = await Promise.all(Array.from({ length: 50 }, (_, i) => nap.callAsync(i)));
+      if (mine.every((v, i) => v === i)) mainOk++;
+      await terminated;
+      await Promise.all(workers.map((w) => w.done));
+    }
+    console.log(JSON.stringify({ mainOk, after: await Py.import('__main__').nap.callAsync(7) }));
+  `);
+  assert.deepEqual(JSON.parse(out), { mainOk: 10, after: 7 });
+});
+
 test('callAsync: results, keyword arguments, PythonError rejections, many at once, from workers', async () => {
   const out = await run(`
     const m = PyModule.fromString('async_mod', \`
