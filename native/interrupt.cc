@@ -24,6 +24,7 @@ struct Interruptible {
 std::mutex& registryMu = *new std::mutex();
 auto& registry = *new std::unordered_map<unsigned long, Interruptible>();  // by Python thread id
 std::atomic<int> terminating{0};  // entries with terminating set
+std::atomic<bool> workersExiting{false};  // InterruptWorkersAtExit() was called (under registryMu)
 
 std::mutex& workMu = *new std::mutex();
 auto& work = *new std::vector<std::pair<void (*)(void*, bool), void*>>();  // under workMu
@@ -118,16 +119,27 @@ unsigned long InterpreterThreadIdent() {
 void RegisterInterruptible(ThreadContext& ctx) {
   ctx.pythonIdent = py.PyThread_get_thread_ident();
   ctx.interruptPosted = false;
-  std::lock_guard<std::mutex> lock(registryMu);
-  Interruptible& entry = registry[ctx.pythonIdent];
-  if (entry.ctx != &ctx && entry.terminating) {
-    entry.terminating = false;  // an exited thread's id, reused
-    terminating--;
+  bool exiting = false;
+  {
+    std::lock_guard<std::mutex> lock(registryMu);
+    Interruptible& entry = registry[ctx.pythonIdent];
+    if (entry.ctx != &ctx && entry.terminating) {
+      entry.terminating = false;  // an exited thread's id, reused
+      terminating--;
+    }
+    entry.ctx = &ctx;
+    entry.isolatedGeneration = OwnInterpreter(ctx);
+    unregisterAtExit.ident = ctx.pythonIdent;
+    unregisterAtExit.ctx = &ctx;
+    // A worker that starts using Python as the process exits (after the 'exit' event marked the
+    // others, before Node stops it) is interrupted too.
+    if (workersExiting.load(std::memory_order_relaxed) && ctx.nodeThreadId > 0 && !entry.terminating) {
+      entry.terminating = true;
+      terminating++;
+      exiting = true;
+    }
   }
-  entry.ctx = &ctx;
-  entry.isolatedGeneration = OwnInterpreter(ctx);
-  unregisterAtExit.ident = ctx.pythonIdent;
-  unregisterAtExit.ctx = &ctx;
+  if (exiting) WakeWatcher();
 }
 
 void PostInterrupt(ThreadContext& ctx, PyObject* exc) {
@@ -180,6 +192,7 @@ bool MarkTerminating(int64_t nodeThreadId) {
   bool found = false;
   {
     std::lock_guard<std::mutex> lock(registryMu);
+    if (nodeThreadId == kEveryWorker) workersExiting.store(true, std::memory_order_relaxed);
     for (auto& [ident, entry] : registry) {
       int64_t id = entry.ctx->nodeThreadId;
       bool chosen = nodeThreadId == kEveryWorker ? id > 0 : id == nodeThreadId;
