@@ -137,12 +137,12 @@ extern std::atomic<int> isolatedInterpreters;
 bool StartIsolatedInterpreter(const std::string& helperSource, std::string* error);
 // Ends the calling thread's own interpreter (worker exit, shutdown()). Not inside a call.
 void EndIsolatedInterpreter();
-// Any thread: runs `visit(arg)` holding the GIL of the live isolated interpreter `generation`,
-// with a temporary thread state of it current (how another thread raises an exception in its
-// code: PyThreadState_SetAsyncExc finds threads of the current interpreter only). The calling
-// thread's own thread state, if attached, is detached meanwhile (one GIL at a time). The
-// interpreter cannot end during the visit. False, without calling visit: no such interpreter
-// (ended, ending, or never made).
+// Any thread but that interpreter's own: runs `visit(arg)` holding the GIL of the live isolated
+// interpreter `generation`, with a temporary thread state of it current (how another thread
+// raises an exception in its code: PyThreadState_SetAsyncExc finds threads of the current
+// interpreter only). The calling thread's own thread state, if attached, is detached meanwhile
+// (one GIL at a time). The interpreter cannot end during the visit. False, without calling
+// visit: no such interpreter (ended, ending, or never made).
 bool VisitIsolatedInterpreter(uint64_t generation, void (*visit)(void* arg), void* arg);
 // The generations of the isolated interpreters alive now.
 std::vector<uint64_t> LiveIsolatedInterpreters();

@@ -175,10 +175,8 @@ bool InterruptThread(unsigned long ident, ThreadContext& self) {
   // A thread Python started (threading.Thread, the asyncio loop): it runs Python all its life.
   // First in the caller's interpreter (the shared interpreter's main thread is pyembed's
   // interpreter thread: never a target), then in each isolated one.
-  if ((mine || ident != InterpreterThreadIdent()) &&
-      py.PyThreadState_SetAsyncExc(ident, py.PyExc_KeyboardInterrupt) > 0) {
-    return true;
-  }
+  if (!mine && ident == InterpreterThreadIdent()) return false;
+  if (py.PyThreadState_SetAsyncExc(ident, py.PyExc_KeyboardInterrupt) > 0) return true;
   for (uint64_t generation : LiveIsolatedInterpreters()) {
     if (generation != mine && DeliverInIsolated(ident, generation, false)) return true;
   }
