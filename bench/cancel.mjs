@@ -7,7 +7,8 @@
 //    Most of it is the GIL switch interval (5 ms): the thread that raises the exception waits that
 //    long for the spinning thread to hand the GIL over. abort() itself only hands off to it.
 // 3. For scale, in the same run: a `callAsync` round trip of a no-op (the crossing both ways that
-//    an abort also pays), and `worker.terminate()` of a worker inside a pure-Python loop.
+//    an abort also pays), and `worker.terminate()` of a worker inside a pure-Python loop (shared,
+//    and on CPython 3.12+ isolated: PYEMBED_PYTHON chooses the Python).
 //
 // Prints a Markdown section on stdout, progress on stderr. Environment (BENCH_QUICK=1: small):
 //   BENCH_CANCEL_SAMPLES [500]  BENCH_CANCEL_WORKERS [20]
@@ -108,12 +109,14 @@ async function roundTrip(m) {
   return stats(samples);
 }
 
-async function terminateWorkers() {
+// interpreter: 'shared', or 'isolated' (the worker's own interpreter and GIL, CPython 3.12+).
+async function terminateWorkers(interpreter) {
   const url = new URL('../dist/index.js', import.meta.url).href;
   const samples = [];
   for (let i = 0; i < WORKERS; i++) {
     const worker = new Worker(
       `import { PythonEngine } from '${url}'; import { parentPort } from 'node:worker_threads';
+       PythonEngine.initialize({ interpreter: '${interpreter}' });
        parentPort.postMessage('start');
        PythonEngine.exec('import itertools\\nfor _ in itertools.count(): pass');`,
       { eval: true },
@@ -139,7 +142,9 @@ const running = await abortRunning(m, flag);
 process.stderr.write('cancel: aborting coroutines\n');
 const coroutine = await abortCoroutine(m);
 process.stderr.write('cancel: terminating workers\n');
-const terminated = await terminateWorkers();
+const terminated = await terminateWorkers('shared');
+const isolatedSupported = PythonEngine.eval('__import__("sys").version_info >= (3, 12)');
+const terminatedIsolated = isolatedSupported ? await terminateWorkers('isolated') : undefined;
 
 const row = (what, s, ratio = true) =>
   `| ${what} | ${s.n} | ${fmt(s.p50)} | ${fmt(s.p99)} | ${fmt(s.max)} | ${ratio ? `${(s.p50 / trip.p50).toFixed(1)}×` : ''} |`;
@@ -153,4 +158,5 @@ ${row('… of which `abort()` itself (the event loop does not wait for the GIL)'
 ${row('`abort()` of a signal without listeners (Node alone, reference)', stats(abortBare))}
 ${row('callAsync of a coroutine in `asyncio.sleep`, `abort()` → rejection (task cancelled)', coroutine)}
 ${row('`worker.terminate()` of a worker in a pure-Python loop → exit', terminated)}
+${terminatedIsolated ? row('… of an isolated worker (its own interpreter and GIL)', terminatedIsolated) : '| (isolated workers: CPython 3.12+ only) | | | | | |'}
 `);

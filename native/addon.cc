@@ -393,6 +393,7 @@ void StopPython() {
   // 3. Wait for every JS thread still inside a Python call, or about to attach, to leave.
   for (;;) {
     Attach();
+    InterruptTerminatingThreads();  // at process exit: workers stuck in Python leave their calls
     bool idle = engine.busyThreads == 0 && engine.attaching.load(std::memory_order_seq_cst) == 0;
     Detach();
     if (idle) break;
@@ -896,10 +897,6 @@ void CancelAsync(const FunctionCallbackInfo<JsValue>& info) {
 // interrupt(ident): KeyboardInterrupt in the thread whose threading.get_ident() is ident.
 void Interrupt(const FunctionCallbackInfo<JsValue>& info) {
   v8::Isolate* isolate = info.GetIsolate();
-  if (tls.isolated) {  // CPython raises in threads of the caller's interpreter only
-    return ThrowError(isolate, "PythonEngine.interrupt() is not available in isolated workers yet; "
-                               "call it from the main thread or a shared worker");
-  }
   unsigned long ident = 0;
   if (info[0]->IsBigInt()) {
     bool lossless = true;
@@ -944,6 +941,10 @@ void InterruptWorker(const FunctionCallbackInfo<JsValue>& info) {
   double id = info[0]->IsNumber() ? info[0].As<v8::Number>()->Value() : -1;
   info.GetReturnValue().Set(id > 0 && InterruptTerminatingWorker(static_cast<int64_t>(id)));
 }
+
+// interruptWorkersAtExit(): the main thread's 'exit' event (src/cancel.ts): Node stops every
+// worker next, and waits for each.
+void InterruptWorkersOnExit(const FunctionCallbackInfo<JsValue>&) { InterruptWorkersAtExit(); }
 
 void CallAsync(const FunctionCallbackInfo<JsValue>& info) { SubmitAsync(info, false); }
 void AwaitAsync(const FunctionCallbackInfo<JsValue>& info) { SubmitAsync(info, true); }
@@ -1390,6 +1391,7 @@ NODE_MODULE_INIT(/* exports, module, context */) {
       {"buffer", Guarded<Buffer>},        {"toBytes", Guarded<ToBytes>},
       {"cancelAsync", Guarded<CancelAsync>}, {"interrupt", Guarded<Interrupt>},
       {"threadIdent", Guarded<ThreadIdent>}, {"interruptWorker", Guarded<InterruptWorker>},
+      {"interruptWorkersAtExit", Guarded<InterruptWorkersOnExit>},
   };
   for (const Entry& e : entries) SetMethod(isolate, exports, t, e.name, e.fn);
 }

@@ -335,11 +335,70 @@ std::atomic<int> isolatedInterpreters{0};
 namespace {
 // Above any generation of the shared interpreter, so a handle never matches the wrong one.
 std::atomic<uint64_t> nextIsolatedGeneration{uint64_t{1} << 62};
+
+// The isolated interpreters other threads may visit (VisitIsolatedInterpreter). One leaves it
+// before it ends, and waits for its visitors to leave. Lock order: a GIL before isolatedMu, and
+// no GIL is ever taken while holding it.
+std::mutex& isolatedMu = *new std::mutex();
+std::condition_variable& isolatedCv = *new std::condition_variable();
+std::vector<IsolatedInterpreter*>& liveIsolated = *new std::vector<IsolatedInterpreter*>();
+
+// On the interpreter's own thread, not attached: no visitor comes any more, none is left.
+void CloseToVisitors(IsolatedInterpreter* interp) {
+  std::unique_lock<std::mutex> lock(isolatedMu);
+  std::erase(liveIsolated, interp);
+  isolatedCv.wait(lock, [interp] { return interp->visitors == 0; });
+}
 }  // namespace
+
+std::vector<uint64_t> LiveIsolatedInterpreters() {
+  std::vector<uint64_t> generations;
+  std::lock_guard<std::mutex> lock(isolatedMu);
+  for (IsolatedInterpreter* interp : liveIsolated) generations.push_back(interp->generation);
+  return generations;
+}
+
+bool VisitIsolatedInterpreter(uint64_t generation, void (*visit)(void*), void* arg) {
+  IsolatedInterpreter* interp = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(isolatedMu);
+    for (IsolatedInterpreter* live : liveIsolated) {
+      if (live->generation == generation) interp = live;
+    }
+    if (!interp) return false;
+    interp->visitors++;
+  }
+  // Waiting for the target's GIL while holding our own could deadlock (its thread may be waiting
+  // for ours), so ours is released first, as around a blocking wait. On 3.12+ (the only versions
+  // with isolated interpreters) no GIL is kept between operations (GilKeepingSupported()), so
+  // `attached` says all: no thread state of ours is current otherwise.
+  ThreadContext& self = tls;
+  PyThreadState* own = nullptr;
+  if (self.attached) {
+    self.attached = false;
+    own = py.PyEval_SaveThread();
+  }
+  // A thread state of the target made for the visit: SetAsyncExc and the GIL need one current.
+  PyThreadState* visitor = py.PyThreadState_New(interp->state);
+  if (visitor) {
+    py.PyEval_RestoreThread(visitor);
+    visit(arg);
+    py.PyThreadState_Clear(visitor);
+    py.PyThreadState_DeleteCurrent();  // and releases the target's GIL
+  }
+  if (own) {
+    py.PyEval_RestoreThread(own);
+    self.attached = true;
+  }
+  std::lock_guard<std::mutex> lock(isolatedMu);
+  if (--interp->visitors == 0) isolatedCv.notify_all();
+  return visitor != nullptr;
+}
 
 bool StartIsolatedInterpreter(const std::string& helperSource, std::string* error) {
   if (py.versionHex < 0x030C0000 || !py.Py_NewInterpreterFromConfig || !py.Py_EndInterpreter ||
-      !py.PyThreadState_New || !py.PyThreadState_DeleteCurrent || !py.PyInterpreterState_Main) {
+      !py.PyThreadState_New || !py.PyThreadState_DeleteCurrent || !py.PyInterpreterState_Main ||
+      !py.PyInterpreterState_Get) {
     *error = "isolated interpreters (an interpreter and a GIL per worker) need CPython 3.12 or "
              "newer; this is " + sharedHelpers.version.substr(0, sharedHelpers.version.find(' ')) +
              " (use the default shared interpreter, or PYEMBED_PYTHON / options.python to choose "
@@ -396,6 +455,12 @@ bool StartIsolatedInterpreter(const std::string& helperSource, std::string* erro
   Engine::isolatedGeneration = interp->generation;
   isolatedHelpers = &interp->helpers;
   isolatedInterpreters++;
+  // Interruptible from other threads (interrupt(), terminate(), process exit) from now on.
+  RegisterInterruptible(tls);
+  {
+    std::lock_guard<std::mutex> lock(isolatedMu);
+    liveIsolated.push_back(interp);
+  }
   bool ok = LoadPythonHelpers(helperSource, error, interp->helpers, false);
   Detach(tls);
   // The temporary thread state goes (with the main GIL, which it needs for that).
@@ -413,8 +478,13 @@ void EndIsolatedInterpreter() {
   IsolatedInterpreter* interp = tls.isolated;
   if (!interp) return;
   StopIsolatedAsync(interp);  // its pool threads and asyncio loop go first (leaves us detached)
-  if (!tls.attached) py.PyEval_RestoreThread(interp->tstate);
+  // Visitors next (without our GIL, which one may be waiting for); then an interrupt one posted
+  // is withdrawn, so that it cannot land in the cleanup or the atexit handlers below.
+  if (tls.attached) Detach(tls);
+  CloseToVisitors(interp);
+  py.PyEval_RestoreThread(interp->tstate);
   tls.attached = true;
+  WithdrawInterrupt(tls);
   if (interp->decrefs.NonEmpty()) interp->decrefs.Drain();
   // threading's record of this (JS) thread is dropped now, while threading still works: at
   // Py_EndInterpreter its cleanup would run after the module is torn down (3.13 prints an error).

@@ -125,10 +125,11 @@ extern PendingDecrefs& pendingDecrefs;
 // thread pyembed attaches to it: one thread state, made with the interpreter.
 struct IsolatedInterpreter {
   PyThreadState* tstate = nullptr;
+  PyInterpreterState* state = nullptr;  // for thread states made on other threads (pool, visits)
   uint64_t generation = 0;  // unique, never a generation of the shared interpreter
+  int visitors = 0;         // threads inside VisitIsolatedInterpreter (under gil.cc's lock)
   PythonHelpers helpers;
   PendingDecrefs decrefs;   // its releases: never drained by another interpreter's thread
-  PyInterpreterState* state = nullptr;  // for the thread states of its callAsync pool
   AsyncPool* asyncPool = nullptr;  // its callAsync pool (async_pool.h): made on first use, and
                                    // stopped before the interpreter ends
 };
@@ -151,6 +152,15 @@ void LeaveIsolatedInterpreter();
 // release queue). For good: the thread cannot outlive the interpreter (Py_EndInterpreter joins
 // its threads). A callback thread calls AdoptCurrentPythonThread() next.
 void PointThreadAtIsolated(IsolatedInterpreter* interp);
+// Any thread but that interpreter's own: runs `visit(arg)` holding the GIL of the live isolated
+// interpreter `generation`, with a temporary thread state of it current (how another thread
+// raises an exception in its code: PyThreadState_SetAsyncExc finds threads of the current
+// interpreter only). The calling thread's own thread state, if attached, is detached meanwhile
+// (one GIL at a time). The interpreter cannot end during the visit. False, without calling
+// visit: no such interpreter (ended, ending, or never made).
+bool VisitIsolatedInterpreter(uint64_t generation, void (*visit)(void* arg), void* arg);
+// The generations of the isolated interpreters alive now.
+std::vector<uint64_t> LiveIsolatedInterpreters();
 
 inline PendingDecrefs& CurrentPendingDecrefs() {
   return tls.isolated ? tls.isolated->decrefs : pendingDecrefs;
@@ -221,8 +231,8 @@ inline PythonCall::PythonCall(ThreadContext& ctx) : ctx_(ctx) {
 
 inline PythonCall::~PythonCall() {
   if (!ok_) return;
+  if (ctx_.callDepth == 1 && ctx_.interruptPosted && ctx_.attached) WithdrawInterrupt(ctx_);
   if (--ctx_.callDepth == 0 && !ctx_.isolated) {
-    if (ctx_.interruptPosted && ctx_.attached) WithdrawInterrupt(ctx_);
     if (ctx_.isMainJsThread) MainThreadCallEnded();
     engine.busyThreads--;
     if (engine.state() == EngineState::kStopping) {

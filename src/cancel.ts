@@ -1,7 +1,7 @@
 // Cancelling Python code from JS: an AbortSignal on callAsync and awaits, and worker.terminate().
 // The native side (native/interrupt.*, AsyncJob::RequestCancel) raises the exception in Python;
 // this file decides how the JS promise settles.
-import { Worker } from 'node:worker_threads';
+import { Worker, isMainThread } from 'node:worker_threads';
 
 import { PythonError } from './errors.js';
 import { native } from './native.js';
@@ -128,3 +128,20 @@ function interruptPythonOnTerminate(): void {
 }
 
 interruptPythonOnTerminate();
+
+/**
+ * At process exit (process.exit() or the end of the event loop) Node stops every worker and waits
+ * for each, and a worker inside a synchronous Python call never stops by itself: so each worker's
+ * Python code is interrupted as by terminate(). Registered as pyembed loads on the main thread,
+ * so it runs before PythonEngine's own 'exit' listener, which finalizes Python once the shared
+ * workers have left their calls.
+ */
+if (isMainThread) {
+  process.on('exit', () => {
+    try {
+      native.interruptWorkersAtExit();
+    } catch {
+      // Never stands in the way of the exit.
+    }
+  });
+}

@@ -74,6 +74,7 @@ export interface NativeBinding {
   interrupt(threadId: number | bigint): boolean;
   threadIdent(): number | bigint;
   interruptWorker(nodeThreadId: number): boolean;
+  interruptWorkersAtExit(): void;
   iter(h: Handle): Handle;
   next(h: Handle): NativeResult | symbol;
   toJS(h: Handle, dictAsMap: boolean, depth?: number, keepBuffers?: boolean): unknown;
