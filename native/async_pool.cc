@@ -546,9 +546,11 @@ void StopIsolatedLoop(PyObject* stopLoop) {
     }
     PyRefOwned join(py.PyObject_GetAttrString(stuck.get(), "join"));
     PyRefOwned joined(join ? CallVector(join.get(), args, 1, nullptr) : nullptr);
+    py.PyErr_Clear();  // a failed join is no proof the thread ended: ask again
     PyRefOwned isAlive(py.PyObject_GetAttrString(stuck.get(), "is_alive"));
     PyRefOwned alive(isAlive ? CallVector(isAlive.get(), nullptr, 0, nullptr) : nullptr);
-    if (!alive || py.PyObject_IsTrue(alive.get()) != 1) break;
+    if (alive && py.PyObject_IsTrue(alive.get()) == 0) break;
+    py.PyErr_Clear();
   }
   py.PyErr_Clear();
 }

@@ -477,14 +477,17 @@ bool StartIsolatedInterpreter(const std::string& helperSource, std::string* erro
 void EndIsolatedInterpreter() {
   IsolatedInterpreter* interp = tls.isolated;
   if (!interp) return;
-  StopIsolatedAsync(interp);  // its pool threads and asyncio loop go first (leaves us detached)
-  // Visitors next (without our GIL, which one may be waiting for); then an interrupt one posted
-  // is withdrawn, so that it cannot land in the cleanup or the atexit handlers below.
+  // Visitors first (without our GIL, which one may be waiting for); then an interrupt one posted
+  // is withdrawn, so that none can land in the stopping of the pool and loop (a terminate()
+  // repeats them), the cleanup or the atexit handlers below.
   if (tls.attached) Detach(tls);
   CloseToVisitors(interp);
   py.PyEval_RestoreThread(interp->tstate);
   tls.attached = true;
   WithdrawInterrupt(tls);
+  StopIsolatedAsync(interp);  // its pool threads and asyncio loop go next (leaves us detached)
+  py.PyEval_RestoreThread(interp->tstate);
+  tls.attached = true;
   if (interp->decrefs.NonEmpty()) interp->decrefs.Drain();
   // threading's record of this (JS) thread is dropped now, while threading still works: at
   // Py_EndInterpreter its cleanup would run after the module is torn down (3.13 prints an error).
