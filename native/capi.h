@@ -120,6 +120,8 @@ struct PyStatus {
   OPT(void, PyThreadState_DeleteCurrent, (void))                                                  \
   OPT(PyInterpreterState*, PyInterpreterState_Main, (void))                                       \
   OPT(PyInterpreterState*, PyInterpreterState_Get, (void))                                        \
+  OPT(PyThreadState*, PyInterpreterState_ThreadHead, (PyInterpreterState*))                        \
+  OPT(PyThreadState*, PyThreadState_Next, (PyThreadState*))                                        \
   REQ(int, PyThreadState_SetAsyncExc, (unsigned long, PyObject*))                                 \
   REQ(unsigned long, PyThread_get_thread_ident, (void))                                           \
   OPT(int, PyErr_SetInterruptEx, (int))                                                           \

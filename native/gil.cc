@@ -474,6 +474,62 @@ bool StartIsolatedInterpreter(const std::string& helperSource, std::string* erro
   return true;
 }
 
+namespace {
+// Attached, ending `interp`: threads started with _thread (not threading) are neither joined by
+// Py_EndInterpreter nor allowed to outlive it (it aborts the process: "not the last thread").
+// Each gets SystemExit (which ends such a thread quietly), again every 100 ms, until none is
+// left; one blocked in C ends when that call returns, as a callAsync thread does.
+void EndRawThreads(IsolatedInterpreter* interp) {
+  if (!py.PyInterpreterState_ThreadHead || !py.PyThreadState_Next || !interp->state) return;
+  PyRefOwned code(py.PyUnicode_FromString(
+      "import sys, threading\n"
+      "_me = threading.get_ident()\n"
+      "_named = {i for i, t in threading._active.items() if i != _me and\n"
+      "          not isinstance(t, (threading._DummyThread, threading._MainThread))}\n"
+      "named = len(_named)\n"
+      "raw = [i for i in sys._current_frames() if i != _me and i not in _named]\n"));
+  PyRefOwned mode(py.PyUnicode_FromString("exec"));
+  PyRefOwned filename(py.PyUnicode_FromString("<pyembed:end>"));
+  if (!code || !mode || !filename || !interp->helpers.run) return py.PyErr_Clear();
+  for (int round = 0;; round++) {
+    int others = 0;
+    for (PyThreadState* ts = py.PyInterpreterState_ThreadHead(interp->state); ts;
+         ts = py.PyThreadState_Next(ts)) {
+      if (ts != interp->tstate) others++;
+    }
+    if (others == 0) break;
+    PyRefOwned globals(py.PyDict_New());
+    if (!globals) break;
+    PyObject* args[] = {code.get(), globals.get(), mode.get(), filename.get()};
+    PyRefOwned done(CallVector(interp->helpers.run, args, 4, nullptr));
+    PyRefOwned namedKey(py.PyUnicode_FromString("named"));
+    PyRefOwned rawKey(py.PyUnicode_FromString("raw"));
+    PyRefOwned named(done && namedKey ? py.PyObject_GetItem(globals.get(), namedKey.get()) : nullptr);
+    PyRefOwned raw(done && rawKey ? py.PyObject_GetItem(globals.get(), rawKey.get()) : nullptr);
+    int overflow = 0;
+    const long long namedCount =
+        named ? py.PyLong_AsLongLongAndOverflow(named.get(), &overflow) : -1;
+    if (!raw || namedCount < 0) break;  // cannot tell: Py_EndInterpreter decides
+    // Threads of `threading` are Py_EndInterpreter's to join (after threading's atexit hooks).
+    if (others <= namedCount) break;
+    if (round % 5 == 0) {
+      const Py_ssize_t n = py.PyList_Size(raw.get());
+      for (Py_ssize_t i = 0; i < n; i++) {
+        long long ident = py.PyLong_AsLongLongAndOverflow(py.PyList_GetItem(raw.get(), i), &overflow);
+        if (ident > 0 && !overflow) {
+          py.PyThreadState_SetAsyncExc(static_cast<unsigned long>(ident), py.PyExc_SystemExit);
+        }
+      }
+    }
+    py.PyErr_Clear();
+    PyThreadState* own = py.PyEval_SaveThread();  // let them run to their end
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    py.PyEval_RestoreThread(own);
+  }
+  py.PyErr_Clear();
+}
+}  // namespace
+
 void EndIsolatedInterpreter() {
   IsolatedInterpreter* interp = tls.isolated;
   if (!interp) return;
@@ -507,6 +563,7 @@ void EndIsolatedInterpreter() {
     }
     py.PyErr_Clear();
   }
+  EndRawThreads(interp);
   UnloadPythonHelpers(interp->helpers, false);
   // Joins the interpreter's non-daemon threads, runs its atexit handlers, frees its modules;
   // leaves no thread state current (its GIL goes with it).

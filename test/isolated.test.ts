@@ -142,6 +142,49 @@ for (const minor of ['3.12', '3.13']) {
   });
 }
 
+// Threads started with _thread (not threading) are not joined by Py_EndInterpreter, which
+// aborts the process if one is still there: pyembed ends them (SystemExit) first. Threads of
+// threading and a ThreadPoolExecutor are still joined, as CPython does.
+const RAW_THREADS = `
+  import { Worker, isMainThread, workerData } from 'node:worker_threads';
+  import { PythonEngine, Py, PyModule } from 'pyembed';
+  const cases = {
+    sleeping: 'import _thread, time\\n_thread.start_new_thread(time.sleep, (0.5,))\\n',
+    spinning: 'import _thread\\ndef f():\\n    while True:\\n        pass\\n_thread.start_new_thread(f, ())\\n',
+    named: 'import _thread, threading, time\\ndef f():\\n    threading.current_thread()\\n    while True:\\n        time.sleep(0.01)\\n_thread.start_new_thread(f, ())\\n',
+    joined: 'import threading, time, os\\ndef f():\\n    time.sleep(0.3)\\n    os.write(1, b"joined thread finished\\\\n")\\nthreading.Thread(target=f).start()\\n',
+  };
+  if (isMainThread) {
+    PythonEngine.initialize();
+    for (const name of Object.keys(cases)) {
+      await new Promise((resolve, reject) => {
+        const w = new Worker(new URL(import.meta.url), { workerData: name });
+        w.on('exit', resolve);
+        w.on('error', reject);
+      });
+      console.log('ended ' + name);
+    }
+    console.log(JSON.stringify({ main: Py.import('math').factorial(5) }));
+  } else {
+    PythonEngine.initialize({ interpreter: 'isolated' });
+    PyModule.fromString('threads_' + workerData, cases[workerData]);
+  }
+`;
+
+for (const minor of ['3.12', '3.13']) {
+  const python = pyenvPython(minor);
+  test(`CPython ${minor}: an isolated worker ends with _thread threads still running (no abort)`, {
+    skip: python ? false : `no CPython ${minor} under ${pyenvRoot}/versions`,
+  }, async () => {
+    const r = await runScript(RAW_THREADS, { env: { PYEMBED_PYTHON: python }, timeoutMs: 120_000 });
+    assert.equal(r.code, 0, explain(r));
+    const lines = r.stdout.split('\n').filter((l) => l.startsWith('ended ') || l.startsWith('joined'));
+    assert.deepEqual(lines, ['ended sleeping', 'ended spinning', 'ended named', 'joined thread finished', 'ended joined']);
+    assert.deepEqual(lastJson(r.stdout), { main: 120 });
+    assert.doesNotMatch(r.stderr, /Fatal Python error/, r.stderr);
+  });
+}
+
 // What isolated workers cannot do yet is a clear error, never a crash; the shared interpreter
 // cannot be shut down under a live isolated one, and can once it ended; no noise on stderr.
 const LIMITS = `
