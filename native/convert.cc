@@ -171,6 +171,16 @@ void BigIntToValue(v8::Local<v8::BigInt> big, Snapshot* out) {
   out->text = std::move(hex);
 }
 
+void NumberToValue(double d, Snapshot* out) {
+  if (NumberIsPythonInt(d)) {
+    out->kind = Snapshot::Kind::kInt;
+    out->i = static_cast<int64_t>(d);
+  } else {
+    out->kind = Snapshot::Kind::kFloat;
+    out->d = d;
+  }
+}
+
 bool ConvertArray(JsWalk& w, v8::Local<v8::Array> arr, Snapshot* out) {
   uint32_t n = arr->Length();
   bool again = false;
@@ -178,9 +188,22 @@ bool ConvertArray(JsWalk& w, v8::Local<v8::Array> arr, Snapshot* out) {
   if (!EnterContainer(w, arr, out, &again)) return again;
   out->kind = Snapshot::Kind::kList;
   out->items.resize(n);
-  for (uint32_t i = 0; i < n; i++) {
+  // Leading numbers in bulk, as synchronous calls take them (each element is still read once).
+  NumberBuffer numbers;
+  v8::Local<v8::Value> stop;
+  bool stopped = false;
+  if (!ReadNumberPrefix(w.thread, w.ctx, arr, n, &numbers, &stop, &stopped)) {
+    return Fail(w.error, "cannot read an array element");
+  }
+  auto first = static_cast<uint32_t>(numbers.values.size());
+  for (uint32_t i = 0; i < first; i++) NumberToValue(numbers.values[i], &out->items[i]);
+  for (uint32_t i = first; i < n; i++) {
     v8::Local<v8::Value> item;
-    if (!arr->Get(w.ctx, i).ToLocal(&item)) return Fail(w.error, "cannot read an array element");
+    if (i == first && stopped) {
+      item = stop;
+    } else if (!arr->Get(w.ctx, i).ToLocal(&item)) {
+      return Fail(w.error, "cannot read an array element");
+    }
     if (!Convert(w, item, &out->items[i])) return false;
   }
   return true;
@@ -255,14 +278,7 @@ bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out) {
     return true;
   }
   if (v->IsNumber()) {
-    double d = v.As<v8::Number>()->Value();
-    if (NumberIsPythonInt(d)) {
-      out->kind = Snapshot::Kind::kInt;
-      out->i = static_cast<int64_t>(d);
-    } else {
-      out->kind = Snapshot::Kind::kFloat;
-      out->d = d;
-    }
+    NumberToValue(v.As<v8::Number>()->Value(), out);
     return true;
   }
   if (v->IsString()) {

@@ -127,6 +127,24 @@ test('values Python cannot take are TypeErrors', () => {
   assert.throws(() => echo({ nested: [Symbol('deep')] }), TypeError);
 });
 
+test('big arrays of numbers nested in objects and passed to callAsync: exact, each element read once', async () => {
+  const numbers = Array.from({ length: 20_000 }, (_, i) => [i, -0, 0.25, NaN, 2 ** 53][i % 5]);
+  const mixed: unknown[] = numbers.slice();
+  let reads = 0;
+  Object.defineProperty(mixed, 16_384, { get: () => { reads++; return 'stop'; } });
+  mixed[19_000] = { k: 1 };
+  const expected = numbers.slice() as unknown[];
+  expected[16_384] = 'stop';
+  expected[19_000] = { k: 1 };
+  assert.deepEqual((echo({ data: mixed }).toJS() as { data: unknown[] }).data, expected);
+  assert.equal(reads, 1);
+  assert.deepEqual(((await echo.callAsync(mixed)) as PyObject).toJS(), expected);
+  assert.equal(reads, 2);
+  assert.deepEqual(((await echo.callAsync([numbers])) as PyObject).toJS(), [numbers]);
+  const types = PythonEngine.eval('lambda d: [type(x).__name__ for x in d["v"][:5]]')({ v: numbers }).toJS();
+  assert.deepEqual(types, ['int', 'float', 'float', 'float', 'float']);
+});
+
 test('arrays of primitives and nested lists/dicts convert exactly on their fast paths', () => {
   const long = 'x'.repeat(300);
   const values = [0, -1, 2 ** 53 - 1, 1.5, -0, NaN, 'a', long, 'é€😀', true, false, null, undefined];
