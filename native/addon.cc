@@ -106,12 +106,15 @@ class Op {
   // take kilobytes of the stack that nested JS <-> Python calls share.
   // An array of primitives (the common big argument) keeps its elements as they are, to become
   // a list under the GIL without a Snapshot per element; its leading numbers as doubles (read in
-  // bulk: ReadNumberPrefix), then the other elements.
+  // bulk: ReadNumberPrefix), then the other elements (on the heap too).
+  struct CapturedArray {
+    NumberBuffer numbers;
+    std::vector<Local<JsValue>> elements;
+  };
   struct Arg {
     Local<JsValue> primitive;
     std::unique_ptr<Snapshot> snapshot;
-    std::unique_ptr<std::vector<Local<JsValue>>> primitives;
-    NumberBuffer numbers;
+    std::unique_ptr<CapturedArray> primitives;
   };
   bool Capture(Local<JsValue> v, Arg* out) {
     if (IsFastPrimitive(v)) {
@@ -134,12 +137,13 @@ class Op {
       ThrowConvertError(isolate, ArrayTooLongError(n));
       return false;
     }
-    auto elements = std::make_unique<std::vector<Local<JsValue>>>();
+    auto captured = std::make_unique<CapturedArray>();
+    std::vector<Local<JsValue>>* elements = &captured->elements;
     v8::TryCatch tryCatch(isolate);  // a getter's error joins the conversion error
-    std::vector<double>& numbers = out->numbers.values;
+    std::vector<double>& numbers = captured->numbers.values;
     Local<JsValue> stop;
     bool stopped = false;
-    if (!ReadNumberPrefix(t, context, array, n, &out->numbers, &stop, &stopped)) return ArrayReadFailed(tryCatch);
+    if (!ReadNumberPrefix(t, context, array, n, &captured->numbers, &stop, &stopped)) return ArrayReadFailed(tryCatch);
     uint32_t first = static_cast<uint32_t>(numbers.size());
     elements->reserve(n - first);
     for (uint32_t i = first; i < n; i++) {
@@ -171,7 +175,7 @@ class Op {
       }
       return true;
     }
-    out->primitives = std::move(elements);
+    out->primitives = std::move(captured);
     return true;
   }
   bool ArrayReadFailed(v8::TryCatch& tryCatch) {  // as the Snapshot path reports it
@@ -186,7 +190,7 @@ class Op {
 
   // After Enter(): a new reference for a captured argument, or null (JS exception pending).
   PyObject* ToPython(Arg& a) {
-    if (a.primitives) return PrimitivesToList(a.numbers.values, *a.primitives);
+    if (a.primitives) return PrimitivesToList(a.primitives->numbers.values, a.primitives->elements);
     if (!a.snapshot) return PrimitiveToPythonRef(a.primitive);
     return SnapshotToPython(*a.snapshot);
   }
