@@ -913,9 +913,6 @@ constexpr char kNumberReaderSource[] =
     "  return end - start;\n"
     "})";
 
-// A getter run by the reader may convert another array on this thread: the chunk is in use.
-thread_local bool numberChunkBusy = false;
-
 bool GetNumberReader(JsThread* t, v8::Local<v8::Context> ctx, v8::Local<v8::Function>* fn,
                      v8::Local<v8::Float64Array>* chunk) {
   v8::Isolate* isolate = t->isolate;
@@ -944,14 +941,17 @@ bool ReadNumberPrefix(JsThread* thread, v8::Local<v8::Context> context, v8::Loca
   std::vector<double>* numbers = &buffer->values;
   v8::Local<v8::Function> reader;
   v8::Local<v8::Float64Array> chunk;
-  if (numberChunkBusy || length < kNumberPrefixMin || !GetNumberReader(thread, context, &reader, &chunk)) {
+  // A getter run by the reader may convert another array, on this thread or, while this one is
+  // parked in a call, on a thread that borrows the isolate: the chunk is then in use.
+  if (thread->numberChunkBusy || length < kNumberPrefixMin || !GetNumberReader(thread, context, &reader, &chunk)) {
     return true;  // nothing read: the caller reads every element
   }
   buffer->Reuse();
-  numberChunkBusy = true;
+  thread->numberChunkBusy = true;
   struct Release {
-    ~Release() { numberChunkBusy = false; }
-  } release;
+    JsThread* thread;
+    ~Release() { thread->numberChunkBusy = false; }
+  } release{thread};
   v8::Isolate* isolate = thread->isolate;
   numbers->reserve(length);
   for (uint32_t start = 0; start < length;) {
@@ -1090,8 +1090,8 @@ Fast FastItemToJs(FastWalk& w, PyObject* item, v8::Local<v8::Value>* out) {
 }
 
 // The scalars of a list or dict (exact int, float, bool, None), without a reference or a call
-// through PrimitiveToJs: they run no Python code, so a borrowed item is safe. Ints that fit 31
-// bits become V8 integers (small integers: no heap number). kNotHandled: anything else.
+// through PrimitiveToJs: they run no Python code, so a borrowed item is safe. int32 values go
+// through v8::Integer::New (a small integer needs no heap number). kNotHandled: anything else.
 inline Fast ScalarToJs(v8::Isolate* isolate, PyObject* item, v8::Local<v8::Value>* out) {
   PyObject* type = TypeOf(item);
   if (type == py.PyLong_Type) {

@@ -87,6 +87,7 @@ struct JsThread {
   v8::Global<v8::Function> encodeHook;     // (value) => replacement | undefined: registered encoders
   v8::Global<v8::Function> numberReader;   // reads a chunk of an array's numbers (convert.cc)
   v8::Global<v8::Float64Array> numberChunk;  // where numberReader puts them
+  bool numberChunkBusy = false;  // a getter run by the reader converts another array (any thread)
   // Dict keys made into JS strings, by shape (convert.cc FastDictToJs).
   struct CachedKey {
     std::string text;  // UTF-8

@@ -199,6 +199,17 @@ test('arrays of primitives and nested lists/dicts convert exactly on their fast 
   assert.equal(innerLength, 20_000);
   assert.deepEqual(outerBack.slice(29_990, 30_010), [...numbers.slice(29_990, 30_000), 1, ...numbers.slice(30_001, 30_010)]);
   assert.deepEqual(outerBack.slice(0, 100), numbers.slice(0, 100));
+  // The same, when the getter makes a Python thread call a JS function that returns a big
+  // array: that thread borrows this thread's isolate and converts while the first read waits.
+  const inThread = PythonEngine.eval(
+    '(lambda threading: lambda cb: (lambda out: (lambda t: (t.start(), t.join(), out[0]))(threading.Thread(target=lambda: out.append(cb()))))([])[-1])(__import__("threading"))',
+  );
+  const outerThreaded = numbers.slice();
+  let fromThread: unknown;
+  Object.defineProperty(outerThreaded, 20_000, { get() { fromThread = (inThread(() => inner) as PyObject).toJS(); return 2; } });
+  const threadedBack = echo(outerThreaded).toJS() as number[];
+  assert.deepEqual(fromThread, inner);
+  assert.deepEqual(threadedBack.slice(16_380, 20_010), [...numbers.slice(16_380, 20_000), 2, ...numbers.slice(20_001, 20_010)]);
   const throwing = numbers.slice();
   Object.defineProperty(throwing, 17_000, { get() { throw new Error('getter broke at 17000'); } });
   assert.throws(() => echo(throwing), (e: Error) => e instanceof TypeError && /getter broke at 17000/.test(e.message));
