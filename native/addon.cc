@@ -105,11 +105,16 @@ class Op {
   // The Snapshot lives on the heap: an Arg stays small, so the inline arguments of a call do not
   // take kilobytes of the stack that nested JS <-> Python calls share.
   // An array of primitives (the common big argument) keeps its elements as they are, to become
-  // a list under the GIL without a Snapshot per element.
+  // a list under the GIL without a Snapshot per element; its leading numbers as doubles (read in
+  // bulk: ReadNumberPrefix), then the other elements (on the heap too).
+  struct CapturedArray {
+    NumberBuffer numbers;
+    std::vector<Local<JsValue>> elements;
+  };
   struct Arg {
     Local<JsValue> primitive;
     std::unique_ptr<Snapshot> snapshot;
-    std::unique_ptr<std::vector<Local<JsValue>>> primitives;
+    std::unique_ptr<CapturedArray> primitives;
   };
   bool Capture(Local<JsValue> v, Arg* out) {
     if (IsFastPrimitive(v)) {
@@ -132,16 +137,34 @@ class Op {
       ThrowConvertError(isolate, ArrayTooLongError(n));
       return false;
     }
-    auto elements = std::make_unique<std::vector<Local<JsValue>>>();
-    elements->reserve(n);
+    auto captured = std::make_unique<CapturedArray>();
+    std::vector<Local<JsValue>>* elements = &captured->elements;
     v8::TryCatch tryCatch(isolate);  // a getter's error joins the conversion error
-    for (uint32_t i = 0; i < n; i++) {
+    std::vector<double>& numbers = captured->numbers.values;
+    Local<JsValue> stop;
+    bool stopped = false;
+    if (!ReadNumberPrefix(t, context, array, n, &captured->numbers, &stop, &stopped)) return ArrayReadFailed(tryCatch);
+    uint32_t first = static_cast<uint32_t>(numbers.size());
+    elements->reserve(n - first);
+    for (uint32_t i = first; i < n; i++) {
       Local<JsValue> e;
-      if (!array->Get(context, i).ToLocal(&e)) return ArrayReadFailed(tryCatch);  // each element is read once
+      if (i == first && stopped) {
+        e = stop;  // read by ReadNumberPrefix
+      } else if (!array->Get(context, i).ToLocal(&e)) {
+        return ArrayReadFailed(tryCatch);  // each element is read once
+      }
       elements->push_back(e);
       if (IsFastPrimitive(e)) continue;
       // Not all primitives: a list Snapshot, from the elements read so far and the rest, in one
       // walk (the array may hold itself, or one object twice).
+      if (!numbers.empty()) {
+        std::vector<Local<JsValue>> read;
+        read.reserve(numbers.size() + elements->size());
+        for (double d : numbers) read.push_back(v8::Number::New(isolate, d));
+        read.insert(read.end(), elements->begin(), elements->end());
+        *elements = std::move(read);
+        numbers.clear();
+      }
       out->snapshot = std::make_unique<Snapshot>();
       ConvertError error;
       if (!JsArrayToValue(t, array, *elements, &*out->snapshot, &error, &pins_)) {
@@ -152,7 +175,7 @@ class Op {
       }
       return true;
     }
-    out->primitives = std::move(elements);
+    out->primitives = std::move(captured);
     return true;
   }
   bool ArrayReadFailed(v8::TryCatch& tryCatch) {  // as the Snapshot path reports it
@@ -167,7 +190,7 @@ class Op {
 
   // After Enter(): a new reference for a captured argument, or null (JS exception pending).
   PyObject* ToPython(Arg& a) {
-    if (a.primitives) return PrimitivesToList(*a.primitives);
+    if (a.primitives) return PrimitivesToList(a.primitives->numbers.values, a.primitives->elements);
     if (!a.snapshot) return PrimitiveToPythonRef(a.primitive);
     return SnapshotToPython(*a.snapshot);
   }
@@ -225,16 +248,25 @@ class Op {
     return o;
   }
 
-  PyObject* PrimitivesToList(const std::vector<Local<JsValue>>& elements) {
-    PyRefOwned list(py.PyList_New(static_cast<Py_ssize_t>(elements.size())));
+  PyObject* PrimitivesToList(const std::vector<double>& numbers, const std::vector<Local<JsValue>>& elements) {
+    PyRefOwned list(py.PyList_New(static_cast<Py_ssize_t>(numbers.size() + elements.size())));
     if (!list) {
       ThrowPythonError(t);
       return nullptr;
     }
+    Py_ssize_t at = 0;
+    for (double d : numbers) {
+      PyObject* o = NumberToPython(d);
+      if (!o) {
+        ThrowPythonError(t);
+        return nullptr;
+      }
+      py.PyList_SetItem(list.get(), at++, o);  // steals o; cannot fail here
+    }
     for (size_t i = 0; i < elements.size(); i++) {
       PyObject* o = PrimitiveToPythonRef(elements[i]);
       if (!o) return nullptr;
-      py.PyList_SetItem(list.get(), static_cast<Py_ssize_t>(i), o);  // steals o; cannot fail here
+      py.PyList_SetItem(list.get(), at++, o);  // steals o; cannot fail here
     }
     return list.release();
   }

@@ -171,6 +171,16 @@ void BigIntToValue(v8::Local<v8::BigInt> big, Snapshot* out) {
   out->text = std::move(hex);
 }
 
+void NumberToValue(double d, Snapshot* out) {
+  if (NumberIsPythonInt(d)) {
+    out->kind = Snapshot::Kind::kInt;
+    out->i = static_cast<int64_t>(d);
+  } else {
+    out->kind = Snapshot::Kind::kFloat;
+    out->d = d;
+  }
+}
+
 bool ConvertArray(JsWalk& w, v8::Local<v8::Array> arr, Snapshot* out) {
   uint32_t n = arr->Length();
   bool again = false;
@@ -178,9 +188,22 @@ bool ConvertArray(JsWalk& w, v8::Local<v8::Array> arr, Snapshot* out) {
   if (!EnterContainer(w, arr, out, &again)) return again;
   out->kind = Snapshot::Kind::kList;
   out->items.resize(n);
-  for (uint32_t i = 0; i < n; i++) {
+  // Leading numbers in bulk, as synchronous calls take them (each element is still read once).
+  NumberBuffer numbers;
+  v8::Local<v8::Value> stop;
+  bool stopped = false;
+  if (!ReadNumberPrefix(w.thread, w.ctx, arr, n, &numbers, &stop, &stopped)) {
+    return Fail(w.error, "cannot read an array element");
+  }
+  auto first = static_cast<uint32_t>(numbers.values.size());
+  for (uint32_t i = 0; i < first; i++) NumberToValue(numbers.values[i], &out->items[i]);
+  for (uint32_t i = first; i < n; i++) {
     v8::Local<v8::Value> item;
-    if (!arr->Get(w.ctx, i).ToLocal(&item)) return Fail(w.error, "cannot read an array element");
+    if (i == first && stopped) {
+      item = stop;
+    } else if (!arr->Get(w.ctx, i).ToLocal(&item)) {
+      return Fail(w.error, "cannot read an array element");
+    }
     if (!Convert(w, item, &out->items[i])) return false;
   }
   return true;
@@ -255,14 +278,7 @@ bool Convert(JsWalk& w, v8::Local<v8::Value> v, Snapshot* out) {
     return true;
   }
   if (v->IsNumber()) {
-    double d = v.As<v8::Number>()->Value();
-    if (NumberIsPythonInt(d)) {
-      out->kind = Snapshot::Kind::kInt;
-      out->i = static_cast<int64_t>(d);
-    } else {
-      out->kind = Snapshot::Kind::kFloat;
-      out->d = d;
-    }
+    NumberToValue(v.As<v8::Number>()->Value(), out);
     return true;
   }
   if (v->IsString()) {
@@ -856,6 +872,111 @@ Fast PrimitiveToPython(v8::Isolate* isolate, v8::Local<v8::Value> v, PyObject** 
   return o ? Fast::kDone : Fast::kPythonError;
 }
 
+PyObject* NumberToPython(double d) {
+  // NumberIsPythonInt, with one conversion (the range test first: NaN fails it).
+  if (d >= -kMaxSafeInteger && d <= kMaxSafeInteger) {
+    auto i = static_cast<long long>(d);
+    if (static_cast<double>(i) == d && (i != 0 || !std::signbit(d))) return py.PyLong_FromLongLong(i);
+  }
+  return py.PyFloat_FromDouble(d);
+}
+
+namespace {
+thread_local std::vector<double> spareNumbers;  // the last NumberBuffer's memory, kept
+constexpr size_t kSpareNumbersMax = size_t{1} << 20;  // keep at most 8 MB
+}  // namespace
+
+void NumberBuffer::Reuse() {
+  if (values.capacity() == 0) values.swap(spareNumbers);
+  values.clear();
+}
+
+void NumberBuffer::Keep() {
+  if (values.capacity() > spareNumbers.capacity() && values.capacity() <= kSpareNumbersMax) {
+    values.swap(spareNumbers);
+  }
+}
+
+namespace {
+
+constexpr uint32_t kNumberChunk = 16384;  // doubles per chunk: 128 KB per JS thread, kept
+
+// (array, chunk, start, end): copies array[start..end) into chunk[0..) while they are numbers;
+// returns how many it copied, or [how many, the element that is not a number].
+constexpr char kNumberReaderSource[] =
+    "(function readNumbers(a, out, start, end) {\n"
+    "  for (let i = start; i < end; i++) {\n"
+    "    const v = a[i];\n"
+    "    if (typeof v !== 'number') return [i - start, v];\n"
+    "    out[i - start] = v;\n"
+    "  }\n"
+    "  return end - start;\n"
+    "})";
+
+bool GetNumberReader(JsThread* t, v8::Local<v8::Context> ctx, v8::Local<v8::Function>* fn,
+                     v8::Local<v8::Float64Array>* chunk) {
+  v8::Isolate* isolate = t->isolate;
+  if (t->numberReader.IsEmpty()) {
+    v8::TryCatch tryCatch(isolate);  // not expected to fail; if it does, the caller reads one by one
+    v8::Local<v8::Script> script;
+    v8::Local<v8::Value> f;
+    if (!v8::Script::Compile(ctx, v8::String::NewFromUtf8Literal(isolate, kNumberReaderSource)).ToLocal(&script) ||
+        !script->Run(ctx).ToLocal(&f) || !f->IsFunction()) {
+      return false;
+    }
+    v8::Local<v8::ArrayBuffer> buffer = v8::ArrayBuffer::New(isolate, kNumberChunk * sizeof(double));
+    t->numberReader.Reset(isolate, f.As<v8::Function>());
+    t->numberChunk.Reset(isolate, v8::Float64Array::New(buffer, 0, kNumberChunk));
+  }
+  *fn = t->numberReader.Get(isolate);
+  *chunk = t->numberChunk.Get(isolate);
+  return true;
+}
+
+}  // namespace
+
+bool ReadNumberPrefix(JsThread* thread, v8::Local<v8::Context> context, v8::Local<v8::Array> array,
+                      uint32_t length, NumberBuffer* buffer, v8::Local<v8::Value>* stop, bool* stopped) {
+  *stopped = false;
+  std::vector<double>* numbers = &buffer->values;
+  v8::Local<v8::Function> reader;
+  v8::Local<v8::Float64Array> chunk;
+  // A getter run by the reader may convert another array, on this thread or, while this one is
+  // parked in a call, on a thread that borrows the isolate: the chunk is then in use.
+  if (thread->numberChunkBusy || length < kNumberPrefixMin || !GetNumberReader(thread, context, &reader, &chunk)) {
+    return true;  // nothing read: the caller reads every element
+  }
+  buffer->Reuse();
+  thread->numberChunkBusy = true;
+  struct Release {
+    JsThread* thread;
+    ~Release() { thread->numberChunkBusy = false; }
+  } release{thread};
+  v8::Isolate* isolate = thread->isolate;
+  numbers->reserve(length);
+  for (uint32_t start = 0; start < length;) {
+    uint32_t end = start + std::min(kNumberChunk, length - start);
+    v8::Local<v8::Value> args[] = {array, chunk, v8::Integer::NewFromUnsigned(isolate, start),
+                                   v8::Integer::NewFromUnsigned(isolate, end)};
+    v8::Local<v8::Value> result;
+    if (!reader->Call(context, v8::Undefined(isolate), 4, args).ToLocal(&result)) return false;
+    uint32_t copied = end - start;
+    if (!result->IsNumber()) {  // [how many, the element that is not a number]
+      v8::Local<v8::Array> pair = result.As<v8::Array>();
+      v8::Local<v8::Value> count;
+      if (!pair->Get(context, 0).ToLocal(&count) || !pair->Get(context, 1).ToLocal(stop)) return false;
+      copied = count.As<v8::Uint32>()->Value();
+      *stopped = true;
+    }
+    size_t at = numbers->size();
+    numbers->resize(at + copied);
+    chunk->CopyContents(numbers->data() + at, copied * sizeof(double));
+    if (*stopped) return true;
+    start = end;
+  }
+  return true;
+}
+
 Fast PrimitiveToJs(v8::Isolate* isolate, PyObject* o, v8::Local<v8::Value>* out) {
   PyObject* type = TypeOf(o);
   if (o == py.None) {
@@ -968,20 +1089,75 @@ Fast FastItemToJs(FastWalk& w, PyObject* item, v8::Local<v8::Value>* out) {
   return Fast::kDone;
 }
 
-Fast FastListToJs(FastWalk& w, PyObject* list, v8::Local<v8::Value>* out) {
-  if (py.PyList_Size(list) > static_cast<Py_ssize_t>(kMaxArrayLength)) return Fast::kNotHandled;
-  std::vector<v8::Local<v8::Value>> elements;
-  elements.reserve(static_cast<size_t>(py.PyList_Size(list)));
-  // The size is read again each turn: a Snapshot conversion may run Python code.
-  for (Py_ssize_t i = 0; i < py.PyList_Size(list); i++) {
-    PyRefOwned item(NewRef(py.PyList_GetItem(list, i)));
-    if (!item) return Fast::kPythonError;
-    elements.emplace_back();
-    Fast f = FastItemToJs(w, item.get(), &elements.back());
-    if (f != Fast::kDone) return f;
+// The scalars of a list or dict (exact int, float, bool, None), without a reference or a call
+// through PrimitiveToJs: they run no Python code, so a borrowed item is safe. int32 values go
+// through v8::Integer::New (a small integer needs no heap number). kNotHandled: anything else.
+inline Fast ScalarToJs(v8::Isolate* isolate, PyObject* item, v8::Local<v8::Value>* out) {
+  PyObject* type = TypeOf(item);
+  if (type == py.PyLong_Type) {
+    int overflow = 0;
+    long long i = py.PyLong_AsLongLongAndOverflow(item, &overflow);
+    if (overflow != 0 || !IsSafeInteger(i)) return Fast::kNotHandled;
+    if (i >= INT32_MIN && i <= INT32_MAX) {
+      *out = v8::Integer::New(isolate, static_cast<int32_t>(i));
+    } else {
+      *out = v8::Number::New(isolate, static_cast<double>(i));
+    }
+    return Fast::kDone;
   }
-  *out = v8::Array::New(w.thread->isolate, elements.data(), elements.size());
+  if (type == py.PyFloat_Type) {
+    *out = v8::Number::New(isolate, py.PyFloat_AsDouble(item));
+    return Fast::kDone;
+  }
+  if (item == py.None) {
+    *out = v8::Undefined(isolate);
+    return Fast::kDone;
+  }
+  if (type == py.PyBool_Type) {
+    *out = v8::Boolean::New(isolate, item == py.True);
+    return Fast::kDone;
+  }
+  return Fast::kNotHandled;
+}
+
+Fast FastListToJs(FastWalk& w, PyObject* list, v8::Local<v8::Value>* out) {
+  Py_ssize_t size = py.PyList_Size(list);
+  if (size > static_cast<Py_ssize_t>(kMaxArrayLength)) return Fast::kNotHandled;
+  v8::Isolate* isolate = w.thread->isolate;
+  std::vector<v8::Local<v8::Value>> elements(static_cast<size_t>(size));
+  size_t filled = 0;
+  for (Py_ssize_t i = 0; i < size; i++) {
+    PyObject* borrowed = py.PyList_GetItem(list, i);
+    if (!borrowed) return Fast::kPythonError;
+    if (filled == elements.size()) elements.emplace_back();  // the list grew (Python code ran)
+    v8::Local<v8::Value>* slot = &elements[filled++];
+    if (ScalarToJs(isolate, borrowed, slot) == Fast::kDone) continue;
+    // Anything else may run Python code (a Snapshot conversion): hold the item, and read the
+    // size again afterwards.
+    PyRefOwned item(NewRef(borrowed));
+    Fast f = FastItemToJs(w, item.get(), slot);
+    if (f != Fast::kDone) return f;
+    size = py.PyList_Size(list);
+    if (size > static_cast<Py_ssize_t>(kMaxArrayLength)) return Fast::kNotHandled;
+  }
+  *out = v8::Array::New(isolate, elements.data(), filled);
   return Fast::kDone;
+}
+
+// Dict keys become JS property names, which V8 keeps unique in its string table: looking each
+// one up there was most of a big dict's cost. Dicts often come in shapes (records, or the same
+// dict again), so the names made for the last dict of each shape are kept, by position, and a
+// key whose text is the same as the kept one's reuses its JS string. Shapes: by size and first
+// key; up to kMaxShapeKeys keys each (texts and JS strings only: no Python reference is kept).
+using CachedKey = JsThread::CachedKey;
+constexpr size_t kMaxShapeKeys = 16384;
+
+std::vector<CachedKey>& ShapeFor(JsThread* t, size_t n, const char* firstKey, Py_ssize_t length) {
+  size_t h = n * 0x9E3779B97F4A7C15ull;
+  if (firstKey) {
+    for (Py_ssize_t i = 0; i < length && i < 16; i++) h = (h ^ static_cast<unsigned char>(firstKey[i])) * 0x100000001B3ull;
+  }
+  return t->keyShapes[(h >> 32) % t->keyShapes.size()];
 }
 
 Fast FastDictToJs(FastWalk& w, PyObject* dict, v8::Local<v8::Value>* out) {
@@ -997,22 +1173,41 @@ Fast FastDictToJs(FastWalk& w, PyObject* dict, v8::Local<v8::Value>* out) {
   std::vector<v8::Local<v8::Value>> values;
   names.reserve(n);
   values.reserve(n);
+  std::vector<CachedKey>* shape = nullptr;  // this dict's keys as last seen, by position
   pos = 0;
   while (py.PyDict_Next(dict, &pos, &key, &value)) {
-    PyRefOwned keepKey(NewRef(key)), keepValue(NewRef(value));  // a Snapshot may run Python code
     Py_ssize_t length = 0;
     const char* utf8 = py.PyUnicode_AsUTF8AndSize(key, &length);
     v8::Local<v8::String> name;
-    if (!utf8 || !NewJsString(isolate, utf8, static_cast<size_t>(length), v8::NewStringType::kInternalized)
-                      .ToLocal(&name)) {
-      py.PyErr_Clear();  // lone surrogates, or too long: the general path decides
-      return Fast::kNotHandled;
+    if (names.empty() && n <= kMaxShapeKeys) shape = &ShapeFor(w.thread, n, utf8, length);
+    CachedKey* cached = nullptr;
+    if (shape && utf8) {
+      size_t at = names.size();
+      if (at >= shape->size()) shape->resize(at + 1);  // (a nested dict of this shape may have cut it)
+      cached = &(*shape)[at];
+      if (cached->text.size() == static_cast<size_t>(length) && std::memcmp(cached->text.data(), utf8, length) == 0) {
+        name = cached->name.Get(isolate);
+      }
+    }
+    if (name.IsEmpty()) {
+      if (!utf8 || !NewJsString(isolate, utf8, static_cast<size_t>(length), v8::NewStringType::kInternalized)
+                        .ToLocal(&name)) {
+        py.PyErr_Clear();  // lone surrogates, or too long: the general path decides
+        return Fast::kNotHandled;
+      }
+      if (cached) {
+        cached->text.assign(utf8, static_cast<size_t>(length));
+        cached->name.Reset(isolate, name);
+      }
     }
     names.push_back(name);
     values.emplace_back();
+    if (ScalarToJs(isolate, value, &values.back()) == Fast::kDone) continue;
+    PyRefOwned keepKey(NewRef(key)), keepValue(NewRef(value));  // a Snapshot may run Python code
     Fast f = FastItemToJs(w, value, &values.back());
     if (f != Fast::kDone) return f;
   }
+  if (shape && shape->size() > names.size()) shape->resize(names.size());
   if (names.size() != n) {
     py.PyErr_SetString(py.PyExc_RuntimeError, "dictionary changed size during conversion to JS");
     return Fast::kPythonError;
@@ -1395,6 +1590,16 @@ v8::MaybeLocal<v8::Value> PythonToJs(JsThread* thread, PyObject* o, const ToJsOp
 v8::MaybeLocal<v8::String> NewJsString(v8::Isolate* isolate, const char* utf8, size_t length,
                                        v8::NewStringType type) {
   if (length > static_cast<size_t>(v8::String::kMaxLength)) return {};
+  // ASCII (most keys and short texts) is also Latin-1: V8 then skips its UTF-8 decoder.
+  constexpr size_t kAsciiScanMax = 256;
+  if (length <= kAsciiScanMax) {
+    unsigned char any = 0;
+    for (size_t i = 0; i < length; i++) any |= static_cast<unsigned char>(utf8[i]);
+    if (any < 0x80) {
+      return v8::String::NewFromOneByte(isolate, reinterpret_cast<const uint8_t*>(utf8), type,
+                                        static_cast<int>(length));
+    }
+  }
   return v8::String::NewFromUtf8(isolate, utf8, type, static_cast<int>(length));
 }
 

@@ -157,6 +157,32 @@ bool JsToValue(JsThread* thread, v8::Local<v8::Value> v, Snapshot* out, ConvertE
 // `read.size()` elements were read already (each element is read once).
 bool JsArrayToValue(JsThread* thread, v8::Local<v8::Array> array, const std::vector<v8::Local<v8::Value>>& read,
                     Snapshot* out, ConvertError* error, PinnedHandles* pins);
+// Big arrays of numbers (the common big argument): reads the numbers at the start of `array`
+// (whose length was `length` when the caller read it), in chunks, by a small JS function that the
+// JIT compiles, instead of one V8 API read per element. Each element is read once: when an
+// element is not a number, `*stop` holds it and `*stopped` is set (it is element
+// numbers->values.size()).
+// False: a JS exception is pending (a getter threw). Worth it from kNumberPrefixMin elements.
+constexpr uint32_t kNumberPrefixMin = 64;
+// Doubles whose memory is reused by the next buffer on this thread (a big array's numbers would
+// otherwise take fresh pages, and page faults, on every call).
+struct NumberBuffer {
+  NumberBuffer() = default;
+  ~NumberBuffer() {
+    if (values.capacity() != 0) Keep();
+  }
+  void Reuse();  // empty, with the kept memory
+  NumberBuffer(const NumberBuffer&) = delete;
+  NumberBuffer& operator=(const NumberBuffer&) = delete;
+  std::vector<double> values;
+
+ private:
+  void Keep();
+};
+bool ReadNumberPrefix(JsThread* thread, v8::Local<v8::Context> context, v8::Local<v8::Array> array,
+                      uint32_t length, NumberBuffer* numbers, v8::Local<v8::Value>* stop, bool* stopped);
+// A JS number as a Python int or float (the number rule): a new reference, or null.
+PyObject* NumberToPython(double d);
 // A JS string as a Python str, lone surrogates kept (as values are): source text and names
 // reach Python whole, never cut or re-encoded. Null with a Python error set. Caller attached.
 PyObject* StringToPython(v8::Isolate* isolate, v8::Local<v8::String> s);

@@ -147,6 +147,9 @@ void JsThread::Shutdown() {
   handleClass.Reset();
   kwargsPrototype.Reset();
   encodeHook.Reset();
+  numberReader.Reset();
+  numberChunk.Reset();
+  for (std::vector<CachedKey>& shape : keyShapes) shape.clear();
 }
 
 void ParkedIsolate::Park(JsThread* thread) {

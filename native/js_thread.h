@@ -20,6 +20,7 @@
 #include <uv.h>
 #include <v8.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -89,6 +90,15 @@ struct JsThread {
   v8::Global<v8::FunctionTemplate> handleClass;
   v8::Global<v8::Object> kwargsPrototype;
   v8::Global<v8::Function> encodeHook;     // (value) => replacement | undefined: registered encoders
+  v8::Global<v8::Function> numberReader;   // reads a chunk of an array's numbers (convert.cc)
+  v8::Global<v8::Float64Array> numberChunk;  // where numberReader puts them
+  bool numberChunkBusy = false;  // a getter run by the reader converts another array (any thread)
+  // Dict keys made into JS strings, by shape (convert.cc FastDictToJs).
+  struct CachedKey {
+    std::string text;  // UTF-8
+    v8::Global<v8::String> name;
+  };
+  std::array<std::vector<CachedKey>, 8> keyShapes;
   std::string threadName;  // the name Python gives this JS thread
   NameCache names;         // attribute names (JS thread only)
 

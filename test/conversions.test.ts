@@ -127,6 +127,24 @@ test('values Python cannot take are TypeErrors', () => {
   assert.throws(() => echo({ nested: [Symbol('deep')] }), TypeError);
 });
 
+test('big arrays of numbers nested in objects and passed to callAsync: exact, each element read once', async () => {
+  const numbers = Array.from({ length: 20_000 }, (_, i) => [i, -0, 0.25, NaN, 2 ** 53][i % 5]);
+  const mixed: unknown[] = numbers.slice();
+  let reads = 0;
+  Object.defineProperty(mixed, 16_384, { get: () => { reads++; return 'stop'; } });
+  mixed[19_000] = { k: 1 };
+  const expected = numbers.slice() as unknown[];
+  expected[16_384] = 'stop';
+  expected[19_000] = { k: 1 };
+  assert.deepEqual((echo({ data: mixed }).toJS() as { data: unknown[] }).data, expected);
+  assert.equal(reads, 1);
+  assert.deepEqual(((await echo.callAsync(mixed)) as PyObject).toJS(), expected);
+  assert.equal(reads, 2);
+  assert.deepEqual(((await echo.callAsync([numbers])) as PyObject).toJS(), [numbers]);
+  const types = PythonEngine.eval('lambda d: [type(x).__name__ for x in d["v"][:5]]')({ v: numbers }).toJS();
+  assert.deepEqual(types, ['int', 'float', 'float', 'float', 'float']);
+});
+
 test('arrays of primitives and nested lists/dicts convert exactly on their fast paths', () => {
   const long = 'x'.repeat(300);
   const values = [0, -1, 2 ** 53 - 1, 1.5, -0, NaN, 'a', long, 'é€😀', true, false, null, undefined];
@@ -141,6 +159,82 @@ test('arrays of primitives and nested lists/dicts convert exactly on their fast 
   mixed.push({ k: [3] }, 'z');
   assert.deepEqual(echo(mixed).toJS(), [1, 2, { k: [3] }, 'z']);
   assert.equal(reads, 1);
+
+  // Big arrays read their leading numbers in bulk (chunks of 16 384): the same rules, each
+  // element read once, whatever stops the numbers (a string, an object, a getter, a hole).
+  const pyTypes = PythonEngine.eval('lambda v: [type(x).__name__ for x in v]');
+  const numbers = Array.from({ length: 40_000 }, (_, i) => [i, -i, 2 ** 53 - 1, 2 ** 53, 0.5, -0, NaN, Infinity, 2 ** 31][i % 9]);
+  assert.deepEqual(echo(numbers).toJS(), numbers);
+  assert.deepEqual(pyTypes(numbers.slice(0, 9)).toJS(), ['int', 'int', 'int', 'float', 'float', 'float', 'float', 'float', 'int']);
+  assert.deepEqual(pyTypes(numbers).toJS().slice(0, 9), ['int', 'int', 'int', 'float', 'float', 'float', 'float', 'float', 'int']);
+  for (const at of [0, 63, 64, 16_383, 16_384, 16_385, 39_999]) {
+    for (const stop of ['s', { k: at }, null, 5n]) {
+      const arr: unknown[] = numbers.slice();
+      arr[at] = stop;
+      const back = echo(arr).toJS() as unknown[];
+      assert.equal(back.length, arr.length);
+      assert.deepEqual(back[at], stop === null ? undefined : stop === 5n ? 5 : stop, `element ${at}`);
+      assert.deepEqual(back.slice(at + 1, at + 4), arr.slice(at + 1, at + 4));
+      assert.deepEqual(back.slice(Math.max(0, at - 3), at), arr.slice(Math.max(0, at - 3), at));
+    }
+    const withGetter = numbers.slice();
+    let getterReads = 0;
+    Object.defineProperty(withGetter, at, { get: () => { getterReads++; return 7; } });
+    assert.equal((echo(withGetter).toJS() as number[])[at], 7);
+    assert.equal(getterReads, 1, `the getter at ${at} runs once`);
+  }
+  const holey = numbers.slice();
+  delete holey[20_000];
+  assert.equal(PythonEngine.eval('lambda l: l[20000] is None and l[19999] == l[19999]')(holey), true);
+  // A getter that shrinks the array (the rest reads as holes), and one that converts another big
+  // array on the same thread while the first is being read.
+  const shrinking = numbers.slice();
+  Object.defineProperty(shrinking, 100, { get() { shrinking.length = 50; return -1; } });
+  assert.equal(PythonEngine.eval('lambda l: len(l) == 40000 and l[100] == -1 and l[101] is None and l[39999] is None')(shrinking), true);
+  const inner = Array.from({ length: 20_000 }, (_, i) => i * 3);
+  const outer = numbers.slice();
+  let innerLength = 0;
+  Object.defineProperty(outer, 30_000, { get() { innerLength = PythonEngine.eval('len')(inner) as number; return 1; } });
+  const outerBack = echo(outer).toJS() as number[];
+  assert.equal(innerLength, 20_000);
+  assert.deepEqual(outerBack.slice(29_990, 30_010), [...numbers.slice(29_990, 30_000), 1, ...numbers.slice(30_001, 30_010)]);
+  assert.deepEqual(outerBack.slice(0, 100), numbers.slice(0, 100));
+  // The same, when the getter makes a Python thread call a JS function that returns a big
+  // array: that thread borrows this thread's isolate and converts while the first read waits.
+  const inThread = PythonEngine.eval(
+    '(lambda threading: lambda cb: (lambda out: (lambda t: (t.start(), t.join(), out[0]))(threading.Thread(target=lambda: out.append(cb()))))([])[-1])(__import__("threading"))',
+  );
+  const outerThreaded = numbers.slice();
+  let fromThread: unknown;
+  Object.defineProperty(outerThreaded, 20_000, { get() { fromThread = (inThread(() => inner) as PyObject).toJS(); return 2; } });
+  const threadedBack = echo(outerThreaded).toJS() as number[];
+  assert.deepEqual(fromThread, inner);
+  assert.deepEqual(threadedBack.slice(16_380, 20_010), [...numbers.slice(16_380, 20_000), 2, ...numbers.slice(20_001, 20_010)]);
+  const throwing = numbers.slice();
+  Object.defineProperty(throwing, 17_000, { get() { throw new Error('getter broke at 17000'); } });
+  assert.throws(() => echo(throwing), (e: Error) => e instanceof TypeError && /getter broke at 17000/.test(e.message));
+  assert.deepEqual(echo(numbers.slice(0, 100)).toJS(), numbers.slice(0, 100));
+
+  // Dict keys are kept by shape (size and first key) between conversions: a dict of the same
+  // shape with other keys, in another order, nested in itself, or with non-ASCII and empty keys
+  // still gets its own keys.
+  const shapes = PythonEngine.eval(`[
+    {"a": 1, "b": 2, "c": 3}, {"a": 1, "c": 2, "b": 3}, {"a": 1, "b": 2, "d": 3}, {"a": 1, "b": 2, "c": 3},
+    {"a": {"a": {"a": 0, "z": 1}, "y": 2}, "x": 3}, {"": 0, "é": 1, "😀": 2}, {"": 0, "e": 1, "😀": 2},
+  ]`);
+  const expected = [
+    { a: 1, b: 2, c: 3 }, { a: 1, c: 2, b: 3 }, { a: 1, b: 2, d: 3 }, { a: 1, b: 2, c: 3 },
+    { a: { a: { a: 0, z: 1 }, y: 2 }, x: 3 }, { '': 0, é: 1, '😀': 2 }, { '': 0, e: 1, '😀': 2 },
+  ];
+  for (let round = 0; round < 3; round++) {
+    const back = shapes.toJS() as object[];
+    assert.deepEqual(back, expected);
+    assert.deepEqual(back.map((o) => Object.keys(o)), expected.map((o) => Object.keys(o)));
+  }
+  const sameKeys = PythonEngine.eval('[{f"k{i}": i for i in range(n)} for n in (20000, 3000, 3000)]').toJS() as Record<string, number>[];
+  assert.deepEqual(sameKeys.map((o) => Object.keys(o).length), [20000, 3000, 3000]);
+  assert.equal(sameKeys[0]!.k19999, 19999);
+  assert.equal(sameKeys[2]!.k2999, 2999);
 
   // Records (a list of str-keyed dicts), nested containers, and dicts the fast path leaves to
   // the general rules (non-str keys, very deep nesting).
