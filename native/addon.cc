@@ -36,6 +36,14 @@ JsThread* ThreadOf(const FunctionCallbackInfo<JsValue>& info) {
   return static_cast<JsThread*>(info.Data().As<v8::External>()->Value());
 }
 
+// The calling thread's context: the thread running JS on t's isolate is its holder (the JS
+// thread, or a thread that borrowed the isolate), so this saves a thread-local lookup (a call
+// into the dynamic linker in a shared library) on every operation.
+ThreadContext& CallerContext(JsThread* t) {
+  ThreadContext* holder = t->holder.load(std::memory_order_relaxed);
+  return holder ? *holder : tls;
+}
+
 std::string Utf8(v8::Isolate* isolate, Local<JsValue> v) {
   v8::String::Utf8Value s(isolate, v);
   return *s ? std::string(*s, s.length()) : std::string();
@@ -45,7 +53,7 @@ std::string Utf8(v8::Isolate* isolate, Local<JsValue> v) {
 class Op {
  public:
   explicit Op(const FunctionCallbackInfo<JsValue>& info)
-      : info(info), t(ThreadOf(info)), isolate(info.GetIsolate()), ctx(tls) {}
+      : info(info), t(ThreadOf(info)), isolate(info.GetIsolate()), ctx(CallerContext(t)) {}
   // Python code forked during this operation, and this is the child (ParkedIsolate catches the
   // common case earlier, right where the Python call returns).
   ~Op() {
@@ -82,7 +90,7 @@ class Op {
       return nullptr;
     }
     const char* why = nullptr;
-    PyObject* o = LiveObject(h, &why);
+    PyObject* o = LiveObject(h, &why, GenerationOf(ctx));
     if (!o) ThrowError(isolate, why);
     if (handleOut) *handleOut = h;
     return o;
@@ -803,8 +811,40 @@ void DoCall(const FunctionCallbackInfo<JsValue>& info, int first, Local<JsValue>
   else if (ok) op.Return(result);
 }
 
+// The common call: a few positional arguments, all primitives. Nothing to capture before taking
+// the GIL (converting a primitive runs no JS), so no per-argument bookkeeping.
+constexpr int kPrimitiveCallArgs = 4;
+void CallPrimitives(const FunctionCallbackInfo<JsValue>& info, int nargs) {
+  Op op(info);
+  PyObject* callable = op.EnterWithTarget();
+  if (!callable) return;
+  PyObject* argv[kPrimitiveCallArgs + 1];  // argv[0] free for PY_VECTORCALL_ARGUMENTS_OFFSET
+  int made = 0;
+  for (; made < nargs; made++) {
+    PyObject* arg = op.PrimitiveToPythonRef(info[1 + made]);
+    if (!arg) break;
+    argv[made + 1] = arg;
+  }
+  PyObject* result = nullptr;
+  if (made == nargs) {
+    ParkedIsolate park(op.t);
+    size_t nargsf = static_cast<size_t>(nargs) | (static_cast<size_t>(1) << (sizeof(size_t) * 8 - 1));
+    result = CallVector(callable, argv + 1, nargsf, nullptr);
+  }
+  for (int i = 1; i <= made; i++) py.Py_DecRef(argv[i]);
+  if (made == nargs) op.Return(result);
+}
+
 // call(handle, ...args)
-void Call(const FunctionCallbackInfo<JsValue>& info) { DoCall(info, 1, Local<JsValue>()); }
+void Call(const FunctionCallbackInfo<JsValue>& info) {
+  int nargs = info.Length() - 1;
+  if (nargs >= 0 && nargs <= kPrimitiveCallArgs) {
+    bool primitives = true;
+    for (int i = 1; i <= nargs && primitives; i++) primitives = IsFastPrimitive(info[i]);
+    if (primitives) return CallPrimitives(info, nargs);
+  }
+  DoCall(info, 1, Local<JsValue>());
+}
 
 // callKw(handle, keywords, ...args)
 void CallKw(const FunctionCallbackInfo<JsValue>& info) {

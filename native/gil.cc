@@ -60,10 +60,10 @@ void StartWatching(ThreadContext& ctx);
 }  // namespace
 
 void Attach(ThreadContext& tls) {
-  uint64_t gen = engine.generation();
+  uint64_t gen = GenerationOf(tls);
   if (tls.gilKept.load(std::memory_order_relaxed) != kNotKept && TakeBackKeptGil(tls)) {
     tls.attached = true;
-    if (CurrentPendingDecrefs().NonEmpty()) CurrentPendingDecrefs().Drain();
+    if (CurrentPendingDecrefs(tls).NonEmpty()) CurrentPendingDecrefs(tls).Drain();
     return;
   }
   if (tls.tstate && tls.generation == gen) {
@@ -99,7 +99,7 @@ void Attach(ThreadContext& tls) {
     }
   }
   tls.attached = true;
-  if (CurrentPendingDecrefs().NonEmpty()) CurrentPendingDecrefs().Drain();
+  if (CurrentPendingDecrefs(tls).NonEmpty()) CurrentPendingDecrefs(tls).Drain();
 }
 
 void Detach(ThreadContext& tls) {

@@ -136,8 +136,12 @@ bool StartIsolatedInterpreter(const std::string& helperSource, std::string* erro
 // Ends the calling thread's own interpreter (worker exit, shutdown()). Not inside a call.
 void EndIsolatedInterpreter();
 
-inline PendingDecrefs& CurrentPendingDecrefs() {
-  return tls.isolated ? tls.isolated->decrefs : pendingDecrefs;
+inline PendingDecrefs& CurrentPendingDecrefs(ThreadContext& ctx = tls) {
+  return ctx.isolated ? ctx.isolated->decrefs : pendingDecrefs;
+}
+// engine.generation() for the thread whose context is `ctx`, without a thread-local read.
+inline uint64_t GenerationOf(const ThreadContext& ctx) {
+  return ctx.isolated ? ctx.isolated->generation : engine.sharedGeneration();
 }
 
 // Attached, on ctx's own thread: withdraws an exception posted by interrupt.cc that has not
@@ -193,8 +197,8 @@ inline PythonCall::PythonCall(ThreadContext& ctx) : ctx_(ctx) {
   }
   // Releases queued by JS garbage collection wait for the next attach; a thread that stays
   // attached (a long Py.GIL() scope) drains them here instead.
-  else if (CurrentPendingDecrefs().NonEmpty()) {
-    CurrentPendingDecrefs().Drain();
+  else if (CurrentPendingDecrefs(ctx_).NonEmpty()) {
+    CurrentPendingDecrefs(ctx_).Drain();
   }
   if (ctx_.callDepth++ == 0 && !ctx_.isolated) {
     engine.busyThreads++;
