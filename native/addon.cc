@@ -1284,6 +1284,7 @@ void OnPrepare(uv_prepare_t*) {
   // await) is released now, so Python threads and async calls are never starved by an idle JS
   // thread. The scope attaches again on its next operation.
   if (tls.attached && tls.callDepth == 0) Detach();
+  tls.takesThisTurn = 0;
   // So is a GIL kept between operations (gil.cc): never across the loop's idle time.
   if (tls.keepsGil || tls.gilKept.load(std::memory_order_relaxed) != kNotKept ||
       tls.watched.load(std::memory_order_relaxed)) {

@@ -57,6 +57,11 @@ bool TakeBackKeptGil(ThreadContext& ctx) {
 
 void StartWatching(ThreadContext& ctx);
 
+// Uncontended takes in one turn of the event loop before the thread keeps the GIL: a turn with
+// a few operations (a request handler, a timer) releases after each as before, and pays nothing
+// for the watcher.
+constexpr int kTakesBeforeKeeping = 16;
+
 }  // namespace
 
 void Attach(ThreadContext& tls) {
@@ -70,7 +75,11 @@ void Attach(ThreadContext& tls) {
     if (tls.mayKeepGil && GilKeepingSupported()) {
       int64_t before = TickNs();
       py.PyEval_RestoreThread(tls.tstate);
-      tls.keepsGil = TickNs() != before;
+      // Also kept, contended or not, by a thread that makes many operations in one turn of its
+      // event loop (a loop of calls): taking and dropping the GIL is most of what such a small
+      // call costs. The watcher releases it as for a contended thread (a switch interval, or
+      // a period without operations), and so does the end of the turn.
+      tls.keepsGil = TickNs() != before || ++tls.takesThisTurn > kTakesBeforeKeeping;
       if (tls.keepsGil) {
         tls.heldSince.store(SteadyNs(), std::memory_order_relaxed);
         StartWatching(tls);

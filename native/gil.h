@@ -45,7 +45,9 @@ struct ThreadContext {
 
   // The fair GIL (gil.cc). Fields marked (watcher) are read by the GIL watcher thread.
   bool mayKeepGil = false;    // a JS thread's own context (not a pool or Python thread)
-  bool keepsGil = false;      // its last take of the GIL had to wait: keep it between operations
+  bool keepsGil = false;      // keep the GIL between operations: its last take had to wait, or
+                              // it took the GIL often in this turn of its event loop
+  int takesThisTurn = 0;      // real takes of the GIL since its event loop's last turn (OnPrepare)
   std::atomic<int> gilKept{0};          // (watcher) a GilKept value
   std::atomic<uint64_t> operations{0};  // (watcher) operations ended while keeping the GIL
   std::atomic<int64_t> heldSince{0};    // (watcher) steady-clock ns of its last real take
