@@ -72,7 +72,7 @@ class Op {
       ThrowError(isolate, call_->error());
       return false;
     }
-    if (pins_.AnyShutDown()) {
+    if (pins_ && pins_->AnyShutDown()) {
       ThrowTypeError(isolate, "this Python object belongs to an interpreter that was shut down");
       return false;
     }
@@ -102,7 +102,7 @@ class Op {
       ThrowTypeError(isolate, "an attribute name must be a string");
       return nullptr;
     }
-    PyObject* name = t->names.Get(isolate, info[index].As<v8::String>());
+    PyObject* name = t->names.Get(isolate, info[index].As<v8::String>(), GenerationOf(ctx));
     if (!name) ThrowPythonError(t);
     return name;
   }
@@ -127,7 +127,7 @@ class Op {
     if (v->IsArray()) return CaptureArray(v.As<v8::Array>(), out);
     out->snapshot = std::make_unique<Snapshot>();
     ConvertError error;
-    if (!JsToValue(t, v, &*out->snapshot, &error, &pins_)) {
+    if (!JsToValue(t, v, &*out->snapshot, &error, Pins())) {
       ThrowConvertError(isolate, error);
       return false;
     }
@@ -152,7 +152,7 @@ class Op {
       // walk (the array may hold itself, or one object twice).
       out->snapshot = std::make_unique<Snapshot>();
       ConvertError error;
-      if (!JsArrayToValue(t, array, *elements, &*out->snapshot, &error, &pins_)) {
+      if (!JsArrayToValue(t, array, *elements, &*out->snapshot, &error, Pins())) {
         if (tryCatch.HasTerminated()) return false;  // rethrown: JS is being terminated
         ThrowConvertError(isolate, error);
         tryCatch.ReThrow();  // past this function's TryCatch
@@ -193,7 +193,7 @@ class Op {
     // which runs no JS for a primitive, so it may run now.
     Snapshot snapshot;
     ConvertError error;
-    if (!JsToValue(t, v, &snapshot, &error, &pins_)) {
+    if (!JsToValue(t, v, &snapshot, &error, Pins())) {
       ThrowConvertError(isolate, error);
       return nullptr;
     }
@@ -253,6 +253,7 @@ class Op {
       ThrowPythonError(t);
       return;
     }
+    if (ReturnSmall(result)) return;
     Local<JsValue> js;
     Fast f = PrimitiveToJs(isolate, result, &js);
     if (f == Fast::kNotHandled) f = ContainerToJs(t, result, options, &js);
@@ -271,6 +272,29 @@ class Op {
       return;
     }
     if (ValueToJs(t, v, options.wrapTopLevel).ToLocal(&js)) info.GetReturnValue().Set(js);
+  }
+
+  // The commonest results (None, an int that fits 32 bits, a float, a bool), set without
+  // making a V8 handle; the same values PrimitiveToJs gives. False: not one of those.
+  bool ReturnSmall(PyObject* result) {
+    PyObject* type = TypeOf(result);
+    v8::ReturnValue<JsValue> rv = info.GetReturnValue();
+    if (result == py.None) {
+      rv.SetUndefined();
+    } else if (type == py.PyLong_Type) {
+      int overflow = 0;
+      long long i = py.PyLong_AsLongLongAndOverflow(result, &overflow);
+      if (overflow != 0 || i < INT32_MIN || i > INT32_MAX) return false;
+      rv.Set(static_cast<int32_t>(i));
+    } else if (type == py.PyFloat_Type) {
+      rv.Set(py.PyFloat_AsDouble(result));
+    } else if (type == py.PyBool_Type) {
+      rv.Set(result == py.True);
+    } else {
+      return false;
+    }
+    py.Py_DecRef(result);
+    return true;
   }
 
   // The result as a handle, never converted (callRaw).
@@ -295,7 +319,9 @@ class Op {
   ThreadContext& ctx;
 
  private:
-  PinnedHandles pins_;  // destroyed after call_: unpinned while still attached
+  // Made by the first argument that needs a Snapshot (most operations have none).
+  PinnedHandles* Pins() { return pins_ ? &*pins_ : &pins_.emplace(); }
+  std::optional<PinnedHandles> pins_;  // destroyed after call_: unpinned while still attached
   std::optional<PythonCall> call_;
 };
 
