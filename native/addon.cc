@@ -839,8 +839,10 @@ void DoCall(const FunctionCallbackInfo<JsValue>& info, int first, Local<JsValue>
 
 // The common call: a few positional arguments, all primitives. Nothing to capture before taking
 // the GIL (converting a primitive runs no JS), so no per-argument bookkeeping.
+// Not inlined into Call: its frame would then be on the stack of every call, and nested JS <->
+// Python calls (DoCall's path) share that stack.
 constexpr int kPrimitiveCallArgs = 4;
-void CallPrimitives(const FunctionCallbackInfo<JsValue>& info, int nargs) {
+__attribute__((noinline)) void CallPrimitives(const FunctionCallbackInfo<JsValue>& info, int nargs) {
   Op op(info);
   PyObject* callable = op.EnterWithTarget();
   if (!callable) return;
