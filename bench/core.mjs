@@ -2,7 +2,7 @@
 // and without a Py.GIL() scope) against the same operation done by Python itself (timeit), all
 // measured in this run. Prints a Markdown section; `npm run bench` collects it into RESULTS.md.
 import { PythonEngine, Py, PyModule } from '../dist/index.js';
-import { nsPerOp } from './lib/measure.mjs';
+import { median, nsPerOp } from './lib/measure.mjs';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const N = Number(process.env.BENCH_N ?? 1_000_000);
@@ -18,14 +18,37 @@ class Holder:
     attr = 1
 holder = Holder()
 
-def python_ns(stmt, rounds):
-    timer = timeit.Timer(stmt, globals=globals())
-    number, _ = timer.autorange()
-    number = max(number, 200000)
-    return sorted(t / number * 1e9 for t in timer.repeat(rounds, number))[rounds // 2]
+timers = {}
+def python_round_ns(stmt):
+    # One timed round of stmt (calibrated once): ns per run.
+    if stmt not in timers:
+        timer = timeit.Timer(stmt, globals=globals())
+        number, _ = timer.autorange()
+        timers[stmt] = (timer, max(number, 200000))
+    timer, number = timers[stmt]
+    return timer.timeit(number) / number * 1e9
 `);
 
-const jsNs = (fn) => nsPerOp(fn, ROUNDS, N);
+// The three measurements of a workload take turns, round by round (Python, JS, JS in a scope),
+// so that a change of the machine's load during the run moves all three alike: on a shared
+// machine, measuring one after the other skewed the ratios by up to 3x between runs.
+function measureInTurns(w) {
+  const python = [];
+  const plain = [];
+  const scoped = [];
+  w.js(); // warm up
+  for (let r = 0; r < ROUNDS; r++) {
+    python.push(m.python_round_ns(w.python));
+    plain.push(nsPerOp(w.js, 1, N));
+    const gil = Py.GIL();
+    try {
+      scoped.push(nsPerOp(w.js, 1, N));
+    } finally {
+      gil.dispose();
+    }
+  }
+  return { python: median(python), jsPlain: median(plain), jsScoped: median(scoped) };
+}
 
 const { noop, three, holder } = m;
 const workloads = [
@@ -48,15 +71,7 @@ const workloads = [
 
 const rows = [];
 for (const w of workloads) {
-  const python = m.python_ns(w.python, ROUNDS);
-  const jsPlain = jsNs(w.js);
-  const gil = Py.GIL();
-  let jsScoped;
-  try {
-    jsScoped = jsNs(w.js);
-  } finally {
-    gil.dispose();
-  }
+  const { python, jsPlain, jsScoped } = measureInTurns(w);
   rows.push({ name: w.name, python, jsPlain, jsScoped });
   process.stderr.write(`  ${w.name}: python ${python.toFixed(1)} ns, js ${jsPlain.toFixed(1)} ns, js in Py.GIL() ${jsScoped.toFixed(1)} ns\n`);
 }

@@ -36,6 +36,14 @@ JsThread* ThreadOf(const FunctionCallbackInfo<JsValue>& info) {
   return static_cast<JsThread*>(info.Data().As<v8::External>()->Value());
 }
 
+// The calling thread's context: the thread running JS on t's isolate is its holder (the JS
+// thread, or a thread that borrowed the isolate), so this saves a thread-local lookup (a call
+// into the dynamic linker in a shared library) on every operation.
+ThreadContext& CallerContext(JsThread* t) {
+  ThreadContext* holder = t->holder.load(std::memory_order_relaxed);
+  return holder ? *holder : tls;
+}
+
 std::string Utf8(v8::Isolate* isolate, Local<JsValue> v) {
   v8::String::Utf8Value s(isolate, v);
   return *s ? std::string(*s, s.length()) : std::string();
@@ -45,7 +53,7 @@ std::string Utf8(v8::Isolate* isolate, Local<JsValue> v) {
 class Op {
  public:
   explicit Op(const FunctionCallbackInfo<JsValue>& info)
-      : info(info), t(ThreadOf(info)), isolate(info.GetIsolate()), ctx(tls) {}
+      : info(info), t(ThreadOf(info)), isolate(info.GetIsolate()), ctx(CallerContext(t)) {}
   // Python code forked during this operation, and this is the child (ParkedIsolate catches the
   // common case earlier, right where the Python call returns).
   ~Op() {
@@ -64,7 +72,7 @@ class Op {
       ThrowError(isolate, call_->error());
       return false;
     }
-    if (pins_.AnyShutDown()) {
+    if (pins_ && pins_->AnyShutDown()) {
       ThrowTypeError(isolate, "this Python object belongs to an interpreter that was shut down");
       return false;
     }
@@ -82,7 +90,7 @@ class Op {
       return nullptr;
     }
     const char* why = nullptr;
-    PyObject* o = LiveObject(h, &why);
+    PyObject* o = LiveObject(h, &why, GenerationOf(ctx));
     if (!o) ThrowError(isolate, why);
     if (handleOut) *handleOut = h;
     return o;
@@ -94,7 +102,7 @@ class Op {
       ThrowTypeError(isolate, "an attribute name must be a string");
       return nullptr;
     }
-    PyObject* name = t->names.Get(isolate, info[index].As<v8::String>());
+    PyObject* name = t->names.Get(isolate, info[index].As<v8::String>(), GenerationOf(ctx));
     if (!name) ThrowPythonError(t);
     return name;
   }
@@ -124,7 +132,7 @@ class Op {
     if (v->IsArray()) return CaptureArray(v.As<v8::Array>(), out);
     out->snapshot = std::make_unique<Snapshot>();
     ConvertError error;
-    if (!JsToValue(t, v, &*out->snapshot, &error, &pins_)) {
+    if (!JsToValue(t, v, &*out->snapshot, &error, Pins())) {
       ThrowConvertError(isolate, error);
       return false;
     }
@@ -167,7 +175,7 @@ class Op {
       }
       out->snapshot = std::make_unique<Snapshot>();
       ConvertError error;
-      if (!JsArrayToValue(t, array, *elements, &*out->snapshot, &error, &pins_)) {
+      if (!JsArrayToValue(t, array, *elements, &*out->snapshot, &error, Pins())) {
         if (tryCatch.HasTerminated()) return false;  // rethrown: JS is being terminated
         ThrowConvertError(isolate, error);
         tryCatch.ReThrow();  // past this function's TryCatch
@@ -208,7 +216,7 @@ class Op {
     // which runs no JS for a primitive, so it may run now.
     Snapshot snapshot;
     ConvertError error;
-    if (!JsToValue(t, v, &snapshot, &error, &pins_)) {
+    if (!JsToValue(t, v, &snapshot, &error, Pins())) {
       ThrowConvertError(isolate, error);
       return nullptr;
     }
@@ -277,6 +285,7 @@ class Op {
       ThrowPythonError(t);
       return;
     }
+    if (ReturnSmall(result)) return;
     Local<JsValue> js;
     Fast f = PrimitiveToJs(isolate, result, &js);
     if (f == Fast::kNotHandled) f = ContainerToJs(t, result, options, &js);
@@ -295,6 +304,29 @@ class Op {
       return;
     }
     if (ValueToJs(t, v, options.wrapTopLevel).ToLocal(&js)) info.GetReturnValue().Set(js);
+  }
+
+  // The commonest results (None, an int that fits 32 bits, a float, a bool), set without
+  // making a V8 handle; the same values PrimitiveToJs gives. False: not one of those.
+  bool ReturnSmall(PyObject* result) {
+    PyObject* type = TypeOf(result);
+    v8::ReturnValue<JsValue> rv = info.GetReturnValue();
+    if (result == py.None) {
+      rv.SetUndefined();
+    } else if (type == py.PyLong_Type) {
+      int overflow = 0;
+      long long i = py.PyLong_AsLongLongAndOverflow(result, &overflow);
+      if (overflow != 0 || i < INT32_MIN || i > INT32_MAX) return false;
+      rv.Set(static_cast<int32_t>(i));
+    } else if (type == py.PyFloat_Type) {
+      rv.Set(py.PyFloat_AsDouble(result));
+    } else if (type == py.PyBool_Type) {
+      rv.Set(result == py.True);
+    } else {
+      return false;
+    }
+    py.Py_DecRef(result);
+    return true;
   }
 
   // The result as a handle, never converted (callRaw).
@@ -319,7 +351,9 @@ class Op {
   ThreadContext& ctx;
 
  private:
-  PinnedHandles pins_;  // destroyed after call_: unpinned while still attached
+  // Made by the first argument that needs a Snapshot (most operations have none).
+  PinnedHandles* Pins() { return pins_ ? &*pins_ : &pins_.emplace(); }
+  std::optional<PinnedHandles> pins_;  // destroyed after call_: unpinned while still attached
   std::optional<PythonCall> call_;
 };
 
@@ -839,8 +873,42 @@ void DoCall(const FunctionCallbackInfo<JsValue>& info, int first, Local<JsValue>
   else if (ok) op.Return(result);
 }
 
+// The common call: a few positional arguments, all primitives. Nothing to capture before taking
+// the GIL (converting a primitive runs no JS), so no per-argument bookkeeping.
+// Not inlined into Call: its frame would then be on the stack of every call, and nested JS <->
+// Python calls (DoCall's path) share that stack.
+constexpr int kPrimitiveCallArgs = 4;
+__attribute__((noinline)) void CallPrimitives(const FunctionCallbackInfo<JsValue>& info, int nargs) {
+  Op op(info);
+  PyObject* callable = op.EnterWithTarget();
+  if (!callable) return;
+  PyObject* argv[kPrimitiveCallArgs + 1];  // argv[0] free for PY_VECTORCALL_ARGUMENTS_OFFSET
+  int made = 0;
+  for (; made < nargs; made++) {
+    PyObject* arg = op.PrimitiveToPythonRef(info[1 + made]);
+    if (!arg) break;
+    argv[made + 1] = arg;
+  }
+  PyObject* result = nullptr;
+  if (made == nargs) {
+    ParkedIsolate park(op.t);
+    size_t nargsf = static_cast<size_t>(nargs) | (static_cast<size_t>(1) << (sizeof(size_t) * 8 - 1));
+    result = CallVector(callable, argv + 1, nargsf, nullptr);
+  }
+  for (int i = 1; i <= made; i++) py.Py_DecRef(argv[i]);
+  if (made == nargs) op.Return(result);
+}
+
 // call(handle, ...args)
-void Call(const FunctionCallbackInfo<JsValue>& info) { DoCall(info, 1, Local<JsValue>()); }
+void Call(const FunctionCallbackInfo<JsValue>& info) {
+  int nargs = info.Length() - 1;
+  if (nargs >= 0 && nargs <= kPrimitiveCallArgs) {
+    bool primitives = true;
+    for (int i = 1; i <= nargs && primitives; i++) primitives = IsFastPrimitive(info[i]);
+    if (primitives) return CallPrimitives(info, nargs);
+  }
+  DoCall(info, 1, Local<JsValue>());
+}
 
 // callKw(handle, keywords, ...args)
 void CallKw(const FunctionCallbackInfo<JsValue>& info) {
@@ -1274,6 +1342,7 @@ void OnPrepare(uv_prepare_t*) {
   // await) is released now, so Python threads and async calls are never starved by an idle JS
   // thread. The scope attaches again on its next operation.
   if (tls.attached && tls.callDepth == 0) Detach();
+  tls.takesThisTurn = 0;
   // So is a GIL kept between operations (gil.cc): never across the loop's idle time.
   if (tls.keepsGil || tls.gilKept.load(std::memory_order_relaxed) != kNotKept ||
       tls.watched.load(std::memory_order_relaxed)) {

@@ -1408,6 +1408,7 @@ void PinnedHandles::Add(PyHandle* handle) {
 }
 
 bool PinnedHandles::AnyShutDown() const {
+  if (handles_.empty()) return false;
   uint64_t current = engine.generation();
   for (PyHandle* h : handles_) {
     if (h->generation != current) return true;

@@ -46,6 +46,9 @@ class Engine {
   }
   // Set while the calling thread (an isolated worker) has its own interpreter; 0 otherwise.
   static thread_local uint64_t isolatedGeneration;
+  // The shared interpreter's current run, without the thread-local read (hot paths that know
+  // the calling thread's context use GenerationOf in gil.h).
+  uint64_t sharedGeneration() const { return generation_.load(std::memory_order_acquire); }
   void set_state(EngineState s) { state_.store(s, std::memory_order_seq_cst); }
   int finalizeResult() const { return finalizeResult_; }
   // True after a shutdown, until the next Start: entry points then refuse instead of restarting.

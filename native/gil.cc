@@ -58,20 +58,29 @@ bool TakeBackKeptGil(ThreadContext& ctx) {
 
 void StartWatching(ThreadContext& ctx);
 
+// Uncontended takes in one turn of the event loop before the thread keeps the GIL: a turn with
+// a few operations (a request handler, a timer) releases after each as before, and pays nothing
+// for the watcher.
+constexpr int kTakesBeforeKeeping = 16;
+
 }  // namespace
 
 void Attach(ThreadContext& tls) {
-  uint64_t gen = engine.generation();
+  uint64_t gen = GenerationOf(tls);
   if (tls.gilKept.load(std::memory_order_relaxed) != kNotKept && TakeBackKeptGil(tls)) {
     tls.attached = true;
-    if (CurrentPendingDecrefs().NonEmpty()) CurrentPendingDecrefs().Drain();
+    if (CurrentPendingDecrefs(tls).NonEmpty()) CurrentPendingDecrefs(tls).Drain();
     return;
   }
   if (tls.tstate && tls.generation == gen) {
     if (tls.mayKeepGil && GilKeepingSupported()) {
       int64_t before = TickNs();
       py.PyEval_RestoreThread(tls.tstate);
-      tls.keepsGil = TickNs() != before;
+      // Also kept, contended or not, by a thread that makes many operations in one turn of its
+      // event loop (a loop of calls): taking and dropping the GIL is most of what such a small
+      // call costs. The watcher releases it as for a contended thread (a switch interval, or
+      // a period without operations), and so does the end of the turn.
+      tls.keepsGil = TickNs() != before || ++tls.takesThisTurn > kTakesBeforeKeeping;
       if (tls.keepsGil) {
         tls.heldSince.store(SteadyNs(), std::memory_order_relaxed);
         StartWatching(tls);
@@ -100,7 +109,7 @@ void Attach(ThreadContext& tls) {
     }
   }
   tls.attached = true;
-  if (CurrentPendingDecrefs().NonEmpty()) CurrentPendingDecrefs().Drain();
+  if (CurrentPendingDecrefs(tls).NonEmpty()) CurrentPendingDecrefs(tls).Drain();
 }
 
 void Detach(ThreadContext& tls) {

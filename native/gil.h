@@ -46,7 +46,9 @@ struct ThreadContext {
 
   // The fair GIL (gil.cc). Fields marked (watcher) are read by the GIL watcher thread.
   bool mayKeepGil = false;    // a JS thread's own context (not a pool or Python thread)
-  bool keepsGil = false;      // its last take of the GIL had to wait: keep it between operations
+  bool keepsGil = false;      // keep the GIL between operations: its last take had to wait, or
+                              // it took the GIL often in this turn of its event loop
+  int takesThisTurn = 0;      // real takes of the GIL since its event loop's last turn (OnPrepare)
   std::atomic<int> gilKept{0};          // (watcher) a GilKept value
   std::atomic<uint64_t> operations{0};  // (watcher) operations ended while keeping the GIL
   std::atomic<int64_t> heldSince{0};    // (watcher) steady-clock ns of its last real take
@@ -162,8 +164,12 @@ bool VisitIsolatedInterpreter(uint64_t generation, void (*visit)(void* arg), voi
 // The generations of the isolated interpreters alive now.
 std::vector<uint64_t> LiveIsolatedInterpreters();
 
-inline PendingDecrefs& CurrentPendingDecrefs() {
-  return tls.isolated ? tls.isolated->decrefs : pendingDecrefs;
+inline PendingDecrefs& CurrentPendingDecrefs(ThreadContext& ctx = tls) {
+  return ctx.isolated ? ctx.isolated->decrefs : pendingDecrefs;
+}
+// engine.generation() for the thread whose context is `ctx`, without a thread-local read.
+inline uint64_t GenerationOf(const ThreadContext& ctx) {
+  return ctx.isolated ? ctx.isolated->generation : engine.sharedGeneration();
 }
 
 // Attached, on ctx's own thread: withdraws an exception posted by interrupt.cc that has not
@@ -219,8 +225,8 @@ inline PythonCall::PythonCall(ThreadContext& ctx) : ctx_(ctx) {
   }
   // Releases queued by JS garbage collection wait for the next attach; a thread that stays
   // attached (a long Py.GIL() scope) drains them here instead.
-  else if (CurrentPendingDecrefs().NonEmpty()) {
-    CurrentPendingDecrefs().Drain();
+  else if (CurrentPendingDecrefs(ctx_).NonEmpty()) {
+    CurrentPendingDecrefs(ctx_).Drain();
   }
   if (ctx_.callDepth++ == 0 && !ctx_.isolated) {
     engine.busyThreads++;

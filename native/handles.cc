@@ -132,11 +132,15 @@ PyHandle* HandleFromValue(JsThread*, v8::Local<v8::Value> value) {
 }
 
 PyObject* LiveObject(PyHandle* h, const char** why) {
+  return LiveObject(h, why, engine.generation());
+}
+
+PyObject* LiveObject(PyHandle* h, const char** why, uint64_t currentGeneration) {
   if (!engine.running()) {
     *why = kShutDownMessage;
     return nullptr;
   }
-  if (h->generation != engine.generation()) {
+  if (h->generation != currentGeneration) {
     *why = "this Python object belongs to an interpreter that was shut down";
     return nullptr;
   }

@@ -47,6 +47,8 @@ v8::MaybeLocal<v8::Object> NewHandle(JsThread* thread, PyObject* owned, uint8_t 
 PyHandle* HandleFromValue(JsThread* thread, v8::Local<v8::Value> value);
 // The live object behind a handle, or null with `*why` set (disposed, stale interpreter, ...).
 PyObject* LiveObject(PyHandle* handle, const char** why);
+// The same, for a caller that knows the calling thread's interpreter generation (GenerationOf).
+PyObject* LiveObject(PyHandle* handle, const char** why, uint64_t currentGeneration);
 // Drops the handle's reference now (caller attached) unless an async call pins it.
 void DisposeHandle(PyHandle* handle);
 void UnpinHandle(PyHandle* handle);  // on the owning JS thread, not attached

@@ -5,7 +5,10 @@
 #include "gil.h"
 
 PyObject* NameCache::Get(v8::Isolate* isolate, v8::Local<v8::String> key) {
-  uint64_t gen = engine.generation();
+  return Get(isolate, key, engine.generation());
+}
+
+PyObject* NameCache::Get(v8::Isolate* isolate, v8::Local<v8::String> key, uint64_t gen) {
   Entry& e = entries_[static_cast<uint32_t>(key->GetIdentityHash()) % entries_.size()];
   if (e.name && e.generation == gen && e.key == key) return NewRef(e.name);
   // The whole name, lone surrogates and NULs included, as Python's getattr() would get it.

@@ -17,6 +17,8 @@ class NameCache {
   // A new reference to the interned Python str for `key` (caller attached), or null with a Python
   // error set.
   PyObject* Get(v8::Isolate* isolate, v8::Local<v8::String> key);
+  // The same, for a caller that knows its interpreter generation (no thread-local read).
+  PyObject* Get(v8::Isolate* isolate, v8::Local<v8::String> key, uint64_t generation);
   // Drops every entry (on the owning JS thread; decrefs are queued if not attached).
   void Clear();
 

@@ -223,12 +223,17 @@ export function builtin(name: string): Handle {
 
 // --- attribute fallback --------------------------------------------------------------------
 
+// Read once: a load from the addon's exports object (many properties) per read costs more than
+// the rest of the trap.
+const nativeGetattr = native.getattr;
+
 const attributeFallback: object = new Proxy(Object.create(null) as object, {
   get(_target, key, receiver: Record<PropertyKey, unknown>) {
     if (typeof key === 'symbol') return undefined;
     const h = receiver?.[HANDLE] as Handle | undefined;
     if (h === undefined) return undefined;
-    return fromNative(native.getattr(h, key, false));
+    const r = nativeGetattr(h, key, false);
+    return typeof r === 'object' ? (decoding ? decode(wrap(r)) : wrap(r)) : r;
   },
   set(_target, key, value, receiver: Record<PropertyKey, unknown>) {
     const h = typeof key === 'string' ? (receiver?.[HANDLE] as Handle | undefined) : undefined;

@@ -310,3 +310,27 @@ test('a worker terminated in the middle of a loop of calls, keeping the GIL, lea
   assert.ok((out.progress as number) > 0, 'the Python thread ticks after the worker is gone');
   assert.equal(out.after, 5);
 });
+
+test('a loop of calls with no other thread keeps the GIL; a Python thread started next still runs, and the turn ends the keeping', async () => {
+  const out = await run(`
+    m.halt(spinner);
+    await sleep(0);
+    for (let i = 0; i < 100; i++) m.small(i);
+    const keptAfterLoop = native.stats().gilKept;
+    const thread = m.start(); // needs the GIL while this thread runs only JS
+    const before = now();
+    const end = Date.now() + 300;
+    while (Date.now() < end) {}
+    const progress = now() - before;
+    m.halt(thread);
+    await new Promise((resolve) => setImmediate(resolve));
+    const keptAfterTurn = native.stats().gilKept;
+    let fewKept = 0; // a turn with a few calls releases after each, as without keeping
+    for (let i = 0; i < 3; i++) { m.small(i); fewKept += native.stats().gilKept; }
+    console.log(JSON.stringify({ supported, keptAfterLoop, progress, keptAfterTurn, fewKept }));
+  `);
+  assert.equal(out.keptAfterLoop, out.supported ? 1 : 0);
+  assert.ok((out.progress as number) > 0, 'the Python thread ticked while JS spun');
+  assert.equal(out.keptAfterTurn, 0);
+  assert.equal(out.fewKept, 0);
+});
