@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <new>
+#include <optional>
 
 #include "convert.h"
 #include "engine.h"
@@ -121,6 +122,22 @@ PyObject* OriginalPythonException(JsThread* t, v8::Local<v8::Value> thrown) {
 // A callback's arguments, thread-neutral.
 using ArgValues = std::vector<Snapshot>;
 
+// What the JS function threw, as the callback's outcome. Caller holds the isolate.
+void CatchIntoOutcome(JsThread* t, v8::TryCatch& tryCatch, CallbackOutcome* out) {
+  out->failed = true;
+  if (!tryCatch.HasCaught() || tryCatch.HasTerminated() || !tryCatch.CanContinue()) {
+    out->terminated = true;
+    out->convertError.message = "JS execution was terminated (its worker is exiting)";
+    return;
+  }
+  if (PyObject* original = OriginalPythonException(t, tryCatch.Exception())) {
+    out->failed = false;
+    out->exception = original;  // OutcomeToPython raises it again
+    return;
+  }
+  out->jsError = CaptureJsException(t, tryCatch.Exception());
+}
+
 void RunJsFunction(JsThread* t, JsFunctionRef* ref, ArgValues& args, CallbackOutcome* out) {
   v8::Isolate* isolate = t->isolate;
   v8::HandleScope scope(isolate);
@@ -163,18 +180,7 @@ void RunJsFunction(JsThread* t, JsFunctionRef* ref, ArgValues& args, CallbackOut
     IgnoreResult(fn->Call(ctx, v8::Undefined(isolate), static_cast<int>(args.size()), argv).ToLocal(&result));
   }
   if (tryCatch.HasCaught()) {
-    out->failed = true;
-    if (tryCatch.HasTerminated() || !tryCatch.CanContinue()) {
-      out->terminated = true;
-      out->convertError.message = "JS execution was terminated (its worker is exiting)";
-      return;
-    }
-    if (PyObject* original = OriginalPythonException(t, tryCatch.Exception())) {
-      out->failed = false;
-      out->exception = original;  // OutcomeToPython raises it again
-      return;
-    }
-    out->jsError = CaptureJsException(t, tryCatch.Exception());
+    CatchIntoOutcome(t, tryCatch, out);
     return;
   }
   // The result becomes Python objects here, on the thread that holds the isolate: a PyObject
@@ -232,6 +238,125 @@ PyObject* OutcomeToPython(CallbackOutcome& outcome) {
   return result;
 }
 
+// The rest of a callback on its own thread (below) when the result is not a primitive that
+// crossed directly: `failure` (before the call), what the JS threw (`returned` false), or a
+// result that takes the Snapshot path. Holds the isolate; attached on return. Kept out of line
+// so the common case does not set up a CallbackOutcome.
+[[gnu::noinline]] PyObject* FinishOnOwnThread(ThreadContext& me, JsThread* t,
+                                             v8::TryCatch& tryCatch, const char* failure,
+                                             bool returned, v8::Local<v8::Value> value) {
+  CallbackOutcome outcome;
+  if (failure) {
+    outcome.failed = true;
+    outcome.convertError.message = failure;
+  } else if (tryCatch.HasCaught() || !returned) {
+    if (!me.attached) AttachAfterCallback(me);
+    CatchIntoOutcome(t, tryCatch, &outcome);
+  } else {
+    // Objects, and long or two-byte strings. Getters may run: without the GIL (a string runs no
+    // JS, and may come here attached).
+    PinnedHandles pins;
+    Snapshot snapshot;
+    bool ok = JsToValue(t, value, &snapshot, &outcome.convertError, &pins);
+    if (!me.attached) AttachAfterCallback(me);
+    if (!ok) {
+      outcome.failed = true;
+    } else {
+      outcome.result = ValueToPython(t, snapshot);
+      if (!outcome.result) outcome.exception = TakeException();
+      snapshot.Reset();
+    }
+  }
+  return OutcomeToPython(outcome);
+}
+
+// The common case, JS -> Python -> JS on one thread: the JS thread's own OS thread calls one of
+// its functions back during its synchronous call, with a few positional arguments. It holds the
+// GIL and gets its isolate without waiting (held, or parked and free), so the arguments and a
+// primitive result cross directly, without Snapshots, and the GIL is kept rather than released
+// while the JS runs (DetachForCallback: the watcher releases it if the JS runs on). The lock
+// order holds: the isolate is taken only when free, and the GIL is taken back while holding it.
+// False: not this case, nothing done (the caller takes the general path). True: *result is the
+// callback's result, or null with a Python exception set.
+// Neither inlined nor specialized: `me` stays a plain pointer here, where GCC would recompute
+// the thread-local's address (__tls_get_addr) at each use.
+[[gnu::noipa]] bool CallOnOwnThread(ThreadContext& me, JsThread* t, JsFunctionRef* ref,
+                                    PyObject* const* args, Py_ssize_t nargs, PyObject** result) {
+  constexpr Py_ssize_t kMaxArgs = 6;  // on the stack (deep JS <-> Python recursion needs it small)
+  if (nargs > kMaxArgs || t->owner != &me || !me.attached) return false;
+  bool borrowed = !t->HeldBy(me);  // parked by this thread's call, as it almost always is
+  if (borrowed && !t->TryBorrow(me)) return false;
+  PyObject* out = nullptr;
+  {
+    v8::Isolate* isolate = t->isolate;
+    std::optional<v8::Locker> locker;
+    if (borrowed) locker.emplace(isolate);
+    // Entering again records this stack as the one V8's GC scans (a borrower may have run JS on
+    // the isolate from its own stack since this thread parked it).
+    v8::Isolate::Scope isolateScope(isolate);
+    v8::HandleScope scope(isolate);
+    // The context of the call this thread is in stays entered while its isolate is parked.
+    v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
+    v8::Local<v8::Context> own = t->context.Get(isolate);
+    std::optional<v8::Context::Scope> contextScope;
+    if (ctx != own) {
+      ctx = own;
+      contextScope.emplace(ctx);
+    }
+    v8::TryCatch tryCatch(isolate);
+    ExtendV8StackLimitOnMainThread(isolate, me);
+    v8::Local<v8::Value> argv[kMaxArgs];
+    bool argumentsFailed = false;  // with a Python exception set
+    const char* failure = nullptr;
+    for (Py_ssize_t i = 0; i < nargs && !argumentsFailed && !failure && !tryCatch.HasCaught();
+         i++) {
+      if (PrimitiveToJs(isolate, args[i], &argv[i]) == Fast::kDone) continue;
+      Snapshot value;
+      if (!PythonToValue(args[i], ToJsOptions(), &value)) {
+        argumentsFailed = true;
+      } else if (!ValueToJs(t, value, /*wrap=*/true).ToLocal(&argv[i]) && !tryCatch.HasCaught()) {
+        failure = "cannot convert an argument to JS";
+      }
+    }
+    v8::Local<v8::Function> fn = ref->fn.Get(isolate);
+    if (fn.IsEmpty()) failure = "the JS function is no longer available (its JS thread exited)";
+    if (argumentsFailed) {
+      out = nullptr;
+    } else if (failure || tryCatch.HasCaught()) {  // the GIL is still held
+      out = FinishOnOwnThread(me, t, tryCatch, failure, false, v8::Local<v8::Value>());
+    } else {
+      // JS in the callback starts with no Py.GIL() scope of its own; the caller's come back
+      // after, minus those the callback closed.
+      int savedScopes = me.scopeDepth;
+      int savedClosed = me.outerScopesClosed;
+      me.scopeDepth = 0;
+      me.outerScopesClosed = 0;
+      me.trampolineDepth++;
+      DetachForCallback(me);
+      v8::Local<v8::Value> value;
+      bool returned =
+          fn->Call(ctx, v8::Undefined(isolate), static_cast<int>(nargs), argv).ToLocal(&value);
+      // Taking the GIL back cannot end this thread here: Python is never finalized while a JS
+      // thread is inside a call.
+      Fast fast = Fast::kNotHandled;
+      if (returned && IsFastPrimitive(value)) {
+        if (!me.attached) AttachAfterCallback(me);
+        fast = PrimitiveToPython(isolate, value, &out);  // kPythonError: null, exception set
+      }
+      if (fast == Fast::kNotHandled) {
+        out = FinishOnOwnThread(me, t, tryCatch, nullptr, returned, value);
+      }
+      me.trampolineDepth--;
+      int closedOutside = std::min(me.outerScopesClosed, savedScopes);
+      me.scopeDepth = savedScopes - closedOutside;
+      me.outerScopesClosed = savedClosed + (me.outerScopesClosed - closedOutside);
+    }
+  }
+  if (borrowed) t->EndBorrow();
+  *result = out;
+  return true;
+}
+
 class CallbackRequest : public Task {
  public:
   CallbackRequest(JsFunctionRef* ref, ArgValues* args, CallbackOutcome* outcome)
@@ -283,8 +408,10 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
                        "stack nearly exhausted by JS <-> Python calls (pyembed)");
     return nullptr;
   }
-  // Arguments to thread-neutral values now, while we hold the GIL.
   Py_ssize_t nargs = nargsf & ~(static_cast<Py_ssize_t>(1) << (sizeof(Py_ssize_t) * 8 - 1));
+  PyObject* fastResult;
+  if (!kwnames && CallOnOwnThread(me, t, ref, args, nargs, &fastResult)) return fastResult;
+  // Arguments to thread-neutral values now, while we hold the GIL.
   Py_ssize_t nkw = kwnames ? py.PyTuple_Size(kwnames) : 0;
   // A C++ exception must not unwind through Python's C frames: memory for the arguments that
   // cannot be had is a MemoryError.
