@@ -18,7 +18,6 @@ struct JsValueRef : JsHeld {
   v8::Global<v8::Value> value;
   std::string name;
   std::string message;
-  std::string stack;
   void DropJsReferences() override { value.Reset(); }
 };
 
@@ -29,6 +28,11 @@ constexpr const char* kValueCapsule = "pyembed.js_value";
 
 PyObject* jsErrorClass = nullptr;  // owned, this generation's pyembed.JSError
 uint64_t jsErrorGeneration = 0;
+// Owned, same generation: JSError.__new__ (BaseException's) and the attribute names it gets,
+// to make a JSError without running its Python __init__ (a third of a JS error's cost there).
+PyObject* jsErrorNew = nullptr;
+PyObject* nameKey = nullptr;
+PyObject* jsValueKey = nullptr;
 
 // Runs `release` on the thread that holds `thread`'s isolate: now if that is us, else queued.
 template <typename F>
@@ -50,8 +54,18 @@ class ReleaseTask : public Task {
 
 template <typename F>
 void ReleaseOnJsThread(JsThread* thread, F release) {
-  if (thread->HeldByCurrentThread()) {
+  ThreadContext& me = tls;
+  if (thread->HeldBy(me)) {
     release(true);
+  } else if (thread->owner == &me && !InForkedChild() && thread->TryBorrow(me)) {
+    // The JS thread's own call parked the isolate (Python dropping a JSError it caught, say):
+    // take it back for the release, so the JS value dies young instead of waiting in the queue
+    // for the call to end.
+    {
+      v8::Locker locker(thread->isolate);
+      release(true);
+    }
+    thread->EndBorrow();
   } else {
     thread->Post(new ReleaseTask<F>(std::move(release)));
   }
@@ -92,6 +106,12 @@ struct CallbackOutcome {
   bool terminated = false;
 };
 
+// A property name as V8 keeps it (internalized): a lookup finds it without copying the text
+// into a new string first.
+v8::Local<v8::String> InternalizedKey(v8::Isolate* isolate, const char* key) {
+  return v8::String::NewFromUtf8(isolate, key, v8::NewStringType::kInternalized).ToLocalChecked();
+}
+
 // A PythonError that a JS callback let through: its own Python exception (new reference), so
 // Python code around the callback catches the original type; null for any other JS value.
 PyObject* OriginalPythonException(JsThread* t, v8::Local<v8::Value> thrown) {
@@ -100,7 +120,7 @@ PyObject* OriginalPythonException(JsThread* t, v8::Local<v8::Value> thrown) {
   v8::TryCatch tryCatch(isolate);  // a throwing getter only means "not a PythonError"
   v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
   v8::Local<v8::Value> exception, handle;
-  if (!thrown.As<v8::Object>()->GetRealNamedProperty(ctx, JsText(isolate, "pyException")).ToLocal(&exception)) {
+  if (!thrown.As<v8::Object>()->GetRealNamedProperty(ctx, InternalizedKey(isolate, "pyException")).ToLocal(&exception)) {
     return nullptr;
   }
   if (!exception->IsObject() || exception->IsProxy() || t->handleKey.IsEmpty() ||
@@ -143,6 +163,7 @@ void RunJsFunction(JsThread* t, JsFunctionRef* ref, ArgValues& args, CallbackOut
   v8::HandleScope scope(isolate);
   v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
   v8::TryCatch tryCatch(isolate);
+  tryCatch.SetCaptureMessage(false);  // only the thrown value is used
   ExtendV8StackLimitOnMainThread(isolate);  // nested JS <-> Python calls: see stack.h
   constexpr size_t kInlineArgv = 4;  // on the stack: deep JS <-> Python recursion needs it small
   v8::Local<v8::Value> inlineArgv[kInlineArgv];
@@ -304,6 +325,9 @@ PyObject* OutcomeToPython(CallbackOutcome& outcome) {
       contextScope.emplace(ctx);
     }
     v8::TryCatch tryCatch(isolate);
+    // Only the thrown value is used: no message object (V8 would compute the throw's source
+    // location, and more, for each error).
+    tryCatch.SetCaptureMessage(false);
     ExtendV8StackLimitOnMainThread(isolate, me);
     v8::Local<v8::Value> argv[kMaxArgs];
     bool argumentsFailed = false;  // with a Python exception set
@@ -493,6 +517,99 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
   return OutcomeToPython(outcome);
 }
 
+// JSError.js_stack, read when Python first asks for it: the `stack` of the JS value a JSError
+// keeps. Formatting a stack (Node's prepareStackTrace) costs more than the rest of a JS error's
+// way into Python together, so an error that Python only catches no longer pays for it. Runs
+// where the value's JS runs, as a callback does.
+class StackRequest : public Task {
+ public:
+  explicit StackRequest(JsValueRef* ref) : ref_(ref) {}
+  void Run(JsThread* t) override {
+    RunHere(t);
+    Finish(t, false);
+  }
+  void Cancel() override { Finish(ref_->thread, true); }
+  // On a thread holding the isolate, with its context entered.
+  void RunHere(JsThread* t) {
+    v8::Isolate* isolate = t->isolate;
+    v8::HandleScope scope(isolate);
+    v8::Local<v8::Value> value = ref_->value.Get(isolate);
+    if (value.IsEmpty() || !value->IsObject()) return;
+    v8::TryCatch tryCatch(isolate);  // a throwing getter or prepareStackTrace: no stack
+    v8::Local<v8::Value> stack;
+    if (value.As<v8::Object>()->Get(isolate->GetCurrentContext(), JsText(isolate, "stack")).ToLocal(&stack) &&
+        stack->IsString()) {
+      v8::String::Utf8Value utf8(isolate, stack);
+      if (*utf8) text.assign(*utf8, static_cast<size_t>(utf8.length()));
+    }
+  }
+  std::string text;
+  bool done = false;  // under thread->mu
+
+ private:
+  void Finish(JsThread* t, bool) {
+    {
+      std::lock_guard<std::mutex> lock(t->mu);
+      done = true;
+    }
+    t->cv.notify_all();
+  }
+  JsValueRef* ref_;
+};
+
+// _read_js_stack(js_value capsule) -> str ("" when its JS thread has exited). Caller attached.
+PyObject* ReadJsStack(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 1) {
+    py.PyErr_SetString(py.PyExc_TypeError, "_read_js_stack takes one argument");
+    return nullptr;
+  }
+  auto* ref = static_cast<JsValueRef*>(py.PyCapsule_GetPointer(args[0], kValueCapsule));
+  if (!ref) return nullptr;
+  if (InForkedChild()) return py.PyUnicode_FromStringAndSize("", 0);
+  ThreadContext& me = tls;
+  if (!me.attached) AdoptCurrentPythonThread();  // a thread made by Python's threading
+  if (StackNearlyExhausted(me)) {
+    py.PyErr_SetString(py.PyExc_RecursionError,
+                       "stack nearly exhausted by JS <-> Python calls (pyembed)");
+    return nullptr;
+  }
+  JsThread* t = ref->thread;
+  StackRequest request(ref);
+  // As around a callback: the JS that reading `stack` may run (a user's prepareStackTrace)
+  // starts with no Py.GIL() scope of its own, and runs without the GIL.
+  int savedScopes = me.scopeDepth;
+  int savedClosed = me.outerScopesClosed;
+  me.scopeDepth = 0;
+  me.outerScopesClosed = 0;
+  me.trampolineDepth++;
+  if (t->HeldBy(me)) {
+    Detach(me);
+    request.RunHere(t);
+  } else if (t->TryBorrow(me)) {
+    Detach(me);
+    {
+      Borrowed scopes(t);
+      request.RunHere(t);
+    }
+    t->EndBorrow();
+  } else if (t->Post(&request)) {
+    Detach(me);
+    t->WaitServing([&request] { return request.done; });
+  }  // else cancelled: the JS thread has exited, no stack
+  if (!me.attached) {
+    py.PyEval_RestoreThread(me.tstate);
+    me.attached = true;
+  }
+  me.trampolineDepth--;
+  int closedOutside = std::min(me.outerScopesClosed, savedScopes);
+  me.scopeDepth = savedScopes - closedOutside;
+  me.outerScopesClosed = savedClosed + (me.outerScopesClosed - closedOutside);
+  return py.PyUnicode_FromStringAndSize(request.text.data(), static_cast<Py_ssize_t>(request.text.size()));
+}
+
+PyMethodDef readJsStackDef{"_read_js_stack", reinterpret_cast<void*>(&ReadJsStack), kMethFastcall,
+                           "The stack of a JSError's JS value (pyembed)."};
+
 }  // namespace
 
 void JsFunctionRef::Unref() {
@@ -601,15 +718,14 @@ JsValueRef* CaptureJsException(JsThread* thread, v8::Local<v8::Value> exception)
     v8::Local<v8::Object> obj = exception.As<v8::Object>();
     auto readString = [&](const char* key, std::string* out) {
       v8::Local<v8::Value> v;
-      if (obj->Get(ctx, v8::String::NewFromUtf8(isolate, key).ToLocalChecked()).ToLocal(&v) &&
+      if (obj->Get(ctx, InternalizedKey(isolate, key)).ToLocal(&v) &&
           v->IsString()) {
         v8::String::Utf8Value s(isolate, v);
         if (*s) *out = *s;
       }
     };
     readString("name", &ref->name);
-    readString("message", &ref->message);
-    readString("stack", &ref->stack);
+    readString("message", &ref->message);  // `stack`: when Python asks (StackRequest)
   } else {
     v8::Local<v8::String> s;
     if (exception->ToString(ctx).ToLocal(&s)) {
@@ -622,7 +738,7 @@ JsValueRef* CaptureJsException(JsThread* thread, v8::Local<v8::Value> exception)
 }
 
 void RaiseJsError(JsValueRef* captured) {
-  if (!jsErrorClass || jsErrorGeneration != engine.generation()) {
+  if (!jsErrorClass || !jsErrorNew || jsErrorGeneration != engine.generation()) {
     py.PyErr_SetString(py.PyExc_RuntimeError, captured->message.c_str());
     ReleaseValueRef(captured);
     return;
@@ -636,12 +752,15 @@ void RaiseJsError(JsValueRef* captured) {
                                                     static_cast<Py_ssize_t>(captured->message.size())));
   PyRefOwned name(py.PyUnicode_FromStringAndSize(captured->name.data(),
                                                  static_cast<Py_ssize_t>(captured->name.size())));
-  PyRefOwned stack(py.PyUnicode_FromStringAndSize(captured->stack.data(),
-                                                  static_cast<Py_ssize_t>(captured->stack.size())));
-  if (!message || !name || !stack) return;
-  PyObject* args[] = {message.get(), name.get(), stack.get(), capsule.get()};
-  PyRefOwned exc(CallVector(jsErrorClass, args, 4, nullptr));
-  if (!exc) return;
+  if (!message || !name) return;
+  // What JSError(message, name, None, capsule) makes, without its __init__: args (message,),
+  // `name`, `_js_value`, and js_stack read when asked for (the class's _js_stack is None).
+  PyObject* args[] = {jsErrorClass, message.get()};
+  PyRefOwned exc(CallVector(jsErrorNew, args, 2, nullptr));
+  if (!exc || py.PyObject_SetAttr(exc.get(), nameKey, name.get()) < 0 ||
+      py.PyObject_SetAttr(exc.get(), jsValueKey, capsule.get()) < 0) {
+    return;
+  }
   py.PyErr_SetObject(TypeOf(exc.get()), exc.get());
 }
 
@@ -667,9 +786,21 @@ v8::Local<v8::Value> JsValueOf(JsValueRef* ref, v8::Isolate* isolate) {
 }
 
 void SetJsErrorClass(PyObject* cls) {
-  if (jsErrorClass && jsErrorGeneration == engine.generation()) py.Py_DecRef(jsErrorClass);
-  jsErrorClass = cls ? NewRef(cls) : nullptr;
+  bool live = jsErrorGeneration == engine.generation();  // else they died with their interpreter
+  for (PyObject** slot : {&jsErrorClass, &jsErrorNew, &nameKey, &jsValueKey}) {
+    if (*slot && live) py.Py_DecRef(*slot);
+    *slot = nullptr;
+  }
   jsErrorGeneration = engine.generation();
+  if (!cls) return;
+  jsErrorClass = NewRef(cls);
+  jsErrorNew = py.PyObject_GetAttrString(cls, "__new__");
+  nameKey = py.PyUnicode_InternFromString("name");  // interned: SetAttr would intern each time
+  jsValueKey = py.PyUnicode_InternFromString("_js_value");
+  if (!jsErrorNew || !nameKey || !jsValueKey) py.PyErr_Clear();  // RaiseJsError falls back
+  // JSError.js_stack calls it (python/_pyembed.py); a builtin does not bind as a method.
+  PyRefOwned reader(py.PyCFunction_NewEx(&readJsStackDef, nullptr, nullptr));
+  if (!reader || py.PyObject_SetAttrString(cls, "_read_js_stack", reader.get()) < 0) py.PyErr_Clear();
 }
 
 void ClearCallbackHelpers() { SetJsErrorClass(nullptr); }
