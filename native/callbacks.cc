@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <new>
+#include <optional>
 #include <string_view>
 
 #include "convert.h"
@@ -18,7 +19,6 @@ struct JsValueRef : JsHeld {
   v8::Global<v8::Value> value;
   std::string name;
   std::string message;
-  std::string stack;
   void DropJsReferences() override { value.Reset(); }
 };
 
@@ -29,6 +29,11 @@ constexpr const char* kValueCapsule = "pyembed.js_value";
 
 PyObject* jsErrorClass = nullptr;  // owned, this generation's pyembed.JSError
 uint64_t jsErrorGeneration = 0;
+// Owned, same generation: JSError.__new__ (BaseException's) and the attribute names it gets,
+// to make a JSError without running its Python __init__ (a third of a JS error's cost there).
+PyObject* jsErrorNew = nullptr;
+PyObject* nameKey = nullptr;
+PyObject* jsValueKey = nullptr;
 
 // Runs `release` on the thread that holds `thread`'s isolate: now if that is us, else queued.
 template <typename F>
@@ -50,8 +55,18 @@ class ReleaseTask : public Task {
 
 template <typename F>
 void ReleaseOnJsThread(JsThread* thread, F release) {
-  if (thread->HeldByCurrentThread()) {
+  ThreadContext& me = tls;
+  if (thread->HeldBy(me)) {
     release(true);
+  } else if (thread->owner == &me && !InForkedChild() && thread->TryBorrow(me)) {
+    // The JS thread's own call parked the isolate (Python dropping a JSError it caught, say):
+    // take it back for the release, so the JS value dies young instead of waiting in the queue
+    // for the call to end.
+    {
+      v8::Locker locker(thread->isolate);
+      release(true);
+    }
+    thread->EndBorrow();
   } else {
     thread->Post(new ReleaseTask<F>(std::move(release)));
   }
@@ -92,6 +107,12 @@ struct CallbackOutcome {
   bool terminated = false;
 };
 
+// A property name as V8 keeps it (internalized): a lookup finds it without copying the text
+// into a new string first.
+v8::Local<v8::String> InternalizedKey(v8::Isolate* isolate, const char* key) {
+  return v8::String::NewFromUtf8(isolate, key, v8::NewStringType::kInternalized).ToLocalChecked();
+}
+
 // A PythonError that a JS callback let through: its own Python exception (new reference), so
 // Python code around the callback catches the original type; null for any other JS value.
 PyObject* OriginalPythonException(JsThread* t, v8::Local<v8::Value> thrown) {
@@ -100,7 +121,7 @@ PyObject* OriginalPythonException(JsThread* t, v8::Local<v8::Value> thrown) {
   v8::TryCatch tryCatch(isolate);  // a throwing getter only means "not a PythonError"
   v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
   v8::Local<v8::Value> exception, handle;
-  if (!thrown.As<v8::Object>()->GetRealNamedProperty(ctx, JsText(isolate, "pyException")).ToLocal(&exception)) {
+  if (!thrown.As<v8::Object>()->GetRealNamedProperty(ctx, InternalizedKey(isolate, "pyException")).ToLocal(&exception)) {
     return nullptr;
   }
   if (!exception->IsObject() || exception->IsProxy() || t->handleKey.IsEmpty() ||
@@ -130,11 +151,30 @@ bool JsDisallowed(v8::Isolate* isolate, v8::Local<v8::Value> thrown) {
   return *text && std::string_view(*text, text.length()) == "illegal access";
 }
 
+// What the JS function threw, as the callback's outcome. Caller holds the isolate.
+void CatchIntoOutcome(JsThread* t, v8::TryCatch& tryCatch, CallbackOutcome* out) {
+  out->failed = true;
+  v8::Isolate* isolate = t->isolate;
+  if (!tryCatch.HasCaught() || tryCatch.HasTerminated() || !tryCatch.CanContinue() ||
+      isolate->IsExecutionTerminating() || JsDisallowed(isolate, tryCatch.Exception())) {
+    out->terminated = true;
+    out->convertError.message = "JS execution was terminated (its worker is exiting)";
+    return;
+  }
+  if (PyObject* original = OriginalPythonException(t, tryCatch.Exception())) {
+    out->failed = false;
+    out->exception = original;  // OutcomeToPython raises it again
+    return;
+  }
+  out->jsError = CaptureJsException(t, tryCatch.Exception());
+}
+
 void RunJsFunction(JsThread* t, JsFunctionRef* ref, ArgValues& args, CallbackOutcome* out) {
   v8::Isolate* isolate = t->isolate;
   v8::HandleScope scope(isolate);
   v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
   v8::TryCatch tryCatch(isolate);
+  tryCatch.SetCaptureMessage(false);  // only the thrown value is used
   ExtendV8StackLimitOnMainThread(isolate);  // nested JS <-> Python calls: see stack.h
   constexpr size_t kInlineArgv = 4;  // on the stack: deep JS <-> Python recursion needs it small
   v8::Local<v8::Value> inlineArgv[kInlineArgv];
@@ -172,19 +212,7 @@ void RunJsFunction(JsThread* t, JsFunctionRef* ref, ArgValues& args, CallbackOut
     IgnoreResult(fn->Call(ctx, v8::Undefined(isolate), static_cast<int>(args.size()), argv).ToLocal(&result));
   }
   if (tryCatch.HasCaught()) {
-    out->failed = true;
-    if (tryCatch.HasTerminated() || !tryCatch.CanContinue() || isolate->IsExecutionTerminating() ||
-        JsDisallowed(isolate, tryCatch.Exception())) {
-      out->terminated = true;
-      out->convertError.message = "JS execution was terminated (its worker is exiting)";
-      return;
-    }
-    if (PyObject* original = OriginalPythonException(t, tryCatch.Exception())) {
-      out->failed = false;
-      out->exception = original;  // OutcomeToPython raises it again
-      return;
-    }
-    out->jsError = CaptureJsException(t, tryCatch.Exception());
+    CatchIntoOutcome(t, tryCatch, out);
     return;
   }
   // The result becomes Python objects here, on the thread that holds the isolate: a PyObject
@@ -240,6 +268,128 @@ PyObject* OutcomeToPython(CallbackOutcome& outcome) {
   PyObject* result = outcome.result;
   outcome.result = nullptr;
   return result;
+}
+
+// The rest of a callback on its own thread (below) when the result is not a primitive that
+// crossed directly: `failure` (before the call), what the JS threw (`returned` false), or a
+// result that takes the Snapshot path. Holds the isolate; attached on return. Kept out of line
+// so the common case does not set up a CallbackOutcome.
+[[gnu::noinline]] PyObject* FinishOnOwnThread(ThreadContext& me, JsThread* t,
+                                             v8::TryCatch& tryCatch, const char* failure,
+                                             bool returned, v8::Local<v8::Value> value) {
+  CallbackOutcome outcome;
+  if (failure) {
+    outcome.failed = true;
+    outcome.convertError.message = failure;
+  } else if (tryCatch.HasCaught() || !returned) {
+    if (!me.attached) AttachAfterCallback(me);
+    CatchIntoOutcome(t, tryCatch, &outcome);
+  } else {
+    // Objects, and long or two-byte strings. Getters may run: without the GIL (a string runs no
+    // JS, and may come here attached).
+    PinnedHandles pins;
+    Snapshot snapshot;
+    bool ok = JsToValue(t, value, &snapshot, &outcome.convertError, &pins);
+    if (!me.attached) AttachAfterCallback(me);
+    if (!ok) {
+      outcome.failed = true;
+    } else {
+      outcome.result = ValueToPython(t, snapshot);
+      if (!outcome.result) outcome.exception = TakeException();
+      snapshot.Reset();
+    }
+  }
+  return OutcomeToPython(outcome);
+}
+
+// The common case, JS -> Python -> JS on one thread: the JS thread's own OS thread calls one of
+// its functions back during its synchronous call, with a few positional arguments. It holds the
+// GIL and gets its isolate without waiting (held, or parked and free), so the arguments and a
+// primitive result cross directly, without Snapshots, and the GIL is kept rather than released
+// while the JS runs (DetachForCallback: the watcher releases it if the JS runs on). The lock
+// order holds: the isolate is taken only when free, and the GIL is taken back while holding it.
+// False: not this case, nothing done (the caller takes the general path). True: *result is the
+// callback's result, or null with a Python exception set.
+// Neither inlined nor specialized: `me` stays a plain pointer here, where GCC would recompute
+// the thread-local's address (__tls_get_addr) at each use.
+[[gnu::noipa]] bool CallOnOwnThread(ThreadContext& me, JsThread* t, JsFunctionRef* ref,
+                                    PyObject* const* args, Py_ssize_t nargs, PyObject** result) {
+  constexpr Py_ssize_t kMaxArgs = 6;  // on the stack (deep JS <-> Python recursion needs it small)
+  if (nargs > kMaxArgs || t->owner != &me || !me.attached) return false;
+  bool borrowed = !t->HeldBy(me);  // parked by this thread's call, as it almost always is
+  if (borrowed && !t->TryBorrow(me)) return false;
+  PyObject* out = nullptr;
+  {
+    v8::Isolate* isolate = t->isolate;
+    std::optional<v8::Locker> locker;
+    if (borrowed) locker.emplace(isolate);
+    // Entering again records this stack as the one V8's GC scans (a borrower may have run JS on
+    // the isolate from its own stack since this thread parked it).
+    v8::Isolate::Scope isolateScope(isolate);
+    v8::HandleScope scope(isolate);
+    // The context of the call this thread is in stays entered while its isolate is parked.
+    v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
+    v8::Local<v8::Context> own = t->context.Get(isolate);
+    std::optional<v8::Context::Scope> contextScope;
+    if (ctx != own) {
+      ctx = own;
+      contextScope.emplace(ctx);
+    }
+    v8::TryCatch tryCatch(isolate);
+    // Only the thrown value is used: no message object (V8 would compute the throw's source
+    // location, and more, for each error).
+    tryCatch.SetCaptureMessage(false);
+    ExtendV8StackLimitOnMainThread(isolate, me);
+    v8::Local<v8::Value> argv[kMaxArgs];
+    bool argumentsFailed = false;  // with a Python exception set
+    const char* failure = nullptr;
+    for (Py_ssize_t i = 0; i < nargs && !argumentsFailed && !failure && !tryCatch.HasCaught();
+         i++) {
+      if (PrimitiveToJs(isolate, args[i], &argv[i]) == Fast::kDone) continue;
+      Snapshot value;
+      if (!PythonToValue(args[i], ToJsOptions(), &value)) {
+        argumentsFailed = true;
+      } else if (!ValueToJs(t, value, /*wrap=*/true).ToLocal(&argv[i]) && !tryCatch.HasCaught()) {
+        failure = "cannot convert an argument to JS";
+      }
+    }
+    v8::Local<v8::Function> fn = ref->fn.Get(isolate);
+    if (fn.IsEmpty()) failure = "the JS function is no longer available (its JS thread exited)";
+    if (argumentsFailed) {
+      out = nullptr;
+    } else if (failure || tryCatch.HasCaught()) {  // the GIL is still held
+      out = FinishOnOwnThread(me, t, tryCatch, failure, false, v8::Local<v8::Value>());
+    } else {
+      // JS in the callback starts with no Py.GIL() scope of its own; the caller's come back
+      // after, minus those the callback closed.
+      int savedScopes = me.scopeDepth;
+      int savedClosed = me.outerScopesClosed;
+      me.scopeDepth = 0;
+      me.outerScopesClosed = 0;
+      me.trampolineDepth++;
+      DetachForCallback(me);
+      v8::Local<v8::Value> value;
+      bool returned =
+          fn->Call(ctx, v8::Undefined(isolate), static_cast<int>(nargs), argv).ToLocal(&value);
+      // Taking the GIL back cannot end this thread here: Python is never finalized while a JS
+      // thread is inside a call.
+      Fast fast = Fast::kNotHandled;
+      if (returned && IsFastPrimitive(value)) {
+        if (!me.attached) AttachAfterCallback(me);
+        fast = PrimitiveToPython(isolate, value, &out);  // kPythonError: null, exception set
+      }
+      if (fast == Fast::kNotHandled) {
+        out = FinishOnOwnThread(me, t, tryCatch, nullptr, returned, value);
+      }
+      me.trampolineDepth--;
+      int closedOutside = std::min(me.outerScopesClosed, savedScopes);
+      me.scopeDepth = savedScopes - closedOutside;
+      me.outerScopesClosed = savedClosed + (me.outerScopesClosed - closedOutside);
+    }
+  }
+  if (borrowed) t->EndBorrow();
+  *result = out;
+  return true;
 }
 
 class CallbackRequest : public Task {
@@ -307,8 +457,10 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
                        "stack nearly exhausted by JS <-> Python calls (pyembed)");
     return nullptr;
   }
-  // Arguments to thread-neutral values now, while we hold the GIL.
   Py_ssize_t nargs = nargsf & ~(static_cast<Py_ssize_t>(1) << (sizeof(Py_ssize_t) * 8 - 1));
+  PyObject* fastResult;
+  if (!kwnames && CallOnOwnThread(me, t, ref, args, nargs, &fastResult)) return fastResult;
+  // Arguments to thread-neutral values now, while we hold the GIL.
   Py_ssize_t nkw = kwnames ? py.PyTuple_Size(kwnames) : 0;
   // A C++ exception must not unwind through Python's C frames: memory for the arguments that
   // cannot be had is a MemoryError.
@@ -389,6 +541,99 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
   values.clear();
   return OutcomeToPython(outcome);
 }
+
+// JSError.js_stack, read when Python first asks for it: the `stack` of the JS value a JSError
+// keeps. Formatting a stack (Node's prepareStackTrace) costs more than the rest of a JS error's
+// way into Python together, so an error that Python only catches no longer pays for it. Runs
+// where the value's JS runs, as a callback does.
+class StackRequest : public Task {
+ public:
+  explicit StackRequest(JsValueRef* ref) : ref_(ref) {}
+  void Run(JsThread* t) override {
+    RunHere(t);
+    Finish(t, false);
+  }
+  void Cancel() override { Finish(ref_->thread, true); }
+  // On a thread holding the isolate, with its context entered.
+  void RunHere(JsThread* t) {
+    v8::Isolate* isolate = t->isolate;
+    v8::HandleScope scope(isolate);
+    v8::Local<v8::Value> value = ref_->value.Get(isolate);
+    if (value.IsEmpty() || !value->IsObject()) return;
+    v8::TryCatch tryCatch(isolate);  // a throwing getter or prepareStackTrace: no stack
+    v8::Local<v8::Value> stack;
+    if (value.As<v8::Object>()->Get(isolate->GetCurrentContext(), JsText(isolate, "stack")).ToLocal(&stack) &&
+        stack->IsString()) {
+      v8::String::Utf8Value utf8(isolate, stack);
+      if (*utf8) text.assign(*utf8, static_cast<size_t>(utf8.length()));
+    }
+  }
+  std::string text;
+  bool done = false;  // under thread->mu
+
+ private:
+  void Finish(JsThread* t, bool) {
+    {
+      std::lock_guard<std::mutex> lock(t->mu);
+      done = true;
+    }
+    t->cv.notify_all();
+  }
+  JsValueRef* ref_;
+};
+
+// _read_js_stack(js_value capsule) -> str ("" when its JS thread has exited). Caller attached.
+PyObject* ReadJsStack(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 1) {
+    py.PyErr_SetString(py.PyExc_TypeError, "_read_js_stack takes one argument");
+    return nullptr;
+  }
+  auto* ref = static_cast<JsValueRef*>(py.PyCapsule_GetPointer(args[0], kValueCapsule));
+  if (!ref) return nullptr;
+  if (InForkedChild()) return py.PyUnicode_FromStringAndSize("", 0);
+  ThreadContext& me = tls;
+  if (!me.attached) AdoptCurrentPythonThread();  // a thread made by Python's threading
+  if (StackNearlyExhausted(me)) {
+    py.PyErr_SetString(py.PyExc_RecursionError,
+                       "stack nearly exhausted by JS <-> Python calls (pyembed)");
+    return nullptr;
+  }
+  JsThread* t = ref->thread;
+  StackRequest request(ref);
+  // As around a callback: the JS that reading `stack` may run (a user's prepareStackTrace)
+  // starts with no Py.GIL() scope of its own, and runs without the GIL.
+  int savedScopes = me.scopeDepth;
+  int savedClosed = me.outerScopesClosed;
+  me.scopeDepth = 0;
+  me.outerScopesClosed = 0;
+  me.trampolineDepth++;
+  if (t->HeldBy(me)) {
+    Detach(me);
+    request.RunHere(t);
+  } else if (t->TryBorrow(me)) {
+    Detach(me);
+    {
+      Borrowed scopes(t);
+      request.RunHere(t);
+    }
+    t->EndBorrow();
+  } else if (t->Post(&request)) {
+    Detach(me);
+    t->WaitServing([&request] { return request.done; });
+  }  // else cancelled: the JS thread has exited, no stack
+  if (!me.attached) {
+    py.PyEval_RestoreThread(me.tstate);
+    me.attached = true;
+  }
+  me.trampolineDepth--;
+  int closedOutside = std::min(me.outerScopesClosed, savedScopes);
+  me.scopeDepth = savedScopes - closedOutside;
+  me.outerScopesClosed = savedClosed + (me.outerScopesClosed - closedOutside);
+  return py.PyUnicode_FromStringAndSize(request.text.data(), static_cast<Py_ssize_t>(request.text.size()));
+}
+
+PyMethodDef readJsStackDef{"_read_js_stack", reinterpret_cast<void*>(&ReadJsStack), kMethFastcall,
+                           "The stack of a JSError's JS value (pyembed)."};
 
 }  // namespace
 
@@ -498,15 +743,14 @@ JsValueRef* CaptureJsException(JsThread* thread, v8::Local<v8::Value> exception)
     v8::Local<v8::Object> obj = exception.As<v8::Object>();
     auto readString = [&](const char* key, std::string* out) {
       v8::Local<v8::Value> v;
-      if (obj->Get(ctx, v8::String::NewFromUtf8(isolate, key).ToLocalChecked()).ToLocal(&v) &&
+      if (obj->Get(ctx, InternalizedKey(isolate, key)).ToLocal(&v) &&
           v->IsString()) {
         v8::String::Utf8Value s(isolate, v);
         if (*s) *out = *s;
       }
     };
     readString("name", &ref->name);
-    readString("message", &ref->message);
-    readString("stack", &ref->stack);
+    readString("message", &ref->message);  // `stack`: when Python asks (StackRequest)
   } else {
     v8::Local<v8::String> s;
     if (exception->ToString(ctx).ToLocal(&s)) {
@@ -540,12 +784,21 @@ void RaiseJsError(JsValueRef* captured) {
                                                     static_cast<Py_ssize_t>(captured->message.size())));
   PyRefOwned name(py.PyUnicode_FromStringAndSize(captured->name.data(),
                                                  static_cast<Py_ssize_t>(captured->name.size())));
-  PyRefOwned stack(py.PyUnicode_FromStringAndSize(captured->stack.data(),
-                                                  static_cast<Py_ssize_t>(captured->stack.size())));
-  if (!message || !name || !stack) return;
-  PyObject* args[] = {message.get(), name.get(), stack.get(), capsule.get()};
-  PyRefOwned exc(CallVector(jsErrorClass, args, 4, nullptr));
-  if (!exc) return;
+  if (!message || !name) return;
+  if (isolatedHelpers || !jsErrorNew) {  // the cached __new__ and names are the shared interpreter's
+    PyObject* args[] = {message.get(), name.get(), py.None, capsule.get()};
+    PyRefOwned exc(CallVector(jsErrorClass, args, 4, nullptr));
+    if (exc) py.PyErr_SetObject(TypeOf(exc.get()), exc.get());
+    return;
+  }
+  // What JSError(message, name, None, capsule) makes, without its __init__: args (message,),
+  // `name`, `_js_value`, and js_stack read when asked for (the class's _js_stack is None).
+  PyObject* args[] = {jsErrorClass, message.get()};
+  PyRefOwned exc(CallVector(jsErrorNew, args, 2, nullptr));
+  if (!exc || py.PyObject_SetAttr(exc.get(), nameKey, name.get()) < 0 ||
+      py.PyObject_SetAttr(exc.get(), jsValueKey, capsule.get()) < 0) {
+    return;
+  }
   py.PyErr_SetObject(TypeOf(exc.get()), exc.get());
 }
 
@@ -572,9 +825,25 @@ v8::Local<v8::Value> JsValueOf(JsValueRef* ref, v8::Isolate* isolate) {
 }
 
 void SetJsErrorClass(PyObject* cls) {
-  if (jsErrorClass && jsErrorGeneration == engine.generation()) py.Py_DecRef(jsErrorClass);
-  jsErrorClass = cls ? NewRef(cls) : nullptr;
+  bool live = jsErrorGeneration == engine.generation();  // else they died with their interpreter
+  for (PyObject** slot : {&jsErrorClass, &jsErrorNew, &nameKey, &jsValueKey}) {
+    if (*slot && live) py.Py_DecRef(*slot);
+    *slot = nullptr;
+  }
   jsErrorGeneration = engine.generation();
+  if (!cls) return;
+  jsErrorClass = NewRef(cls);
+  jsErrorNew = py.PyObject_GetAttrString(cls, "__new__");
+  nameKey = py.PyUnicode_InternFromString("name");  // interned: SetAttr would intern each time
+  jsValueKey = py.PyUnicode_InternFromString("_js_value");
+  if (!jsErrorNew || !nameKey || !jsValueKey) py.PyErr_Clear();  // RaiseJsError falls back
+  InstallJsStackReader(cls);
+}
+
+void InstallJsStackReader(PyObject* cls) {
+  // JSError.js_stack calls it (python/_pyembed.py); a builtin does not bind as a method.
+  PyRefOwned reader(py.PyCFunction_NewEx(&readJsStackDef, nullptr, nullptr));
+  if (!reader || py.PyObject_SetAttrString(cls, "_read_js_stack", reader.get()) < 0) py.PyErr_Clear();
 }
 
 void ClearCallbackHelpers() { SetJsErrorClass(nullptr); }

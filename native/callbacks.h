@@ -62,4 +62,6 @@ v8::Local<v8::Value> JsValueOf(JsValueRef* ref, v8::Isolate* isolate);
 
 // Registers the helper Python objects callbacks need (the JSError class).
 void SetJsErrorClass(PyObject* cls);
+// Gives a JSError class (an isolated interpreter's own) its reader of JS stacks, for js_stack.
+void InstallJsStackReader(PyObject* cls);
 void ClearCallbackHelpers();

@@ -56,7 +56,7 @@ bool TakeBackKeptGil(ThreadContext& ctx) {
   return false;
 }
 
-void StartWatching(ThreadContext& ctx);
+bool StartWatching(ThreadContext& ctx);
 
 // Uncontended takes in one turn of the event loop before the thread keeps the GIL: a turn with
 // a few operations (a request handler, a timer) releases after each as before, and pays nothing
@@ -224,7 +224,7 @@ void ReleaseFor(ThreadContext* ctx) {
   }
 }
 
-void StartWatching(ThreadContext& ctx) {
+bool StartWatching(ThreadContext& ctx) {
   static const bool watching = [] {
     try {
       std::thread(Watch).detach();
@@ -235,14 +235,15 @@ void StartWatching(ThreadContext& ctx) {
   }();
   if (!watching) {
     ctx.keepsGil = false;
-    return;
+    return false;
   }
   std::lock_guard<std::mutex> lock(watchMu);
-  if (ctx.watched.load(std::memory_order_relaxed)) return;
+  if (ctx.watched.load(std::memory_order_relaxed)) return true;
   ctx.operationsSeen = ctx.operations.load(std::memory_order_relaxed);
   ctx.watched.store(true, std::memory_order_relaxed);
   watchedThreads.push_back(&ctx);
   watchCv.notify_one();
+  return true;
 }
 
 }  // namespace
@@ -263,6 +264,28 @@ void KeepGil(ThreadContext& ctx) {
                        std::memory_order_relaxed);
   py.PyThreadState_Swap(nullptr);
   ctx.gilKept.store(kKept, std::memory_order_release);
+}
+
+void DetachForCallback(ThreadContext& ctx) {
+  // The watcher releases a GIL kept this way at its first look if the thread has kept one for a
+  // switch interval (heldSince: its last contended take), else at its second look, the callback
+  // having run no operation in between: a Python thread waits at most two periods.
+  if (ctx.mayKeepGil && GilKeepingSupported() &&
+      (ctx.watched.load(std::memory_order_relaxed) || StartWatching(ctx))) {
+    KeepGil(ctx);
+  } else {
+    Detach(ctx);
+  }
+}
+
+void AttachAfterCallback(ThreadContext& ctx) {
+  if (ctx.gilKept.load(std::memory_order_relaxed) == kKept && TakeBackKeptGil(ctx)) {
+    ctx.attached = true;
+    PendingDecrefs& decrefs = ctx.isolated ? ctx.isolated->decrefs : pendingDecrefs;
+    if (decrefs.NonEmpty()) decrefs.Drain();
+    return;
+  }
+  Attach(ctx);
 }
 
 void StopKeepingGil(ThreadContext& ctx) {

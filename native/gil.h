@@ -90,6 +90,14 @@ void KeepGil(ThreadContext& ctx);
 // Releases a GIL this thread keeps, and keeps it no more until a take has to wait again: at the
 // end of the event loop's turn, in allowThreads, when the thread exits.
 void StopKeepingGil(ThreadContext& ctx);
+// Around the JS of a callback that Python called on a JS thread's own OS thread (callbacks.cc):
+// keeps the GIL instead of releasing it, like KeepGil, and has the watcher release it for the
+// thread if the JS runs on (within two of its periods, at most 2 ms), so no Python thread starves
+// behind a long callback. AttachAfterCallback takes it back after (~20 ns when still kept, else
+// as Attach). Where the GIL cannot be kept (3.12+, PYEMBED_FAIR_GIL=0, no watcher thread): a
+// plain Detach.
+void DetachForCallback(ThreadContext& ctx);
+void AttachAfterCallback(ThreadContext& ctx);
 // Whether this libpython lets a GIL be kept (3.9-3.11: PyThreadState_Swap leaves the GIL alone).
 bool GilKeepingSupported();
 // For threads Python made (a callback arriving on a threading.Thread): adopt its current state.

@@ -63,6 +63,7 @@ bool LoadPythonHelpers(const std::string& source, std::string* error, PythonHelp
     SetCoroutineRunner(submit.get());
   } else {  // an isolated interpreter's own classes (coroutines: not in isolated workers yet)
     helpers.jsError = NewRef(jsError.get());
+    InstallJsStackReader(jsError.get());
     helpers.interpreter = py.PyInterpreterState_Get ? py.PyInterpreterState_Get() : nullptr;
     helpers.bufferType = NewBufferType(error);
     if (!helpers.bufferType) return false;

@@ -56,8 +56,7 @@ void SetV8StackLimitForThisThread(v8::Isolate* isolate) {
   if (limit) isolate->SetStackLimit(limit);
 }
 
-void ExtendV8StackLimitOnMainThread(v8::Isolate* isolate) {
-  ThreadContext& ctx = tls;
+void ExtendV8StackLimitOnMainThread(v8::Isolate* isolate, ThreadContext& ctx) {
   // Only inside a synchronous call from JS: V8's own limit lies 984 KB below where the isolate
   // started, and a callback nested in a call from JS runs well below that point, so even the
   // first value set here is lower than V8's.

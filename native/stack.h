@@ -25,4 +25,4 @@ void SetV8StackLimitForThisThread(v8::Isolate* isolate);
 // instead, never closer than 192 KB to the end of the stack (the margin Node leaves on worker
 // threads, whose V8 limit is already that). Only ever lowers the limit, so JS never gets less
 // stack than Node gave it.
-void ExtendV8StackLimitOnMainThread(v8::Isolate* isolate);
+void ExtendV8StackLimitOnMainThread(v8::Isolate* isolate, ThreadContext& ctx = tls);

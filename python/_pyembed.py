@@ -20,11 +20,25 @@ class JSError(Exception):
     If it propagates back to JavaScript, the original JS value is thrown there again.
     """
 
-    def __init__(self, message, name="Error", js_stack="", js_value=None):
+    _read_js_stack = None  # set by pyembed's native side
+    _js_stack = None  # pyembed's native side makes a JSError without __init__
+
+    def __init__(self, message, name="Error", js_stack=None, js_value=None):
         super().__init__(message)
         self.name = name
-        self.js_stack = js_stack
+        self._js_stack = js_stack  # None: read from the JS value when first asked for
         self._js_value = js_value
+
+    @property
+    def js_stack(self):
+        if self._js_stack is None:
+            read = type(self)._read_js_stack
+            self._js_stack = read(self._js_value) if read and self._js_value is not None else ""
+        return self._js_stack
+
+    @js_stack.setter
+    def js_stack(self, value):
+        self._js_stack = value
 
     def __str__(self):
         message = super().__str__()

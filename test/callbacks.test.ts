@@ -98,3 +98,72 @@ test('unbounded JS <-> Python recursion ends in an error, not a crash', () => {
     e instanceof RangeError || (e instanceof PythonError && e.type === 'RecursionError'));
   assert.equal(py(() => 'still fine'), 'still fine');
 });
+
+test('arguments and results of every kind cross a callback on the calling thread', () => {
+  const echo = PythonEngine.eval('lambda f, *a: f(*a)');
+  const long = 'x'.repeat(300);
+  const wide = 'ünïcödé ✓ 🙂';
+  // primitives, directly: the result comes back through Python unchanged
+  assert.deepEqual(echo((...a: unknown[]) => a.length, 1, 2.5, 'a', true, null), 5);
+  for (const v of [0, -1, 2 ** 53 - 1, 1.5, -0, NaN, Infinity, '', 'abc', long, wide, true, false]) {
+    assert.ok(Object.is(echo((x: unknown) => x, v), v), String(v));
+  }
+  assert.equal(echo((x: unknown) => x, undefined), undefined);
+  assert.equal(echo(() => null), undefined); // null -> None -> undefined
+  assert.equal(echo((x: bigint) => x, 2n ** 70n), 2n ** 70n);
+  assert.equal(PythonEngine.eval('lambda f: f(2 ** 60)')((x: unknown) => typeof x), 'bigint'); // past 2**53
+  // objects both ways
+  const list = PythonEngine.eval('[1, 2, 3]');
+  assert.deepEqual(echo((x: { toJS(): unknown }) => x.toJS(), list).toJS(), [1, 2, 3]);
+  assert.deepEqual(echo(() => ({ a: [1, 'b'] })).toJS(), { a: [1, 'b'] });
+  assert.deepEqual(echo(() => [wide, long]).toJS(), [wide, long]);
+  const fn = (): number => 1;
+  assert.equal(echo(() => fn), fn);
+  // more arguments than the fast path takes, and keywords: the general path
+  assert.deepEqual(echo((...a: number[]) => a.reduce((s, x) => s + x, 0), 1, 2, 3, 4, 5, 6, 7, 8), 36);
+  // a result whose getter throws, and one Python cannot take
+  const bad = { get x() { throw new Error('getter broke'); } };
+  assert.throws(() => echo(() => bad), /getter broke/);
+  assert.throws(() => echo(() => Symbol('s')), { type: 'TypeError' });
+});
+
+test('JSError.js_stack is the JS stack, read when Python first asks for it, from any thread', () => {
+  const s = PyModule.fromString('js_stack_test', `
+import threading
+def catch(f):
+    try:
+        f()
+    except Exception as e:
+        return e
+def stack_in_thread(f):
+    out = []
+    t = threading.Thread(target=lambda: out.append(catch(f).js_stack))
+    t.start()
+    t.join()
+    return out[0]
+def stack_of(e):
+    return e.js_stack
+def made_in_python():
+    from _pyembed import JSError
+    return [JSError("m", "RangeError", "given").js_stack, JSError("m").js_stack]
+`);
+  function namedThrower(): never {
+    throw new TypeError('with a stack');
+  }
+  const e = s.catch(namedThrower);
+  assert.equal(e.name, 'TypeError');
+  const stack = s.stack_of(e) as string;
+  assert.match(stack, /^TypeError: with a stack\n\s+at namedThrower /);
+  assert.equal(s.stack_of(e), stack); // read once, then kept
+  assert.match(s.stack_in_thread(namedThrower) as string, /at namedThrower /);
+  // a stack that cannot be formatted is empty, not an error
+  const saved = Error.prepareStackTrace;
+  Error.prepareStackTrace = () => { throw new Error('no stack'); };
+  try {
+    assert.equal(s.stack_of(s.catch(namedThrower)), '');
+  } finally {
+    Error.prepareStackTrace = saved;
+  }
+  assert.equal(s.stack_of(s.catch(() => { throw 'a string'; })), '');
+  assert.deepEqual(s.made_in_python().toJS(), ['given', '']);
+});

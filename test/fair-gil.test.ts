@@ -153,6 +153,48 @@ test('a Python thread runs while JS blocks in Atomics.wait after keeping the GIL
   assert.equal(out.called, 20);
 });
 
+test('a Python thread runs while a JS callback that Python called on the same thread spins 500 ms', async () => {
+  // The callback keeps the GIL while its JS runs (3.9-3.11): the watcher must release it. The
+  // spinner counts in shared memory, so reading its progress runs no Python (a Python call in the
+  // callback would take the GIL and release it for real).
+  const out = await run(`
+    m.halt(spinner);
+    const counter = new Int32Array(new SharedArrayBuffer(4));
+    const lend = PyModule.fromString('lend', \`
+import threading
+stop = [False]
+def start(cells):
+    view = memoryview(cells).cast('B').cast('i')
+    def spin():
+        while not stop[0]:
+            view[0] += 1
+    t = threading.Thread(target=spin, daemon=True)
+    t.start()
+    return t
+def call(f):
+    return f()
+\`);
+    const thread = lend.start(counter);
+    while (Atomics.load(counter, 0) === 0) await sleep(1);
+    let keptInCallback = false;
+    let progress = 0;
+    const returned = lend.call(() => {
+      keptInCallback = native.stats().gilKept === 1;
+      const before = Atomics.load(counter, 0);
+      const end = Date.now() + 500;
+      while (Date.now() < end) {}
+      progress = Atomics.load(counter, 0) - before;
+      return 7;
+    });
+    lend.stop.set(0, true);
+    thread.join();
+    console.log(JSON.stringify({ supported, keptInCallback, progress, returned }));
+  `);
+  assert.equal(out.keptInCallback, out.supported, 'the callback keeps the GIL where it can be kept');
+  assert.ok((out.progress as number) > 0, 'the Python thread ran while the callback spun');
+  assert.equal(out.returned, 7);
+});
+
 test('10^6 small calls finish while a Python thread spins, and the thread keeps ticking', async (t) => {
   // Before the fair GIL each call waited for the spinning thread's switch interval (5 ms): this
   // loop would take over an hour, and the watchdog fails it. CPython 3.12+ has no fair GIL yet.
