@@ -122,6 +122,7 @@ struct PyStatus {
   OPT(PyInterpreterState*, PyInterpreterState_Get, (void))                                        \
   OPT(PyThreadState*, PyInterpreterState_ThreadHead, (PyInterpreterState*))                        \
   OPT(PyThreadState*, PyThreadState_Next, (PyThreadState*))                                        \
+  OPT(PyObject*, PyThreadState_GetFrame, (PyThreadState*))                                         \
   REQ(int, PyThreadState_SetAsyncExc, (unsigned long, PyObject*))                                 \
   REQ(unsigned long, PyThread_get_thread_ident, (void))                                           \
   OPT(int, PyErr_SetInterruptEx, (int))                                                           \

@@ -509,47 +509,75 @@ bool StartIsolatedInterpreter(const std::string& helperSource, std::string* erro
 namespace {
 // Attached, ending `interp`: threads started with _thread (not threading) are neither joined by
 // Py_EndInterpreter nor allowed to outlive it (it aborts the process: "not the last thread").
-// Each gets SystemExit (which ends such a thread quietly), again every 100 ms, until none is
-// left; one blocked in C ends when that call returns, as a callAsync thread does.
+// Each is made to raise SystemExit (which ends such a thread quietly) at its next line or call:
+// a tracer for all of this interpreter's threads, set on their running frames too, that raises
+// only in threads threading does not know. One blocked in C ends when that call returns, as a
+// callAsync thread does. (Not by ident with PyThreadState_SetAsyncExc: finding the idents takes
+// sys._current_frames(), which on 3.12 makes frame objects for other interpreters' threads too,
+// with this interpreter's allocator: a double free when their threads drop them.)
 void EndRawThreads(IsolatedInterpreter* interp) {
-  if (!py.PyInterpreterState_ThreadHead || !py.PyThreadState_Next || !interp->state) return;
-  PyRefOwned code(py.PyUnicode_FromString(
-      "import sys, threading\n"
-      "_me = threading.get_ident()\n"
-      "_named = {i for i, t in threading._active.items() if i != _me and\n"
-      "          not isinstance(t, (threading._DummyThread, threading._MainThread))}\n"
-      "named = len(_named)\n"
-      "raw = [i for i in sys._current_frames() if i != _me and i not in _named]\n"));
-  PyRefOwned mode(py.PyUnicode_FromString("exec"));
-  PyRefOwned filename(py.PyUnicode_FromString("<pyembed:end>"));
-  if (!code || !mode || !filename || !interp->helpers.run) return py.PyErr_Clear();
-  for (int round = 0;; round++) {
+  if (!py.PyInterpreterState_ThreadHead || !py.PyThreadState_Next || !py.PyThreadState_GetFrame ||
+      !interp->state || !interp->helpers.run) {
+    return;
+  }
+  auto othersNow = [interp] {
     int others = 0;
     for (PyThreadState* ts = py.PyInterpreterState_ThreadHead(interp->state); ts;
          ts = py.PyThreadState_Next(ts)) {
       if (ts != interp->tstate) others++;
     }
-    if (others == 0) break;
-    PyRefOwned globals(py.PyDict_New());
-    if (!globals) break;
-    PyObject* args[] = {code.get(), globals.get(), mode.get(), filename.get()};
-    PyRefOwned done(CallVector(interp->helpers.run, args, 4, nullptr));
-    PyRefOwned namedKey(py.PyUnicode_FromString("named"));
-    PyRefOwned rawKey(py.PyUnicode_FromString("raw"));
-    PyRefOwned named(done && namedKey ? py.PyObject_GetItem(globals.get(), namedKey.get()) : nullptr);
-    PyRefOwned raw(done && rawKey ? py.PyObject_GetItem(globals.get(), rawKey.get()) : nullptr);
-    int overflow = 0;
-    const long long namedCount =
-        named ? py.PyLong_AsLongLongAndOverflow(named.get(), &overflow) : -1;
-    if (!raw || namedCount < 0) break;  // cannot tell: Py_EndInterpreter decides
+    return others;
+  };
+  if (othersNow() == 0) return;  // the usual case: nothing to run
+  PyRefOwned code(py.PyUnicode_FromString(
+      "import threading\n"
+      "_me = threading.get_ident()\n"
+      "def named():\n"
+      "    return {i for i, t in threading._active.items() if i != _me and\n"
+      "            not isinstance(t, (threading._DummyThread, threading._MainThread))}\n"
+      "def stop(frame, event, arg):\n"
+      "    i = threading.get_ident()\n"
+      "    if i == _me or i in named():\n"
+      "        return None\n"
+      "    raise SystemExit\n"
+      "def trace(fn):\n"
+      "    threading.settrace_all_threads(fn)\n"));
+  PyRefOwned globals(py.PyDict_New());
+  PyRefOwned mode(py.PyUnicode_FromString("exec"));
+  PyRefOwned filename(py.PyUnicode_FromString("<pyembed:end>"));
+  PyObject* runArgs[] = {code.get(), globals.get(), mode.get(), filename.get()};
+  PyRefOwned done(code && globals && mode && filename
+                      ? CallVector(interp->helpers.run, runArgs, 4, nullptr)
+                      : nullptr);
+  auto global = [&globals](const char* name) -> PyObject* {  // new reference, or null
+    PyRefOwned key(py.PyUnicode_FromString(name));
+    return key ? py.PyObject_GetItem(globals.get(), key.get()) : nullptr;
+  };
+  PyRefOwned named(done ? global("named") : nullptr);
+  PyRefOwned stop(done ? global("stop") : nullptr);
+  PyRefOwned trace(done ? global("trace") : nullptr);
+  if (!named || !stop || !trace) return py.PyErr_Clear();  // Py_EndInterpreter decides
+  bool tracing = false;
+  for (int round = 0;; round++) {
+    const int others = othersNow();
+    PyRefOwned namedNow(CallVector(named.get(), nullptr, 0, nullptr));
+    const Py_ssize_t namedCount = namedNow ? py.PyObject_Size(namedNow.get()) : -1;
     // Threads of `threading` are Py_EndInterpreter's to join (after threading's atexit hooks).
-    if (others <= namedCount) break;
+    if (namedCount < 0 || others <= namedCount) break;
     if (round % 5 == 0) {
-      const Py_ssize_t n = py.PyList_Size(raw.get());
-      for (Py_ssize_t i = 0; i < n; i++) {
-        long long ident = py.PyLong_AsLongLongAndOverflow(py.PyList_GetItem(raw.get(), i), &overflow);
-        if (ident > 0 && !overflow) {
-          py.PyThreadState_SetAsyncExc(static_cast<unsigned long>(ident), py.PyExc_SystemExit);
+      if (!tracing) {
+        PyObject* args[] = {stop.get()};
+        PyRefOwned set(CallVector(trace.get(), args, 1, nullptr));
+        tracing = static_cast<bool>(set);
+      }
+      for (PyThreadState* ts = py.PyInterpreterState_ThreadHead(interp->state); ts;
+           ts = py.PyThreadState_Next(ts)) {
+        if (ts == interp->tstate) continue;
+        PyRefOwned frame(py.PyThreadState_GetFrame(ts));  // this interpreter's: made safely here
+        while (frame) {
+          if (py.PyObject_SetAttrString(frame.get(), "f_trace", stop.get()) < 0) break;
+          frame = PyRefOwned(py.PyObject_GetAttrString(frame.get(), "f_back"));
+          if (frame.get() == py.None) break;
         }
       }
     }
@@ -557,6 +585,10 @@ void EndRawThreads(IsolatedInterpreter* interp) {
     PyThreadState* own = py.PyEval_SaveThread();  // let them run to their end
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     py.PyEval_RestoreThread(own);
+  }
+  if (tracing) {
+    PyObject* args[] = {py.None};
+    PyRefOwned unset(CallVector(trace.get(), args, 1, nullptr));
   }
   py.PyErr_Clear();
 }
