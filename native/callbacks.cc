@@ -241,6 +241,15 @@ void RunJsFunction(JsThread* t, JsFunctionRef* ref, ArgValues& args, CallbackOut
 }
 
 // Back under the GIL: the Python result of an outcome (new reference or null with error set).
+// A callback's JS has run: its Py.GIL() scopes were its own (they began at zero); the caller's
+// come back, minus those the callback closed.
+void LeaveCallback(ThreadContext& me, int savedScopes, int savedClosed) {
+  me.trampolineDepth--;
+  int closedOutside = std::min(me.outerScopesClosed, savedScopes);
+  me.scopeDepth = savedScopes - closedOutside;
+  me.outerScopesClosed = savedClosed + (me.outerScopesClosed - closedOutside);
+}
+
 PyObject* OutcomeToPython(CallbackOutcome& outcome) {
   if (outcome.jsError) {
     RaiseJsError(outcome.jsError);
@@ -381,10 +390,7 @@ PyObject* OutcomeToPython(CallbackOutcome& outcome) {
       if (fast == Fast::kNotHandled) {
         out = FinishOnOwnThread(me, t, tryCatch, nullptr, returned, value);
       }
-      me.trampolineDepth--;
-      int closedOutside = std::min(me.outerScopesClosed, savedScopes);
-      me.scopeDepth = savedScopes - closedOutside;
-      me.outerScopesClosed = savedClosed + (me.outerScopesClosed - closedOutside);
+      LeaveCallback(me, savedScopes, savedClosed);
     }
   }
   if (borrowed) t->EndBorrow();
@@ -534,10 +540,7 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
     py.PyEval_RestoreThread(me.tstate);
     me.attached = true;
   }
-  me.trampolineDepth--;
-  int closedOutside = std::min(me.outerScopesClosed, savedScopes);
-  me.scopeDepth = savedScopes - closedOutside;
-  me.outerScopesClosed = savedClosed + (me.outerScopesClosed - closedOutside);
+  LeaveCallback(me, savedScopes, savedClosed);
   values.clear();
   return OutcomeToPython(outcome);
 }
@@ -625,10 +628,7 @@ PyObject* ReadJsStack(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     py.PyEval_RestoreThread(me.tstate);
     me.attached = true;
   }
-  me.trampolineDepth--;
-  int closedOutside = std::min(me.outerScopesClosed, savedScopes);
-  me.scopeDepth = savedScopes - closedOutside;
-  me.outerScopesClosed = savedClosed + (me.outerScopesClosed - closedOutside);
+  LeaveCallback(me, savedScopes, savedClosed);
   return py.PyUnicode_FromStringAndSize(request.text.data(), static_cast<Py_ssize_t>(request.text.size()));
 }
 

@@ -507,6 +507,17 @@ bool StartIsolatedInterpreter(const std::string& helperSource, std::string* erro
 }
 
 namespace {
+// Attached, ending `interp`: runs `source` (a str) in it with `globals` (a dict); false, with
+// the Python error set, when it failed (or either was not made).
+bool RunAtEnd(IsolatedInterpreter* interp, PyObject* source, PyObject* globals) {
+  PyRefOwned mode(py.PyUnicode_FromString("exec"));
+  PyRefOwned filename(py.PyUnicode_FromString("<pyembed:end>"));
+  if (!source || !globals || !mode || !filename || !interp->helpers.run) return false;
+  PyObject* args[] = {source, globals, mode.get(), filename.get()};
+  PyRefOwned done(CallVector(interp->helpers.run, args, 4, nullptr));
+  return static_cast<bool>(done);
+}
+
 // Attached, ending `interp`: threads started with _thread (not threading) are neither joined by
 // Py_EndInterpreter nor allowed to outlive it (it aborts the process: "not the last thread").
 // Each is made to raise SystemExit (which ends such a thread quietly) at its next line or call:
@@ -543,12 +554,7 @@ void EndRawThreads(IsolatedInterpreter* interp) {
       "def trace(fn):\n"
       "    threading.settrace_all_threads(fn)\n"));
   PyRefOwned globals(py.PyDict_New());
-  PyRefOwned mode(py.PyUnicode_FromString("exec"));
-  PyRefOwned filename(py.PyUnicode_FromString("<pyembed:end>"));
-  PyObject* runArgs[] = {code.get(), globals.get(), mode.get(), filename.get()};
-  PyRefOwned done(code && globals && mode && filename
-                      ? CallVector(interp->helpers.run, runArgs, 4, nullptr)
-                      : nullptr);
+  const bool done = RunAtEnd(interp, code.get(), globals.get());
   auto global = [&globals](const char* name) -> PyObject* {  // new reference, or null
     PyRefOwned key(py.PyUnicode_FromString(name));
     return key ? py.PyObject_GetItem(globals.get(), key.get()) : nullptr;
@@ -619,12 +625,7 @@ void EndIsolatedInterpreter() {
         "    del _info._track_dummy_thread_ref\n"
         "threading._active.pop(threading.get_ident(), None)\n"));
     PyRefOwned globals(py.PyDict_New());
-    PyRefOwned mode(py.PyUnicode_FromString("exec"));
-    PyRefOwned filename(py.PyUnicode_FromString("<pyembed:end>"));
-    if (code && globals && mode && filename) {
-      PyObject* args[] = {code.get(), globals.get(), mode.get(), filename.get()};
-      PyRefOwned done(CallVector(interp->helpers.run, args, 4, nullptr));
-    }
+    RunAtEnd(interp, code.get(), globals.get());
     py.PyErr_Clear();
   }
   EndRawThreads(interp);
