@@ -117,7 +117,9 @@ bool EnterContainer(JsWalk& w, v8::Local<v8::Object> obj, Snapshot* out, bool* a
     }
   }
   *again = false;
-  if (StackNearlyExhausted(tls)) return Fail(w.error, "structure nested too deeply to convert");
+  ThreadContext& ctx = tls;
+  if (StackNearlyExhausted(ctx)) return Fail(w.error, "structure nested too deeply to convert");
+  if (ctx.isMainJsThread) LowerV8StackLimitForWalk(w.isolate, ctx);
   w.seen[i] = JsWalk::Seen{hash, obj, out};
   w.seenCount++;
   return true;
@@ -673,10 +675,14 @@ v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested, JsRefs& re
   // PythonToValue checked the stack while it nested this Snapshot, and a level of ToJs usually
   // takes less, but not in every build (with AddressSanitizer a ToJs frame is ~5 KB): a
   // container checks again before it recurses.
-  if (!v.items.empty() && StackNearlyExhausted(tls)) {
-    isolate->ThrowException(
-        v8::Exception::RangeError(JsText(isolate, "structure nested too deeply to convert to JS")));
-    return {};
+  if (!v.items.empty()) {
+    ThreadContext& ctx = tls;
+    if (StackNearlyExhausted(ctx)) {
+      isolate->ThrowException(v8::Exception::RangeError(
+          JsText(isolate, "structure nested too deeply to convert to JS")));
+      return {};
+    }
+    if (ctx.isMainJsThread) LowerV8StackLimitForWalk(isolate, ctx);
   }
   v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
   switch (v.kind) {

@@ -35,6 +35,7 @@ struct ThreadContext {
   int outerScopesClosed = 0; // Py.GIL() scopes of the JS code outside the current callback that
                              // JS code inside it closed (callbacks.cc takes them off on return)
   uintptr_t stackLow = 0;    // lowest usable stack address (0: not known yet), see stack.cc
+  uintptr_t stackHigh = 0;   // where the thread's stack starts (0: not known yet)
   uintptr_t v8StackLimit = 0; // the lowest V8 stack limit pyembed set on Node's main thread
   unsigned long pythonIdent = 0;  // threading.get_ident() of this thread (see interrupt.h)
   bool interruptPosted = false;   // an async exception was posted to this thread's current call

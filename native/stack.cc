@@ -6,30 +6,33 @@
 
 namespace {
 
-// The lowest usable address of the calling thread's stack (stacks grow down on every platform
-// we build for), or 1 when it cannot be known (then nothing is checked).
-uintptr_t FindStackLow() {
-  uintptr_t low = 1;
+// The calling thread's stack: its lowest usable address and where it starts (stacks grow down on
+// every platform we build for); both 1 when they cannot be known (then nothing is checked).
+void FindStack(uintptr_t* low, uintptr_t* high) {
+  *low = *high = 1;
 #ifdef __APPLE__
   void* top = pthread_get_stackaddr_np(pthread_self());
   size_t size = pthread_get_stacksize_np(pthread_self());
-  low = reinterpret_cast<uintptr_t>(top) - size;
+  *high = reinterpret_cast<uintptr_t>(top);
+  *low = *high - size;
 #else
   pthread_attr_t attr;
   if (pthread_getattr_np(pthread_self(), &attr) == 0) {
     void* addr = nullptr;
     size_t size = 0;
-    if (pthread_attr_getstack(&attr, &addr, &size) == 0) low = reinterpret_cast<uintptr_t>(addr);
+    if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
+      *low = reinterpret_cast<uintptr_t>(addr);
+      *high = *low + size;
+    }
     pthread_attr_destroy(&attr);
   }
 #endif
-  return low;
 }
 
 }  // namespace
 
 uintptr_t StackLow(ThreadContext& ctx) {
-  if (ctx.stackLow == 0) ctx.stackLow = FindStackLow();
+  if (ctx.stackLow == 0) FindStack(&ctx.stackLow, &ctx.stackHigh);
   return ctx.stackLow;
 }
 
@@ -63,6 +66,18 @@ void ExtendV8StackLimitOnMainThread(v8::Isolate* isolate, ThreadContext& ctx) {
   if (!ctx.isMainJsThread || ctx.callDepth == 0) return;
   uintptr_t limit = LimitFromHere(StackLow(ctx));
   if (!limit || (ctx.v8StackLimit && limit >= ctx.v8StackLimit)) return;
+  ctx.v8StackLimit = limit;
+  isolate->SetStackLimit(limit);
+}
+
+void LowerV8StackLimitForWalk(v8::Isolate* isolate, ThreadContext& ctx) {
+  if (StackLow(ctx) <= 1) return;
+  // V8's own limit lies about 984 KB below the start (a little lower in fact: it counts from where
+  // the isolate was made), or where pyembed lowered it.
+  const uintptr_t current = ctx.v8StackLimit ? ctx.v8StackLimit : ctx.stackHigh - 984 * 1024;
+  if (Here() > current + 128 * 1024) return;  // the usual case: far above it
+  const uintptr_t limit = LimitFromHere(ctx.stackLow);
+  if (!limit || limit >= current) return;
   ctx.v8StackLimit = limit;
   isolate->SetStackLimit(limit);
 }

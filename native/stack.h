@@ -26,3 +26,9 @@ void SetV8StackLimitForThisThread(v8::Isolate* isolate);
 // threads, whose V8 limit is already that). Only ever lowers the limit, so JS never gets less
 // stack than Node gave it.
 void ExtendV8StackLimitOnMainThread(v8::Isolate* isolate, ThreadContext& ctx = tls);
+// On Node's main thread, in a native recursion that calls V8 at each level (a conversion walking
+// nested containers): V8 14 checks that such calls run above its stack limit (a fatal
+// "IsOnCentralStack" otherwise), and that limit lies 984 KB below the stack's start, far above
+// where pyembed's own check (StackNearlyExhausted) stops. Close to it, lowers it as
+// ExtendV8StackLimitOnMainThread does (never raises it).
+void LowerV8StackLimitForWalk(v8::Isolate* isolate, ThreadContext& ctx);
