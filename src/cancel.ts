@@ -29,7 +29,9 @@ function onAbort(signal: AbortSignalLike, callback: () => void): () => void {
     waiting.set(signal, set);
     signal.addEventListener('abort', () => {
       waiting.delete(signal);
-      for (const f of set) f();
+      // Newest first: calls still queued are withdrawn before the running ones are interrupted,
+      // so a pool thread freed by an interrupt cannot start one of them in between.
+      for (const f of [...set].reverse()) f();
     }, { once: true });
   }
   callbacks.add(callback);
