@@ -58,6 +58,17 @@ bool TakeBackKeptGil(ThreadContext& ctx) {
 
 bool StartWatching(ThreadContext& ctx);
 
+// Attached, on a thread entering its interpreter for the first time: a thread that Python's
+// threading started (pythonName set) gets its threading record there (the helpers' adopt_thread).
+void AnnounceThreadToPython(ThreadContext& ctx) {
+  PyObject* adopt = CurrentHelpers().adoptThread;
+  if (!ctx.pythonName || !adopt) return;
+  PyRefOwned name(py.PyUnicode_FromString(ctx.pythonName));
+  PyObject* args[] = {name.get(), ctx.pythonDaemon ? py.True : py.False};
+  PyRefOwned ok(name ? CallVector(adopt, args, 2, nullptr) : nullptr);
+  if (!ok) py.PyErr_Clear();
+}
+
 // Uncontended takes in one turn of the event loop before the thread keeps the GIL: a turn with
 // a few operations (a request handler, a timer) releases after each as before, and pays nothing
 // for the watcher.
@@ -101,12 +112,7 @@ void Attach(ThreadContext& tls) {
     if (!tls.internalThread) threadStatesMade++;
     RegisterInterruptible(tls);
     if (tls.isMainJsThread) StartInterruptWatcher();
-    if (tls.pythonName && CurrentHelpers().adoptThread) {
-      PyRefOwned name(py.PyUnicode_FromString(tls.pythonName));
-      PyObject* args[] = {name.get(), tls.pythonDaemon ? py.True : py.False};
-      PyRefOwned ok(name ? CallVector(CurrentHelpers().adoptThread, args, 2, nullptr) : nullptr);
-      if (!ok) py.PyErr_Clear();
-    }
+    AnnounceThreadToPython(tls);
   }
   tls.attached = true;
   if (CurrentPendingDecrefs(tls).NonEmpty()) CurrentPendingDecrefs(tls).Drain();
@@ -281,8 +287,7 @@ void DetachForCallback(ThreadContext& ctx) {
 void AttachAfterCallback(ThreadContext& ctx) {
   if (ctx.gilKept.load(std::memory_order_relaxed) == kKept && TakeBackKeptGil(ctx)) {
     ctx.attached = true;
-    PendingDecrefs& decrefs = ctx.isolated ? ctx.isolated->decrefs : pendingDecrefs;
-    if (decrefs.NonEmpty()) decrefs.Drain();
+    if (CurrentPendingDecrefs(ctx).NonEmpty()) CurrentPendingDecrefs(ctx).Drain();
     return;
   }
   Attach(ctx);
@@ -477,7 +482,7 @@ bool StartIsolatedInterpreter(const std::string& helperSource, std::string* erro
   }
   auto* interp = new IsolatedInterpreter();
   interp->tstate = own;
-  interp->state = py.PyInterpreterState_Get ? py.PyInterpreterState_Get() : nullptr;
+  interp->state = py.PyInterpreterState_Get();  // checked above
   interp->generation = nextIsolatedGeneration.fetch_add(1);
   tls.isolated = interp;
   tls.tstate = own;
@@ -634,9 +639,7 @@ void EndIsolatedInterpreter() {
   // leaves no thread state current (its GIL goes with it).
   py.Py_EndInterpreter(interp->tstate);
   tls.ForgetInterpreter();
-  tls.isolated = nullptr;
-  Engine::isolatedGeneration = 0;
-  isolatedHelpers = nullptr;
+  PointThreadAtIsolated(nullptr);
   isolatedInterpreters--;
   // Releases queued after this point (GC of this worker's proxies) carry a generation that no
   // interpreter has any more: the shared queue drops them.
@@ -647,8 +650,8 @@ void EndIsolatedInterpreter() {
 
 void PointThreadAtIsolated(IsolatedInterpreter* interp) {
   tls.isolated = interp;
-  Engine::isolatedGeneration = interp->generation;
-  isolatedHelpers = &interp->helpers;
+  Engine::isolatedGeneration = interp ? interp->generation : 0;
+  isolatedHelpers = interp ? &interp->helpers : nullptr;
 }
 
 bool EnterIsolatedInterpreter(IsolatedInterpreter* interp) {
@@ -663,12 +666,7 @@ bool EnterIsolatedInterpreter(IsolatedInterpreter* interp) {
   tls.attached = true;
   threadStatesMade++;
   RegisterInterruptible(tls);
-  if (tls.pythonName && interp->helpers.adoptThread) {
-    PyRefOwned name(py.PyUnicode_FromString(tls.pythonName));
-    PyObject* args[] = {name.get(), tls.pythonDaemon ? py.True : py.False};
-    PyRefOwned ok(name ? CallVector(interp->helpers.adoptThread, args, 2, nullptr) : nullptr);
-    if (!ok) py.PyErr_Clear();
-  }
+  AnnounceThreadToPython(tls);  // PointThreadAtIsolated made these helpers current
   Detach(tls);
   return true;
 }
@@ -692,7 +690,5 @@ void LeaveIsolatedInterpreter() {
     threadStatesReleased++;
   }
   tls.ForgetInterpreter();
-  tls.isolated = nullptr;
-  Engine::isolatedGeneration = 0;
-  isolatedHelpers = nullptr;
+  PointThreadAtIsolated(nullptr);
 }

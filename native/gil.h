@@ -161,7 +161,8 @@ void LeaveIsolatedInterpreter();
 // A thread Python made in `interp` (its asyncio loop, a threading.Thread calling JS), attached,
 // entering pyembed: points the thread-locals at that interpreter (its generation, helpers and
 // release queue). For good: the thread cannot outlive the interpreter (Py_EndInterpreter joins
-// its threads). A callback thread calls AdoptCurrentPythonThread() next.
+// its threads). A callback thread calls AdoptCurrentPythonThread() next. Null: back to the
+// shared interpreter (the thread's isolated one ended).
 void PointThreadAtIsolated(IsolatedInterpreter* interp);
 // Any thread but that interpreter's own: runs `visit(arg)` holding the GIL of the live isolated
 // interpreter `generation`, with a temporary thread state of it current (how another thread
