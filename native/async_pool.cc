@@ -126,8 +126,9 @@ bool AsyncJob::CancelByToken(JsThread* t, double token) {
     job->refs_.fetch_add(1, std::memory_order_relaxed);
   }
   if (job->isolated) {
-    // Its pool threads run in this worker's own interpreter, which the watcher cannot enter:
-    // cancelled from here, under that interpreter's GIL (contended by its own threads only).
+    // Its pool threads run in this worker's own interpreter, whose GIL this thread can take
+    // directly (contended by that interpreter's threads only): cancelled here, not posted to the
+    // watcher, which would have to visit the interpreter.
     if (tls.isolated == job->isolated && job->generation == engine.generation()) {
       PythonCall call;
       if (call.ok()) job->RequestCancel();
