@@ -358,7 +358,7 @@ class Op {
 };
 
 void DropSharedObjects();
-void StopPython();
+bool StopPython();
 void FinalizeAtProcessExit();
 
 // --- engine ------------------------------------------------------------------------------
@@ -399,6 +399,7 @@ void StartIsolated(const FunctionCallbackInfo<JsValue>& info) {
     return ThrowError(isolate, "an isolated interpreter is for worker threads (worker_threads); "
                                "the main thread uses the shared interpreter");
   }
+  if (engine.state() == EngineState::kStopping) return ThrowError(isolate, "Python is shutting down");
   if (!engine.running()) return ThrowError(isolate, kShutDownMessage);
   std::string error;
   bool ok;
@@ -439,21 +440,37 @@ void Stop(const FunctionCallbackInfo<JsValue>& info) {
     return;
   }
   ParkedIsolate park(t, /*force=*/true);
-  StopPython();
+  if (!StopPython()) {
+    ThrowError(isolate, "an isolated worker started its own interpreter while shutdown() began: "
+                        "end it (its shutdown(), exit or terminate()) before shutting down the "
+                        "shared one");
+  }
 }
 
 // Finalizes Python, from a thread outside any Python call (parked, if it is a JS thread).
-void StopPython() {
+// False, with Python left running, when an isolated interpreter began before the shutdown did
+// (an isolated worker's initialize() racing it): finalizing would pull the runtime from under it.
+bool StopPython() {
   static std::mutex stopMu;  // one shutdown at a time; a second caller waits for the first
   std::lock_guard<std::mutex> stopLock(stopMu);
   engine.WaitForStart();  // a start in progress on another thread completes first
-  if (engine.state() != EngineState::kRunning) return;
+  if (engine.state() != EngineState::kRunning) return true;
   // 1. Refuse new work: attach, then flip the state under the GIL, so every thread that attaches
   //    after us sees it (PythonCall re-checks after attaching).
   if (tls.attached) Detach();
   Attach();
   engine.set_state(EngineState::kStopping);
   Detach();
+  // An isolated interpreter being made holds `attaching` until it is counted, or ended again
+  // because it saw the state above: once none is in flight, a count left is a live one.
+  while (engine.attaching.load(std::memory_order_seq_cst) != 0) {
+    std::unique_lock<std::mutex> lock(engine.waitMu);
+    engine.waitCv.wait_for(lock, std::chrono::milliseconds(1));
+  }
+  if (isolatedInterpreters.load(std::memory_order_seq_cst) > 0) {
+    engine.set_state(EngineState::kRunning);
+    return false;
+  }
   // 2. Finish async work (queued jobs are rejected, running ones complete).
   asyncPool.Stop();
   // 3. Wait for every JS thread still inside a Python call, or about to attach, to leave.
@@ -477,6 +494,7 @@ void StopPython() {
   // 4. Finalize on the interpreter thread (atexit handlers, thread joins, flushing).
   engine.Stop();
   tls.ForgetInterpreter();
+  return true;
 }
 
 // Process exit with Python still running: the main thread's 'exit' hook (src/engine.ts)

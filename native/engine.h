@@ -38,6 +38,9 @@ class Engine {
   void Stop();
 
   EngineState state() const { return state_.load(std::memory_order_acquire); }
+  // state() == kRunning, ordered (seq_cst) against a shutdown's set_state(kStopping) and the
+  // counters that shutdown reads next (attaching, isolatedInterpreters).
+  bool runningSeqCst() const { return state_.load(std::memory_order_seq_cst) == EngineState::kRunning; }
   bool running() const { return state() == EngineState::kRunning; }
   // The interpreter the calling thread works with: an isolated worker's own (see gil.h), else
   // the shared one's current run.

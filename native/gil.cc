@@ -459,8 +459,10 @@ bool StartIsolatedInterpreter(const std::string& helperSource, std::string* erro
     *error = "cannot make a Python thread state";
     return false;
   }
+  // `attaching` stays counted until the temporary state is gone again (below): a shutdown that
+  // begins meanwhile waits for this creation, which then sees it and ends its interpreter, rather
+  // than finalizing under it (CPython ends a thread that takes the GIL while it finalizes).
   py.PyEval_RestoreThread(temporary);
-  engine.EndAttach();
   PyInterpreterConfigLayout config{};
   config.use_main_obmalloc = 0;
   config.allow_fork = 0;
@@ -478,6 +480,7 @@ bool StartIsolatedInterpreter(const std::string& helperSource, std::string* erro
              (status.err_msg ? status.err_msg : "unknown error");
     py.PyThreadState_Clear(temporary);
     py.PyThreadState_DeleteCurrent();
+    engine.EndAttach();
     return false;
   }
   auto* interp = new IsolatedInterpreter();
@@ -504,11 +507,15 @@ bool StartIsolatedInterpreter(const std::string& helperSource, std::string* erro
   py.PyEval_RestoreThread(temporary);
   py.PyThreadState_Clear(temporary);
   py.PyThreadState_DeleteCurrent();
-  if (!ok) {
-    EndIsolatedInterpreter();
-    return false;
+  // Counted above (seq_cst) before this read: either this sees a shutdown that began, or that
+  // shutdown, once `attaching` is zero, sees this interpreter and refuses (StopPython).
+  if (ok && !engine.runningSeqCst()) {
+    ok = false;
+    *error = "Python is shutting down";
   }
-  return true;
+  if (!ok) EndIsolatedInterpreter();
+  engine.EndAttach();
+  return ok;
 }
 
 namespace {

@@ -256,6 +256,74 @@ for (const minor of ['3.12', '3.13']) {
   });
 }
 
+// shutdown() on the main thread while a worker's initialize({ interpreter: 'isolated' }) makes
+// its interpreter: the two settle it, at any moment. Either the shutdown wins and the worker's
+// initialize() throws, or the worker's interpreter was already made and shutdown() refuses.
+// (Before, a shutdown in that window finalized under the creation: CPython ended the worker's
+// thread, which never reported its exit, and the process hung.)
+const SHUTDOWN_RACE = `
+  import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+  import { PythonEngine, Py } from 'pyembed';
+  if (isMainThread) {
+    const outcomes = [];
+    for (const delayMs of [0, 0.2, 0.5, 1, 2, 3, 5, 8, 12, 20, 30, 45]) {
+      PythonEngine.initialize();
+      const started = new Int32Array(new SharedArrayBuffer(4));
+      const w = new Worker(new URL(import.meta.url), { workerData: started });
+      const exited = new Promise((resolve) => w.once('exit', resolve));
+      const said = new Promise((resolve) => {
+        w.on('message', resolve);
+        w.on('error', (e) => resolve('worker error: ' + e.message));
+        exited.then((code) => resolve('exit ' + code));
+      });
+      while (Atomics.load(started, 0) === 0) {} // the worker is about to initialize
+      const t0 = performance.now();
+      while (performance.now() - t0 < delayMs) {}
+      let main;
+      try { PythonEngine.shutdown(); main = 'shut down'; } catch (e) { main = e.message; }
+      const worker = await said;
+      await exited;
+      outcomes.push({ main, worker });
+      if (PythonEngine.isInitialized) PythonEngine.shutdown(); // the worker has ended
+    }
+    console.log(JSON.stringify(outcomes));
+  } else {
+    Atomics.store(workerData, 0, 1);
+    try {
+      PythonEngine.initialize({ interpreter: 'isolated' });
+      parentPort.postMessage('ran ' + Py.import('math').factorial(4));
+    } catch (e) {
+      parentPort.postMessage('refused: ' + e.message);
+    }
+  }
+`;
+
+for (const minor of ['3.12', '3.13']) {
+  const python = pyenvPython(minor);
+  test(`CPython ${minor}: shutdown() racing an isolated worker's initialize() is a clear error on one side, never a lost thread`, {
+    skip: python ? false : `no CPython ${minor} under ${pyenvRoot}/versions`,
+  }, async () => {
+    const r = await runScript(SHUTDOWN_RACE, { env: { PYEMBED_PYTHON: python }, timeoutMs: 90_000 });
+    assert.equal(r.code, 0, explain(r));
+    const outcomes: { main: string; worker: string }[] = lastJson(r.stdout);
+    assert.equal(outcomes.length, 12);
+    const all = JSON.stringify(outcomes);
+    // The window was hit: a shutdown while the interpreter was being made.
+    assert.ok(outcomes.some((o) => o.worker === 'refused: Python is shutting down'), all);
+    for (const { main, worker } of outcomes) {
+      if (main === 'shut down') {
+        // refused (during the shutdown, or after it), or made and ended (the worker's script
+        // done) before the shutdown began
+        assert.match(worker, /^refused: Python (is shutting down$|was shut down)|^ran 24$/, all);
+      } else {
+        assert.match(main, /isolated worker/, all);
+        assert.equal(worker, 'ran 24', all);
+      }
+    }
+    assert.doesNotMatch(r.stderr, /Exception ignored|Fatal Python error/, r.stderr);
+  });
+}
+
 // Its own GIL: while worker A holds its interpreter's GIL in one long C call (sum() over a range
 // never checks for a GIL drop request), worker B's call in another isolated interpreter completes.
 // In the shared mode (the control) B's call must wait for A's sum to end.
