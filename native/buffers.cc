@@ -324,9 +324,9 @@ namespace {
 constexpr size_t kOwnMappingMin = 2 * 1024 * 1024;
 constexpr size_t kHugePage = 2 * 1024 * 1024;  // x86-64's; elsewhere only an alignment
 // Freed mappings kept for reuse, at most this many bytes. V8 frees ArrayBuffers only at its next
-// GC, which external memory triggers after about 64 MB: a pool smaller than that is empty by the
-// time the next copy needs it.
-constexpr size_t kKeptMax = 96 * 1024 * 1024;
+// GC, which external memory triggers after about 64 MB: a smaller pool is empty by the time the
+// next copy needs it (32 MB: about twice the fresh mappings of 64 MB in a loop of 10 MB copies).
+constexpr size_t kKeptMax = 64 * 1024 * 1024;
 
 // A mapping's size: n rounded up to whole huge pages, so copies of about the same size share them.
 size_t MappingSize(size_t n) { return (n + kHugePage - 1) / kHugePage * kHugePage; }

@@ -66,7 +66,7 @@ struct PyBufferCapture {
 
 // Memory for a copy that a JS ArrayBuffer will own (any thread). Below 2 MB, malloc. From 2 MB
 // up, a mapping marked for transparent huge pages, and kept after V8 frees the ArrayBuffer (up
-// to 96 MB, as MADV_FREE pages the kernel may take back) for the next copy of about that size: a
+// to 64 MB, as MADV_FREE pages the kernel may take back) for the next copy of about that size: a
 // fresh 10 MB cost 5-7 times the copy itself in page faults and zeroing, and malloc hands out
 // fresh memory there too, since V8 frees ArrayBuffers only at its next GC. Null when out of
 // memory.
