@@ -5,11 +5,6 @@
 #include <mutex>
 #include <unordered_map>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#include <unistd.h>
-#endif
-
 #include "engine.h"
 #include "gil.h"
 #include "js_thread.h"
@@ -318,97 +313,8 @@ PyObject* MemoryViewOfJsBytes(const JsBytes& bytes) {
   return py.PyMemoryView_FromObject(exporter.get());
 }
 
-#if defined(__linux__) && defined(MADV_HUGEPAGE) && defined(MADV_FREE)
-namespace {
-
-constexpr size_t kOwnMappingMin = 2 * 1024 * 1024;
-constexpr size_t kHugePage = 2 * 1024 * 1024;  // x86-64's; elsewhere only an alignment
-// Freed mappings kept for reuse, at most this many bytes. V8 frees ArrayBuffers only at its next
-// GC, which external memory triggers after about 64 MB: a smaller pool is empty by the time the
-// next copy needs it (32 MB: about twice the fresh mappings of 64 MB in a loop of 10 MB copies).
-constexpr size_t kKeptMax = 64 * 1024 * 1024;
-
-// A mapping's size: n rounded up to whole huge pages, so copies of about the same size share them.
-size_t MappingSize(size_t n) { return (n + kHugePage - 1) / kHugePage * kHugePage; }
-
-struct KeptMappings {
-  std::mutex mutex;
-  std::vector<std::pair<char*, size_t>> free;  // (start, size)
-  size_t bytes = 0;
-};
-
-KeptMappings& Kept() {
-  static auto* kept = new KeptMappings();  // never destroyed: V8 may free buffers at exit
-  return *kept;
-}
-
-char* NewMapping(size_t size) {
-  size_t reserved = size + kHugePage;
-  void* base = mmap(nullptr, reserved, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (base == MAP_FAILED) return nullptr;
-  // Keep the huge-page-aligned part; give back what is before and after it.
-  auto start = reinterpret_cast<uintptr_t>(base);
-  uintptr_t aligned = (start + kHugePage - 1) & ~(kHugePage - 1);
-  if (aligned > start) munmap(base, aligned - start);
-  if (start + reserved > aligned + size) munmap(reinterpret_cast<void*>(aligned + size), start + reserved - (aligned + size));
-  // Only a hint: where the kernel has no transparent huge pages, these are 4 KB pages.
-  madvise(reinterpret_cast<void*>(aligned), size, MADV_HUGEPAGE);
-  return reinterpret_cast<char*>(aligned);
-}
-
-}  // namespace
-
-char* AllocateJsCopy(size_t n) {
-  if (n < kOwnMappingMin) return static_cast<char*>(std::malloc(n ? n : 1));
-  size_t size = MappingSize(n);
-  {
-    KeptMappings& kept = Kept();
-    std::lock_guard<std::mutex> lock(kept.mutex);
-    for (size_t i = kept.free.size(); i-- > 0;) {  // the most recently freed first
-      if (kept.free[i].second != size) continue;
-      char* start = kept.free[i].first;
-      kept.free.erase(kept.free.begin() + static_cast<std::ptrdiff_t>(i));
-      kept.bytes -= size;
-      return start;
-    }
-  }
-  return NewMapping(size);
-}
-
-void FreeJsCopy(void* data, size_t n) {
-  if (!data) return;
-  if (n < kOwnMappingMin) {
-    std::free(data);
-    return;
-  }
-  size_t size = MappingSize(n);
-  {
-    KeptMappings& kept = Kept();
-    std::lock_guard<std::mutex> lock(kept.mutex);
-    if (kept.bytes + size <= kKeptMax) {
-      // The kernel may take the pages back when it needs memory (they then read as zeros);
-      // until then a reuse finds them in place, with no fault.
-      madvise(data, size, MADV_FREE);
-      kept.free.emplace_back(static_cast<char*>(data), size);
-      kept.bytes += size;
-      return;
-    }
-  }
-  munmap(data, size);
-}
-#else
-char* AllocateJsCopy(size_t n) { return static_cast<char*>(std::malloc(n ? n : 1)); }
-void FreeJsCopy(void* data, size_t) { std::free(data); }
-#endif
-
-v8::Local<v8::ArrayBuffer> AdoptJsCopy(v8::Isolate* isolate, char* data, size_t n) {
-  std::unique_ptr<v8::BackingStore> store = v8::ArrayBuffer::NewBackingStore(
-      data, n, [](void* memory, size_t length, void*) { FreeJsCopy(memory, length); }, nullptr);
-  return v8::ArrayBuffer::New(isolate, std::move(store));
-}
-
 PyBufferCapture::~PyBufferCapture() {
-  FreeJsCopy(copy, span);
+  std::free(copy);
   if (exported) {
     auto* e = static_cast<ExportedView*>(exported);
     CurrentPendingDecrefs().PushRelease(ReleaseExportedViewNow, e, e->generation);
@@ -460,7 +366,7 @@ bool CapturePyBuffer(PyObject* o, PyBufferCapture* out) {
   out->start = static_cast<char*>(view.buf) + low;
   if (readonly || out->span == 0) {
     if (out->span) {
-      out->copy = AllocateJsCopy(out->span);
+      out->copy = static_cast<char*>(std::malloc(out->span));
       if (!out->copy) {
         py.PyBuffer_Release(&view);
         delete exported;
@@ -486,8 +392,10 @@ v8::Local<v8::TypedArray> BuildTypedArray(v8::Isolate* isolate, PyBufferCapture*
     c->exported = nullptr;
     ab = v8::ArrayBuffer::New(isolate, std::move(store));
   } else if (c->copy) {
-    ab = AdoptJsCopy(isolate, c->copy, c->span);
+    std::unique_ptr<v8::BackingStore> store = v8::ArrayBuffer::NewBackingStore(
+        c->copy, c->span, [](void* data, size_t, void*) { std::free(data); }, nullptr);
     c->copy = nullptr;
+    ab = v8::ArrayBuffer::New(isolate, std::move(store));
   } else {
     ab = v8::ArrayBuffer::New(isolate, 0);
   }

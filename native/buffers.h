@@ -55,7 +55,7 @@ struct PyBufferCapture {
   std::string format;
   int itemsize = 1;
   bool readonly = false;  // then `copy` holds the bytes: the TypedArray is a copy
-  char* copy = nullptr;   // from AllocateJsCopy(span); handed over to V8 by BuildTypedArray
+  char* copy = nullptr;   // malloc'ed; handed over to V8 by BuildTypedArray (no second copy)
 
   void* exported = nullptr;  // the Py_buffer, shared with JS (writable buffers)
   char* start = nullptr;
@@ -63,19 +63,6 @@ struct PyBufferCapture {
   int element = 0;           // TypedArray type (buffers.cc)
   size_t elementSize = 1;
 };
-
-// Memory for a copy that a JS ArrayBuffer will own (any thread). Below 2 MB, malloc. From 2 MB
-// up, a mapping marked for transparent huge pages, and kept after V8 frees the ArrayBuffer (up
-// to 64 MB, as MADV_FREE pages the kernel may take back) for the next copy of about that size: a
-// fresh 10 MB cost 5-7 times the copy itself in page faults and zeroing, and malloc hands out
-// fresh memory there too, since V8 frees ArrayBuffers only at its next GC. Null when out of
-// memory.
-char* AllocateJsCopy(size_t n);
-// Frees AllocateJsCopy(n)'s memory (the same n).
-void FreeJsCopy(void* data, size_t n);
-// Isolate only: an ArrayBuffer that owns `data` (from AllocateJsCopy(n)) and frees it when
-// collected.
-v8::Local<v8::ArrayBuffer> AdoptJsCopy(v8::Isolate* isolate, char* data, size_t n);
 
 // Caller attached: captures `o`'s buffer. False with a Python error set when it has none.
 bool CapturePyBuffer(PyObject* o, PyBufferCapture* out);

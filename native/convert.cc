@@ -631,14 +631,17 @@ v8::MaybeLocal<v8::Value> BigIntFromHex(v8::Local<v8::Context> ctx, const std::s
 
 namespace {
 
-// Large copies go to memory that V8 does not zero first (it would touch every page twice).
+// Large copies go to malloc'd memory: V8's own allocation would first zero it, touching every
+// page twice.
 constexpr size_t kUninitializedCopyMin = 64 * 1024;
 
 v8::Local<v8::ArrayBuffer> CopyToArrayBuffer(v8::Isolate* isolate, const char* data, size_t n) {
   if (n >= kUninitializedCopyMin) {
-    if (char* memory = AllocateJsCopy(n)) {
+    if (void* memory = std::malloc(n)) {
       std::memcpy(memory, data, n);
-      return AdoptJsCopy(isolate, memory, n);
+      auto store = v8::ArrayBuffer::NewBackingStore(
+          memory, n, [](void* d, size_t, void*) { std::free(d); }, nullptr);
+      return v8::ArrayBuffer::New(isolate, std::move(store));
     }
   }
   auto buffer = v8::ArrayBuffer::New(isolate, n);

@@ -155,9 +155,9 @@ test('Py.bytes makes a bytes copy when bytes are needed', () => {
 });
 
 test('big copies to JS (bytes, read-only buffers) are exact and private however their memory is reused', async () => {
-  // From 2 MB up, copies get mappings of their own that are kept and reused after V8 frees the
-  // ArrayBuffer: every copy must still show its own bytes, at its own length, and writing into
-  // one must change neither Python's object nor another copy.
+  // Copies of many sizes, made while earlier ones are freed (their memory reused): every copy
+  // must show its own bytes, at its own length, and writing into one must change neither
+  // Python's object nor another copy.
   const r = await runScript(`
     import { createHash } from 'node:crypto';
     import { PythonEngine } from 'pyembed';
