@@ -9,7 +9,7 @@
 // of 10 000 dicts of 4 keys), unique (a different 10 000-key dict each time), list-to-js and
 // list-to-py (100 000 ints each way), bytes (10 MB each way).
 // Environment: BENCH_PASSES [3] (alternations), BENCH_ROUNDS [5] (rounds per child; the median is
-// kept), BENCH_OPS [60] (operations per round).
+// kept), BENCH_OPS [60] (operations per round), BENCH_WORKLOADS (comma-separated: only these).
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +19,8 @@ const roots = process.argv.slice(2).length ? process.argv.slice(2).map((r) => pa
 const PASSES = Number(process.env.BENCH_PASSES ?? 3);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const OPS = Number(process.env.BENCH_OPS ?? 60);
-const WORKLOADS = ['dict', 'records', 'unique', 'list-to-js', 'list-to-py', 'bytes'];
+const WORKLOADS = ['dict', 'records', 'unique', 'list-to-js', 'list-to-py', 'bytes'].filter(
+  (w) => !process.env.BENCH_WORKLOADS || process.env.BENCH_WORKLOADS.split(',').includes(w));
 
 const child = `
 const [root, workload, rounds, ops] = process.argv.slice(1);

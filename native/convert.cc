@@ -1166,22 +1166,33 @@ std::vector<CachedKey>& ShapeFor(JsThread* t, size_t n, const char* firstKey, Py
   return t->keyShapes[(h >> 32) % t->keyShapes.size()];
 }
 
+// True when every key after `pos` is an exact str.
+bool StrKeysFrom(PyObject* dict, Py_ssize_t pos) {
+  PyObject *key, *value;
+  while (py.PyDict_Next(dict, &pos, &key, &value)) {
+    if (TypeOf(key) != py.PyUnicode_Type) return false;
+  }
+  return true;
+}
+
 Fast FastDictToJs(FastWalk& w, PyObject* dict, v8::Local<v8::Value>* out) {
   v8::Isolate* isolate = w.thread->isolate;
+  Py_ssize_t size = py.PyObject_Size(dict);
+  if (size < 0) return Fast::kPythonError;
+  size_t n = static_cast<size_t>(size);
+  // Keys other than exact str take the general path (its rules for them), which must not find
+  // Python code already run: keys are checked as they come while the values are scalars (which
+  // run none), and all the rest at once before the first value that may run some.
+  bool keysChecked = false;
   Py_ssize_t pos = 0;
   PyObject *key, *value;
-  size_t n = 0;
-  while (py.PyDict_Next(dict, &pos, &key, &value)) {
-    if (TypeOf(key) != py.PyUnicode_Type) return Fast::kNotHandled;  // the general rules apply
-    n++;
-  }
   std::vector<v8::Local<v8::Name>> names;
   std::vector<v8::Local<v8::Value>> values;
   names.reserve(n);
   values.reserve(n);
   std::vector<CachedKey>* shape = nullptr;  // this dict's keys as last seen, by position
-  pos = 0;
   while (py.PyDict_Next(dict, &pos, &key, &value)) {
+    if (!keysChecked && TypeOf(key) != py.PyUnicode_Type) return Fast::kNotHandled;
     Py_ssize_t length = 0;
     const char* utf8 = py.PyUnicode_AsUTF8AndSize(key, &length);
     v8::Local<v8::String> name;
@@ -1209,6 +1220,10 @@ Fast FastDictToJs(FastWalk& w, PyObject* dict, v8::Local<v8::Value>* out) {
     names.push_back(name);
     values.emplace_back();
     if (ScalarToJs(isolate, value, &values.back()) == Fast::kDone) continue;
+    if (!keysChecked) {
+      if (!StrKeysFrom(dict, pos)) return Fast::kNotHandled;
+      keysChecked = true;
+    }
     PyRefOwned keepKey(NewRef(key)), keepValue(NewRef(value));  // a Snapshot may run Python code
     Fast f = FastItemToJs(w, value, &values.back());
     if (f != Fast::kDone) return f;

@@ -153,3 +153,47 @@ test('Py.bytes makes a bytes copy when bytes are needed', () => {
   assert.equal(PythonEngine.eval('lambda b: b.decode()')(b), 'abc');
   assert.throws(() => Py.bytes('abc' as never), TypeError);
 });
+
+test('big copies to JS (bytes, read-only buffers) are exact and private however their memory is reused', async () => {
+  // Copies of many sizes, made while earlier ones are freed (their memory reused): every copy
+  // must show its own bytes, at its own length, and writing into one must change neither
+  // Python's object nor another copy.
+  const r = await runScript(`
+    import { createHash } from 'node:crypto';
+    import { PythonEngine } from 'pyembed';
+    PythonEngine.exec('import hashlib, os');
+    const make = PythonEngine.eval('lambda n: os.urandom(n)');
+    const digest = PythonEngine.eval('lambda b: hashlib.sha256(b).hexdigest()');
+    const sha = (u8) => createHash('sha256').update(u8).digest('hex');
+    const sizes = [2 * 2 ** 20 - 1, 2 * 2 ** 20, 3 * 2 ** 20 + 17, 4 * 2 ** 20, 10 * 2 ** 20, 4 * 2 ** 20 - 5];
+    const failures = [];
+    let checked = 0;
+    for (let round = 0; round < 6; round++) {
+      const live = [];
+      for (const n of sizes) {
+        const py = make(n);
+        const expected = digest(py);
+        const fromBytes = py.toJS();
+        const fromBuffer = py.getBuffer().data;  // bytes are read-only: a copy
+        for (const [how, u8] of [['toJS', fromBytes], ['getBuffer', fromBuffer]]) {
+          if (u8.length !== n) failures.push(how + ' length ' + u8.length + ' for ' + n);
+          else if (sha(u8) !== expected) failures.push(how + ' content differs for ' + n + ' in round ' + round);
+          checked++;
+        }
+        fromBytes.fill(0xee);
+        if (digest(py) !== expected) failures.push('writing the copy changed Python bytes of ' + n);
+        if (sha(fromBuffer) !== expected) failures.push('one copy shares memory with another, ' + n);
+        if (round % 2 === 0) live.push(fromBuffer);  // some stay alive across the next GC
+        py.dispose();
+      }
+      for (const u8 of live) if (u8[0] === undefined) failures.push('lost');
+      globalThis.gc();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    console.log(JSON.stringify({ failures, checked }));
+  `, { nodeArgs: ['--expose-gc'], timeoutMs: 120_000 });
+  assert.equal(r.code, 0, explain(r));
+  const result = JSON.parse(r.stdout);
+  assert.deepEqual(result.failures, []);
+  assert.equal(result.checked, 72);
+});

@@ -256,3 +256,13 @@ test('arrays of primitives and nested lists/dicts convert exactly on their fast 
   const viaTuple = PythonEngine.eval('(l := [], l.append((l,)), l)[-1]').toJS() as unknown[][];
   assert.equal(viaTuple[0][0], viaTuple);
 });
+
+test('a dict whose first non-str key comes after str keys follows the general rules for it', () => {
+  // Before it: scalar values only, then a container value (the fast path checks the keys left
+  // before converting one).
+  const mixed = PythonEngine.eval('{"a": 1, "b": 2.5, "c": [1, {"x": None}], 3: "three", "d": True}');
+  assert.deepEqual(mixed.toJS(), { a: 1, b: 2.5, c: [1, { x: undefined }], 3: 'three', d: true });
+  for (const source of ['{"a": 1, "1": 2, 1: "one"}', '{"a": [1], "1": 2, 1: "one"}']) {
+    assert.throws(() => PythonEngine.eval(source).toJS(), { name: 'TypeError', message: /same JS property name '1'/ }, source);
+  }
+});
