@@ -20,7 +20,8 @@
         "native/signals.cc",
         "native/stack.cc"
       ],
-      "cflags_cc": ["-std=c++20", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-cast-function-type"],
+      "cflags_cc": ["-std=c++20", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-cast-function-type",
+                     "-fvisibility=hidden", "-fvisibility-inlines-hidden", "-fno-semantic-interposition"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
       "libraries": ["-ldl", "-lpthread"],
       "xcode_settings": {

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <unordered_map>
 
@@ -58,18 +59,20 @@ class Op {
   // common case earlier, right where the Python call returns).
   ~Op() {
     if (InForkedChild()) ExitForkedChild();
+    if (entered_) Attached().~PythonCall();  // before pins_, as a member declared after it would be
   }
 
   // Attaches (takes the GIL if this thread does not hold it). False: a JS exception is pending.
-  bool Enter() {
+  [[gnu::always_inline]] bool Enter() {
     if (StackNearlyExhausted(ctx)) {
       isolate->ThrowException(v8::Exception::RangeError(v8::String::NewFromUtf8Literal(
           isolate, "Maximum call stack size exceeded (nested JS <-> Python calls)")));
       return false;
     }
-    call_.emplace(ctx);
-    if (!call_->ok()) {
-      ThrowError(isolate, call_->error());
+    new (callStorage_) PythonCall(ctx);
+    entered_ = true;
+    if (!Attached().ok()) {
+      ThrowError(isolate, Attached().error());
       return false;
     }
     if (pins_ && pins_->AnyShutDown()) {
@@ -80,10 +83,10 @@ class Op {
   }
 
   // Enter() and Target(0): the common start of an operation on one object.
-  PyObject* EnterWithTarget() { return Enter() ? Target(0) : nullptr; }
+  [[gnu::always_inline]] PyObject* EnterWithTarget() { return Enter() ? Target(0) : nullptr; }
 
   // The live Python object of the handle in argument `index`, or null (JS exception pending).
-  PyObject* Target(int index, PyHandle** handleOut = nullptr) {
+  [[gnu::always_inline]] PyObject* Target(int index, PyHandle** handleOut = nullptr) {
     PyHandle* h = HandleFromValue(t, info[index]);
     if (!h) {
       ThrowTypeError(isolate, "expected a Python object (pyembed proxy)");
@@ -97,7 +100,7 @@ class Op {
   }
 
   // The interned Python name for a JS string argument, or null (JS exception pending).
-  PyObject* Name(int index) {
+  [[gnu::always_inline]] PyObject* Name(int index) {
     if (!info[index]->IsString()) {
       ThrowTypeError(isolate, "an attribute name must be a string");
       return nullptr;
@@ -280,12 +283,20 @@ class Op {
   }
 
   // Sets the return value from a new reference (consumed); null means a Python error is set.
-  void Return(PyObject* result, const ToJsOptions& options = ToJsOptions()) {
+  // The commonest results inline (ReturnSmall), the rest out of line.
+  [[gnu::always_inline]] void Return(PyObject* result) {
+    if (__builtin_expect(result != nullptr, 1) && ReturnSmall(result)) return;
+    ReturnConverted(result, ToJsOptions());
+  }
+  void Return(PyObject* result, const ToJsOptions& options) {
+    if (result && ReturnSmall(result)) return;
+    ReturnConverted(result, options);
+  }
+  [[gnu::noinline]] void ReturnConverted(PyObject* result, const ToJsOptions& options) {
     if (!result) {
       ThrowPythonError(t);
       return;
     }
-    if (ReturnSmall(result)) return;
     Local<JsValue> js;
     Fast f = PrimitiveToJs(isolate, result, &js);
     if (f == Fast::kNotHandled) f = ContainerToJs(t, result, options, &js);
@@ -308,7 +319,7 @@ class Op {
 
   // The commonest results (None, an int that fits 32 bits, a float, a bool), set without
   // making a V8 handle; the same values PrimitiveToJs gives. False: not one of those.
-  bool ReturnSmall(PyObject* result) {
+  [[gnu::always_inline]] bool ReturnSmall(PyObject* result) {
     PyObject* type = TypeOf(result);
     v8::ReturnValue<JsValue> rv = info.GetReturnValue();
     if (result == py.None) {
@@ -353,8 +364,11 @@ class Op {
  private:
   // Made by the first argument that needs a Snapshot (most operations have none).
   PinnedHandles* Pins() { return pins_ ? &*pins_ : &pins_.emplace(); }
-  std::optional<PinnedHandles> pins_;  // destroyed after call_: unpinned while still attached
-  std::optional<PythonCall> call_;
+  std::optional<PinnedHandles> pins_;  // destroyed after the PythonCall: unpinned while still attached
+  // The operation's PythonCall, made by Enter() (not a std::optional: its emplace was not inlined).
+  PythonCall& Attached() { return *std::launder(reinterpret_cast<PythonCall*>(callStorage_)); }
+  alignas(PythonCall) unsigned char callStorage_[sizeof(PythonCall)];
+  bool entered_ = false;
 };
 
 void DropSharedObjects();

@@ -699,3 +699,29 @@ void LeaveIsolatedInterpreter() {
   tls.ForgetInterpreter();
   PointThreadAtIsolated(nullptr);
 }
+
+// PythonCall's entry for a thread not attached yet (gil.h has the attached case inline).
+bool PythonCall::AttachSlow() {
+  if (!engine.BeginAttach()) {
+    error_ = "Python is shutting down";
+    return false;
+  }
+  Attach(ctx_);
+  engine.EndAttach();
+  attachedHere_ = true;
+  // Shutdown may have begun while we waited for the GIL: it sets the state under the GIL, so
+  // reading it now that we hold the GIL is decisive.
+  if (!engine.running()) {
+    Detach(ctx_);
+    attachedHere_ = false;
+    error_ = "Python is shutting down";
+    return false;
+  }
+  return true;
+}
+
+// The last busy operation of a thread ended while shutdown waits for them.
+void PythonCall::NotifyStopping() {
+  std::lock_guard<std::mutex> lock(engine.waitMu);
+  engine.waitCv.notify_all();
+}

@@ -201,42 +201,22 @@ class PythonCall {
   const char* error() const { return error_; }
 
  private:
+  bool EnterSlow();
+  [[gnu::noinline]] bool AttachSlow();    // gil.cc
+  void EndOutermost();
+  [[gnu::noinline]] static void NotifyStopping();  // gil.cc
   ThreadContext& ctx_;
   bool ok_ = false;
   bool attachedHere_ = false;
   const char* error_ = nullptr;
 };
 
-inline PythonCall::PythonCall(ThreadContext& ctx) : ctx_(ctx) {
-  if (InForkedChild()) {
-    error_ = kForkedChildError;
-    return;
-  }
-  if (!engine.running()) {
-    error_ = kShutDownMessage;
-    return;
-  }
-  if (!ctx_.attached) {
-    if (!engine.BeginAttach()) {
-      error_ = "Python is shutting down";
-      return;
-    }
-    Attach(ctx_);
-    engine.EndAttach();
-    attachedHere_ = true;
-    // Shutdown may have begun while we waited for the GIL: it sets the state under the GIL, so
-    // reading it now that we hold the GIL is decisive.
-    if (!engine.running()) {
-      Detach(ctx_);
-      attachedHere_ = false;
-      error_ = "Python is shutting down";
-      return;
-    }
-  }
-  // Releases queued by JS garbage collection wait for the next attach; a thread that stays
-  // attached (a long Py.GIL() scope) drains them here instead.
-  else if (CurrentPendingDecrefs(ctx_).NonEmpty()) {
-    CurrentPendingDecrefs(ctx_).Drain();
+// The common case inline (the thread is attached: a Py.GIL() scope, or an outer operation), the
+// rest out of line: every synchronous operation runs through here.
+[[gnu::always_inline]] inline PythonCall::PythonCall(ThreadContext& ctx) : ctx_(ctx) {
+  if (__builtin_expect(InForkedChild() || !engine.running() || !ctx_.attached ||
+                           CurrentPendingDecrefs(ctx_).NonEmpty(), 0)) {
+    if (!EnterSlow()) return;
   }
   if (ctx_.callDepth++ == 0 && !ctx_.isolated) {
     engine.busyThreads++;
@@ -245,25 +225,49 @@ inline PythonCall::PythonCall(ThreadContext& ctx) : ctx_(ctx) {
   ok_ = true;
 }
 
-inline PythonCall::~PythonCall() {
+inline bool PythonCall::EnterSlow() {
+  if (InForkedChild()) {
+    error_ = kForkedChildError;
+    return false;
+  }
+  if (!engine.running()) {
+    error_ = kShutDownMessage;
+    return false;
+  }
+  if (!ctx_.attached) return AttachSlow();
+  // Releases queued by JS garbage collection wait for the next attach; a thread that stays
+  // attached (a long Py.GIL() scope) drains them here instead.
+  CurrentPendingDecrefs(ctx_).Drain();
+  return true;
+}
+
+[[gnu::always_inline]] inline PythonCall::~PythonCall() {
   if (!ok_) return;
-  if (ctx_.callDepth == 1 && ctx_.interruptPosted && ctx_.attached) WithdrawInterrupt(ctx_);
-  if (--ctx_.callDepth == 0 && !ctx_.isolated) {
+  if (__builtin_expect(ctx_.callDepth == 1, 1)) {
+    EndOutermost();
+    return;
+  }
+  --ctx_.callDepth;
+  // A thread a scope attached, whose scope was closed meanwhile (in a callback), is detached here
+  // too (attachedHere_).
+  if (attachedHere_ && ctx_.scopeDepth == 0 && ctx_.attached) Detach(ctx_);
+}
+
+inline void PythonCall::EndOutermost() {
+  if (ctx_.interruptPosted && ctx_.attached) WithdrawInterrupt(ctx_);
+  ctx_.callDepth = 0;
+  if (!ctx_.isolated) {
     if (ctx_.isMainJsThread) MainThreadCallEnded();
     engine.busyThreads--;
-    if (engine.state() == EngineState::kStopping) {
-      std::lock_guard<std::mutex> lock(engine.waitMu);
-      engine.waitCv.notify_all();
-    }
+    if (__builtin_expect(engine.state() == EngineState::kStopping, 0)) NotifyStopping();
   }
-  // Detach unless a Py.GIL() scope keeps the thread attached, or an outer operation of this
-  // level does (callDepth). A thread a scope attached, whose scope was closed meanwhile (in a
-  // callback), is detached here too.
-  if ((attachedHere_ || ctx_.callDepth == 0) && ctx_.scopeDepth == 0 && ctx_.attached) {
-    // Contended (the take had to wait): keep the GIL between this JS thread's operations, so
-    // a loop of calls does not wait a switch interval per call. Only at the outermost level:
-    // inside a callback the caller's operation takes the GIL back on return anyway.
-    if (ctx_.keepsGil && ctx_.callDepth == 0 && ctx_.trampolineDepth == 0) KeepGil(ctx_);
+  // Detach unless a Py.GIL() scope keeps the thread attached.
+  if (ctx_.scopeDepth == 0 && ctx_.attached) {
+    // Contended (the take had to wait), or many takes this turn: keep the GIL between this JS
+    // thread's operations, so a loop of calls does not wait a switch interval per call. Only at
+    // the outermost level: inside a callback the caller's operation takes the GIL back on return
+    // anyway.
+    if (ctx_.keepsGil && ctx_.trampolineDepth == 0) KeepGil(ctx_);
     else Detach(ctx_);
   }
 }

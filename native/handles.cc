@@ -8,9 +8,7 @@
 #include "js_thread.h"
 #include "v8_util.h"
 
-// Field 0 of every handle holds this address: no other object can have it there, so checking it
-// identifies a handle without V8's (slower) template instance check. Field 1 is the PyHandle.
-alignas(8) const char kHandleTag = 0;
+alignas(8) const char kHandleTag = 0;  // see handles.h
 
 namespace {
 
@@ -122,31 +120,14 @@ v8::MaybeLocal<v8::Object> NewHandle(JsThread* thread, PyObject* owned, uint8_t 
   return obj;
 }
 
-PyHandle* HandleFromValue(JsThread*, v8::Local<v8::Value> value) {
-  if (!value->IsObject()) return nullptr;
-  v8::Local<v8::Object> obj = value.As<v8::Object>();
-  if (obj->InternalFieldCount() != 2 || FieldPointer(obj, 0) != &kHandleTag) {
-    return nullptr;
-  }
-  return static_cast<PyHandle*>(FieldPointer(obj, 1));
-}
-
 PyObject* LiveObject(PyHandle* h, const char** why) {
   return LiveObject(h, why, engine.generation());
 }
 
-PyObject* LiveObject(PyHandle* h, const char** why, uint64_t currentGeneration) {
-  if (!engine.running()) {
-    *why = kShutDownMessage;
-    return nullptr;
-  }
-  if (h->generation != currentGeneration) {
-    *why = "this Python object belongs to an interpreter that was shut down";
-    return nullptr;
-  }
-  PyObject* o = h->disposed ? nullptr : h->obj.load(std::memory_order_relaxed);
-  if (!o) *why = "this Python object was disposed";
-  return o;
+const char* WhyNotLive(PyHandle* h, uint64_t currentGeneration) {
+  if (!engine.running()) return kShutDownMessage;
+  if (h->generation != currentGeneration) return "this Python object belongs to an interpreter that was shut down";
+  return "this Python object was disposed";
 }
 
 void DisposeHandle(PyHandle* h) {

@@ -12,6 +12,8 @@
 #include <cstdint>
 
 #include "capi.h"
+#include "engine.h"
+#include "v8_util.h"
 
 struct JsThread;
 
@@ -43,12 +45,31 @@ uint8_t HandleFlagsOf(PyObject* o);
 // reference is released); an unshared one is always new (for handles pyembed disposes itself).
 // No GIL needed.
 v8::MaybeLocal<v8::Object> NewHandle(JsThread* thread, PyObject* owned, uint8_t flags, bool shared = true);
-// The PyHandle behind a handle object, or null if `value` is not one.
-PyHandle* HandleFromValue(JsThread* thread, v8::Local<v8::Value> value);
+// Field 0 of every handle holds this address: no other object can have it there, so checking it
+// identifies a handle without V8's (slower) template instance check. Field 1 is the PyHandle.
+extern const char kHandleTag;
+// The PyHandle behind a handle object, or null if `value` is not one. Inline: every operation
+// on an object starts here.
+inline PyHandle* HandleFromValue(JsThread*, v8::Local<v8::Value> value) {
+  if (!value->IsObject()) return nullptr;
+  v8::Local<v8::Object> obj = value.As<v8::Object>();
+  if (obj->InternalFieldCount() != 2 || FieldPointer(obj, 0) != &kHandleTag) return nullptr;
+  return static_cast<PyHandle*>(FieldPointer(obj, 1));
+}
 // The live object behind a handle, or null with `*why` set (disposed, stale interpreter, ...).
 PyObject* LiveObject(PyHandle* handle, const char** why);
 // The same, for a caller that knows the calling thread's interpreter generation (GenerationOf).
-PyObject* LiveObject(PyHandle* handle, const char** why, uint64_t currentGeneration);
+// The checks inline, the reasons out of line.
+const char* WhyNotLive(PyHandle* handle, uint64_t currentGeneration);
+inline PyObject* LiveObject(PyHandle* h, const char** why, uint64_t currentGeneration) {
+  PyObject* o = h->obj.load(std::memory_order_relaxed);
+  if (__builtin_expect(o != nullptr && !h->disposed && h->generation == currentGeneration &&
+                           engine.running(), 1)) {
+    return o;
+  }
+  *why = WhyNotLive(h, currentGeneration);
+  return nullptr;
+}
 // Drops the handle's reference now (caller attached) unless an async call pins it.
 void DisposeHandle(PyHandle* handle);
 void UnpinHandle(PyHandle* handle);  // on the owning JS thread, not attached

@@ -8,9 +8,7 @@ PyObject* NameCache::Get(v8::Isolate* isolate, v8::Local<v8::String> key) {
   return Get(isolate, key, engine.generation());
 }
 
-PyObject* NameCache::Get(v8::Isolate* isolate, v8::Local<v8::String> key, uint64_t gen) {
-  Entry& e = entries_[static_cast<uint32_t>(key->GetIdentityHash()) % entries_.size()];
-  if (e.name && e.generation == gen && e.key == key) return NewRef(e.name);
+PyObject* NameCache::Miss(v8::Isolate* isolate, v8::Local<v8::String> key, uint64_t gen, Entry& e) {
   // The whole name, lone surrogates and NULs included, as Python's getattr() would get it.
   PyObject* name = StringToPython(isolate, key);
   if (!name) return nullptr;

@@ -17,8 +17,16 @@ class NameCache {
   // A new reference to the interned Python str for `key` (caller attached), or null with a Python
   // error set.
   PyObject* Get(v8::Isolate* isolate, v8::Local<v8::String> key);
-  // The same, for a caller that knows its interpreter generation (no thread-local read).
-  PyObject* Get(v8::Isolate* isolate, v8::Local<v8::String> key, uint64_t generation);
+  // The same, for a caller that knows its interpreter generation (no thread-local read). A hit
+  // inline, a miss out of line.
+  PyObject* Get(v8::Isolate* isolate, v8::Local<v8::String> key, uint64_t generation) {
+    Entry& e = entries_[static_cast<uint32_t>(key->GetIdentityHash()) % entries_.size()];
+    if (e.name && e.generation == generation && e.key == key) {
+      py.Py_IncRef(e.name);
+      return e.name;
+    }
+    return Miss(isolate, key, generation, e);
+  }
   // Drops every entry (on the owning JS thread; decrefs are queued if not attached).
   void Clear();
 
@@ -28,5 +36,6 @@ class NameCache {
     PyObject* name = nullptr;  // owned
     uint64_t generation = 0;
   };
+  [[gnu::noinline]] PyObject* Miss(v8::Isolate* isolate, v8::Local<v8::String> key, uint64_t generation, Entry& e);
   std::array<Entry, 256> entries_;
 };
