@@ -466,7 +466,8 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
     py.PyErr_SetString(py.PyExc_RuntimeError, kForkedChildError);
     return nullptr;
   }
-  ThreadContext& me = tls;  // one thread-local lookup for the whole callback
+  ThreadContext* own = t->OwnerIfCalling();
+  ThreadContext& me = own ? *own : tls;  // at most one thread-local lookup for the whole callback
   if (!me.attached) {  // a thread made by Python's threading
     if (!EnterInterpreterOfPythonThread(t)) return nullptr;
     AdoptCurrentPythonThread();

@@ -7,7 +7,7 @@
 #include "handles.h"
 #include "stack.h"
 
-JsThread::JsThread(v8::Isolate* iso) : isolate(iso) {}
+JsThread::JsThread(v8::Isolate* iso) : isolate(iso), ownerThread(pthread_self()) {}
 
 bool JsThread::Alive() {
   std::lock_guard<std::mutex> lock(mu);

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <node.h>
+#include <pthread.h>
 #include <uv.h>
 #include <v8.h>
 
@@ -67,6 +68,14 @@ struct JsThread {
   uv_async_t* wake = nullptr;      // runs queued tasks on the JS thread's event loop
   uv_prepare_t* prepare = nullptr; // releases a GIL left held by a Py.GIL() scope at each loop turn
   ThreadContext* owner = nullptr;  // the JS thread's own OS thread
+  const pthread_t ownerThread;     // the same thread (JsThread is made there)
+  // The calling thread's context when it is this JS thread's own (a callback during its call),
+  // else null: found without a thread-local lookup, which in a shared library is a call into the
+  // dynamic linker. A thread id is unique among live threads, and a JS thread that has gone is
+  // no longer alive.
+  ThreadContext* OwnerIfCalling() const {
+    return pthread_equal(ownerThread, pthread_self()) && alive.load(std::memory_order_relaxed) ? owner : nullptr;
+  }
 
   // Pending callAsync promises keep the event loop alive, like any pending I/O (JS thread only).
   int pendingAsync = 0;
