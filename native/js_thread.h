@@ -188,8 +188,8 @@ struct JsThread {
   // during its synchronous call), without mu: a compare-and-swap to take it, a store to give
   // it back, and mu with a notification only when a thread waits (servingWaiters; the owner's
   // own Reclaim never runs during its callback).
-  bool TakeOwnParked(ThreadContext& owner) {
-    return alive.load(std::memory_order_relaxed) && TakeHolder(&owner);
+  bool TakeOwnParked(ThreadContext& self) {
+    return alive.load(std::memory_order_relaxed) && TakeHolder(&self);
   }
   void EndOwnBorrow() {
     holder.store(nullptr, std::memory_order_seq_cst);  // before reading servingWaiters: see WaitServing
