@@ -1,7 +1,7 @@
 // `npm run bench`: runs every benchmark in this folder, each in its own process, and writes
 // bench/RESULTS.md with the machine, the versions and the exact command.
 //
-//   node bench/run.mjs [SUITE...]   only these suites (core, peers, threads, cancel, errors, startup); default all
+//   node bench/run.mjs [SUITE...]   only these suites (core, peers, threads, cancel, callbacks, errors, startup); default all
 //   BENCH_OUT_DIR=DIR               write RESULTS.md and the chart there instead of bench/
 //                                   (smoke runs: BENCH_QUICK=1 BENCH_OUT_DIR=build/bench-smoke)
 // Each suite reads its own BENCH_* variables (see the top of each file); the ones set are
@@ -18,6 +18,7 @@ const suites = [
   { id: 'peers', file: 'peers.mjs', title: 'pyembed and its peers' },
   { id: 'threads', file: 'threads.mjs', title: 'Threads and async' },
   { id: 'cancel', file: 'cancel.mjs', title: 'Cancelling Python code' },
+  { id: 'callbacks', file: 'callbacks.mjs', title: 'JS callbacks called from Python, against node-calls-python' },
   { id: 'errors', file: 'errors.mjs', title: 'Exceptions across the boundary' },
   { id: 'startup', file: 'startup.mjs', title: 'Time to first call and memory per object' },
 ];

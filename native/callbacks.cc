@@ -326,22 +326,30 @@ PyObject* OutcomeToPython(CallbackOutcome& outcome) {
   constexpr Py_ssize_t kMaxArgs = 6;  // on the stack (deep JS <-> Python recursion needs it small)
   if (nargs > kMaxArgs || t->owner != &me || !me.attached) return false;
   bool borrowed = !t->HeldBy(me);  // parked by this thread's call, as it almost always is
-  if (borrowed && !t->TryBorrow(me)) return false;
+  if (borrowed && !t->TakeOwnParked(me)) return false;
   PyObject* out = nullptr;
   {
     v8::Isolate* isolate = t->isolate;
+    // V8's lock was given up when the call parked: taking it back is most of what a callback
+    // costs beyond the JS itself, and cannot be skipped (while Python may block, the isolate
+    // must stay free for other threads, and V8 checks that a HandleScope's thread holds it).
     std::optional<v8::Locker> locker;
     if (borrowed) locker.emplace(isolate);
-    // Entering again records this stack as the one V8's GC scans (a borrower may have run JS on
-    // the isolate from its own stack since this thread parked it).
-    v8::Isolate::Scope isolateScope(isolate);
+    // Entering again records this stack as the one V8's GC scans, needed only when another
+    // thread has run JS on the isolate from its own stack since this thread last did.
+    std::optional<v8::Isolate::Scope> isolateScope;
+    uint64_t borrows = t->borrows.load(std::memory_order_relaxed);
+    if (borrows != t->borrowsSeenByOwner) {
+      isolateScope.emplace(isolate);
+      t->borrowsSeenByOwner = borrows;
+    }
     v8::HandleScope scope(isolate);
     // The context of the call this thread is in stays entered while its isolate is parked.
+    // (Compared with the Global itself: no new handle for it in the usual case.)
     v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
-    v8::Local<v8::Context> own = t->context.Get(isolate);
     std::optional<v8::Context::Scope> contextScope;
-    if (ctx != own) {
-      ctx = own;
+    if (t->context != ctx) {
+      ctx = t->context.Get(isolate);
       contextScope.emplace(ctx);
     }
     v8::TryCatch tryCatch(isolate);
@@ -351,22 +359,27 @@ PyObject* OutcomeToPython(CallbackOutcome& outcome) {
     ExtendV8StackLimitOnMainThread(isolate, me);
     v8::Local<v8::Value> argv[kMaxArgs];
     bool argumentsFailed = false;  // with a Python exception set
+    bool converted = false;        // an argument took the Snapshot path (which may throw)
     const char* failure = nullptr;
-    for (Py_ssize_t i = 0; i < nargs && !argumentsFailed && !failure && !tryCatch.HasCaught();
-         i++) {
+    for (Py_ssize_t i = 0; i < nargs; i++) {
       if (PrimitiveToJs(isolate, args[i], &argv[i]) == Fast::kDone) continue;
+      converted = true;
       Snapshot value;
       if (!PythonToValue(args[i], ToJsOptions(), &value)) {
         argumentsFailed = true;
-      } else if (!ValueToJs(t, value, /*wrap=*/true).ToLocal(&argv[i]) && !tryCatch.HasCaught()) {
-        failure = "cannot convert an argument to JS";
+        break;
       }
+      if (!ValueToJs(t, value, /*wrap=*/true).ToLocal(&argv[i])) {
+        if (!tryCatch.HasCaught()) failure = "cannot convert an argument to JS";
+        break;
+      }
+      if (tryCatch.HasCaught()) break;
     }
     v8::Local<v8::Function> fn = ref->fn.Get(isolate);
     if (fn.IsEmpty()) failure = "the JS function is no longer available (its JS thread exited)";
     if (argumentsFailed) {
       out = nullptr;
-    } else if (failure || tryCatch.HasCaught()) {  // the GIL is still held
+    } else if (failure || (converted && tryCatch.HasCaught())) {  // the GIL is still held
       out = FinishOnOwnThread(me, t, tryCatch, failure, false, v8::Local<v8::Value>());
     } else {
       // JS in the callback starts with no Py.GIL() scope of its own; the caller's come back
@@ -393,7 +406,7 @@ PyObject* OutcomeToPython(CallbackOutcome& outcome) {
       LeaveCallback(me, savedScopes, savedClosed);
     }
   }
-  if (borrowed) t->EndBorrow();
+  if (borrowed) t->EndOwnBorrow();
   *result = out;
   return true;
 }
@@ -453,7 +466,8 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
     py.PyErr_SetString(py.PyExc_RuntimeError, kForkedChildError);
     return nullptr;
   }
-  ThreadContext& me = tls;  // one thread-local lookup for the whole callback
+  ThreadContext* own = t->OwnerIfCalling();
+  ThreadContext& me = own ? *own : tls;  // at most one thread-local lookup for the whole callback
   if (!me.attached) {  // a thread made by Python's threading
     if (!EnterInterpreterOfPythonThread(t)) return nullptr;
     AdoptCurrentPythonThread();

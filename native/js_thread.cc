@@ -7,7 +7,7 @@
 #include "handles.h"
 #include "stack.h"
 
-JsThread::JsThread(v8::Isolate* iso) : isolate(iso) {}
+JsThread::JsThread(v8::Isolate* iso) : isolate(iso), ownerThread(pthread_self()) {}
 
 bool JsThread::Alive() {
   std::lock_guard<std::mutex> lock(mu);
@@ -76,30 +76,30 @@ Borrowed::Borrowed(JsThread* t)
 }
 
 void JsThread::BorrowAndDrain(std::unique_lock<std::mutex>& lock) {
-  holder.store(&tls, std::memory_order_relaxed);
-  borrows++;
+  if (!TakeHolder(&tls)) return;  // the owner took it back first (a callback of its own)
+  borrows.fetch_add(1, std::memory_order_relaxed);
   lock.unlock();
   {
     Borrowed scopes(this);
     DrainTasks();
   }
   lock.lock();
-  holder.store(nullptr, std::memory_order_relaxed);
+  holder.store(nullptr, std::memory_order_release);
   cv.notify_all();
 }
 
 bool JsThread::TryBorrow(ThreadContext& ctx) {
   std::lock_guard<std::mutex> lock(mu);
-  if (!alive || holder.load(std::memory_order_relaxed) != nullptr) return false;
-  holder.store(&ctx, std::memory_order_relaxed);
-  if (owner != &ctx) borrows++;  // the owner on its own stack changes nothing Reclaim must fix
+  if (!alive || !TakeHolder(&ctx)) return false;
+  // The owner on its own stack changes nothing Reclaim must fix.
+  if (owner != &ctx) borrows.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 
 void JsThread::EndBorrow() {
   {
     std::lock_guard<std::mutex> lock(mu);
-    holder.store(nullptr, std::memory_order_relaxed);
+    holder.store(nullptr, std::memory_order_release);
   }
   cv.notify_all();
 }
@@ -157,8 +157,8 @@ void ParkedIsolate::Park(JsThread* thread) {
   unlocker_.emplace(thread->isolate);
   {
     std::lock_guard<std::mutex> lock(thread->mu);
-    thread->holder.store(nullptr, std::memory_order_relaxed);
-    borrowsAtPark_ = thread->borrows;
+    thread->holder.store(nullptr, std::memory_order_release);
+    borrowsAtPark_ = thread->borrows.load(std::memory_order_relaxed);
   }
   thread->cv.notify_all();
 }
@@ -181,12 +181,14 @@ void ParkedIsolate::Reclaim() {
   if (!t) return;
   thread_ = nullptr;
   std::unique_lock<std::mutex> lock(t->mu);
-  if (t->holder.load(std::memory_order_relaxed) == nullptr) {
-    t->holder.store(&tls, std::memory_order_relaxed);
-    bool borrowed = t->borrows != borrowsAtPark_;
+  if (t->TakeHolder(&tls)) {
+    uint64_t borrows = t->borrows.load(std::memory_order_relaxed);
     lock.unlock();
     unlocker_.reset();  // the V8 lock is free: this does not block
-    if (borrowed) RestoreStackStart(t->isolate);
+    if (borrows != borrowsAtPark_) {
+      RestoreStackStart(t->isolate);
+      t->borrowsSeenByOwner = borrows;
+    }
     return;
   }
   // Another thread runs JS on this isolate: wait for it without the GIL (it may need the GIL to
@@ -195,11 +197,12 @@ void ParkedIsolate::Reclaim() {
   bool wasAttached = tls.attached;
   if (wasAttached) Detach();
   lock.lock();
-  t->cv.wait(lock, [t] { return t->holder.load(std::memory_order_relaxed) == nullptr; });
-  t->holder.store(&tls, std::memory_order_relaxed);
+  t->cv.wait(lock, [t] { return t->TakeHolder(&tls); });
+  uint64_t borrows = t->borrows.load(std::memory_order_relaxed);
   lock.unlock();
   unlocker_.reset();
   RestoreStackStart(t->isolate);  // someone else ran JS on it just now
+  t->borrowsSeenByOwner = borrows;
   if (wasAttached) {
     py.PyEval_RestoreThread(tls.tstate);
     tls.attached = true;

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <node.h>
+#include <pthread.h>
 #include <uv.h>
 #include <v8.h>
 
@@ -67,6 +68,14 @@ struct JsThread {
   uv_async_t* wake = nullptr;      // runs queued tasks on the JS thread's event loop
   uv_prepare_t* prepare = nullptr; // releases a GIL left held by a Py.GIL() scope at each loop turn
   ThreadContext* owner = nullptr;  // the JS thread's own OS thread
+  const pthread_t ownerThread;     // the same thread (JsThread is made there)
+  // The calling thread's context when it is this JS thread's own (a callback during its call),
+  // else null: found without a thread-local lookup, which in a shared library is a call into the
+  // dynamic linker. A thread id is unique among live threads, and a JS thread that has gone is
+  // no longer alive.
+  ThreadContext* OwnerIfCalling() const {
+    return pthread_equal(ownerThread, pthread_self()) && alive.load(std::memory_order_relaxed) ? owner : nullptr;
+  }
 
   // Pending callAsync promises keep the event loop alive, like any pending I/O (JS thread only).
   int pendingAsync = 0;
@@ -129,9 +138,17 @@ struct JsThread {
 
   std::mutex mu;
   WakeCondition cv;  // the JS thread notifies: it must never wait for the threads it wakes
-  std::atomic<ThreadContext*> holder{nullptr};  // written under mu
-  uint64_t borrows = 0;  // under mu: how many times another lock of the isolate began (see Reclaim)
-  bool alive = true;                           // under mu
+  // Who runs JS on the isolate now (null: parked and free). Taken only by TakeHolder (a
+  // compare-and-swap): other threads take it under mu, the owner's own callbacks without it
+  // (TakeOwnParked), so a plain check-then-store under mu could race with the owner.
+  std::atomic<ThreadContext*> holder{nullptr};
+  // How many times another thread's lock of the isolate began (see Reclaim). Changed under mu,
+  // by a thread that has just taken `holder`; read by the owner after taking `holder` itself.
+  std::atomic<uint64_t> borrows{0};
+  // `borrows` when the owner last ran JS on its own stack after another thread's lock (owner
+  // only): while they are equal, no other thread entered the isolate since (CallOnOwnThread).
+  uint64_t borrowsSeenByOwner = 0;
+  std::atomic<bool> alive{true};               // written under mu; false for good once set
   // Queued tasks: posted onto `incoming` (a lock-free stack, newest first; Closed() once the JS
   // thread has gone), moved in order onto `ready` by the isolate's holder, who runs them from
   // there one at a time (so a task that blocks in Python leaves the rest for a borrower).
@@ -158,11 +175,28 @@ struct JsThread {
   std::mutex functionRefsMu;
   std::unordered_multimap<int, struct JsFunctionRef*> functionRefs;  // under functionRefsMu
 
+  bool TakeHolder(ThreadContext* ctx) {
+    ThreadContext* none = nullptr;
+    return holder.compare_exchange_strong(none, ctx, std::memory_order_acquire, std::memory_order_relaxed);
+  }
   void BorrowAndDrain(std::unique_lock<std::mutex>& lock);  // lock held, holder == nullptr
   // Takes the isolate if it is parked and free right now (never waits). Release with
   // EndBorrow() after the Borrowed scope below has ended.
   bool TryBorrow(ThreadContext& ctx = tls);
   void EndBorrow();
+  // The same for the owner's own OS thread taking back the isolate it parked (a callback
+  // during its synchronous call), without mu: a compare-and-swap to take it, a store to give
+  // it back, and mu with a notification only when a thread waits (servingWaiters; the owner's
+  // own Reclaim never runs during its callback).
+  bool TakeOwnParked(ThreadContext& self) {
+    return alive.load(std::memory_order_relaxed) && TakeHolder(&self);
+  }
+  void EndOwnBorrow() {
+    holder.store(nullptr, std::memory_order_seq_cst);  // before reading servingWaiters: see WaitServing
+    if (servingWaiters.load(std::memory_order_seq_cst) == 0) return;
+    { std::lock_guard<std::mutex> lock(mu); }  // a waiter between its check and its wait gets there first
+    cv.notify_all();
+  }
   void Shutdown();  // environment teardown, on the JS thread
 };
 
@@ -206,9 +240,11 @@ class Borrowed {
 template <typename Pred>
 void JsThread::WaitServing(Pred done) {
   std::unique_lock<std::mutex> lock(mu);
-  servingWaiters.fetch_add(1);  // before looking at the queue: Post then sees us, or we see its task
+  // Before looking at the queue and the holder: Post (and EndOwnBorrow) then see us, or we see
+  // their task (and the free isolate).
+  servingWaiters.fetch_add(1);
   while (!done()) {
-    if (alive && holder.load(std::memory_order_relaxed) == nullptr && HasTasks()) {
+    if (alive && holder.load(std::memory_order_seq_cst) == nullptr && HasTasks()) {
       BorrowAndDrain(lock);
       continue;
     }

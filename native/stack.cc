@@ -59,11 +59,10 @@ void SetV8StackLimitForThisThread(v8::Isolate* isolate) {
   if (limit) isolate->SetStackLimit(limit);
 }
 
-void ExtendV8StackLimitOnMainThread(v8::Isolate* isolate, ThreadContext& ctx) {
-  // Only inside a synchronous call from JS: V8's own limit lies 984 KB below where the isolate
-  // started, and a callback nested in a call from JS runs well below that point, so even the
-  // first value set here is lower than V8's.
-  if (!ctx.isMainJsThread || ctx.callDepth == 0) return;
+void LowerV8StackLimitFromHere(v8::Isolate* isolate, ThreadContext& ctx) {
+  // Only inside a synchronous call from JS (ExtendV8StackLimitOnMainThread checks): V8's own
+  // limit lies 984 KB below where the isolate started, and a callback nested in a call from JS
+  // runs well below that point, so even the first value set here is lower than V8's.
   uintptr_t limit = LimitFromHere(StackLow(ctx));
   if (!limit || (ctx.v8StackLimit && limit >= ctx.v8StackLimit)) return;
   ctx.v8StackLimit = limit;

@@ -25,7 +25,18 @@ void SetV8StackLimitForThisThread(v8::Isolate* isolate);
 // instead, never closer than 192 KB to the end of the stack (the margin Node leaves on worker
 // threads, whose V8 limit is already that). Only ever lowers the limit, so JS never gets less
 // stack than Node gave it.
-void ExtendV8StackLimitOnMainThread(v8::Isolate* isolate, ThreadContext& ctx = tls);
+void LowerV8StackLimitFromHere(v8::Isolate* isolate, ThreadContext& ctx);
+inline void ExtendV8StackLimitOnMainThread(v8::Isolate* isolate, ThreadContext& ctx = tls) {
+  // Only inside a synchronous call from JS (see stack.cc). The usual case, a callback no deeper
+  // than where the limit was last lowered, would change nothing: checked here, inline.
+  if (!ctx.isMainJsThread || ctx.callDepth == 0) return;
+  constexpr uintptr_t kV8Budget = 984 * 1024;  // V8's own, on Node's main thread
+  if (ctx.v8StackLimit &&
+      reinterpret_cast<uintptr_t>(__builtin_frame_address(0)) - kV8Budget >= ctx.v8StackLimit) {
+    return;
+  }
+  LowerV8StackLimitFromHere(isolate, ctx);
+}
 // On Node's main thread, in a native recursion that calls V8 at each level (a conversion walking
 // nested containers): V8 14 checks that such calls run above its stack limit (a fatal
 // "IsOnCentralStack" otherwise), and that limit lies 984 KB below the stack's start, far above
