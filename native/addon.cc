@@ -1299,7 +1299,7 @@ void Stats(const FunctionCallbackInfo<JsValue>& info) {
   info.GetReturnValue().Set(out);
 }
 
-// configure({ handleKey, done, errorFactory, wrapFactory, kwargsPrototype, threadName })
+// configure({ handleKey, done, errorFactory, errorRealm, wrapFactory, kwargsPrototype, threadName })
 void Configure(const FunctionCallbackInfo<JsValue>& info) {
   JsThread* t = ThreadOf(info);
   v8::Isolate* isolate = info.GetIsolate();
@@ -1312,6 +1312,8 @@ void Configure(const FunctionCallbackInfo<JsValue>& info) {
   t->doneSentinel.Reset(isolate, get("done").As<v8::Symbol>());
   t->errorFactory.Reset(isolate, get("errorFactory").As<v8::Function>());
   t->wrapFactory.Reset(isolate, get("wrapFactory").As<v8::Function>());
+  Local<JsValue> errorRealm = get("errorRealm");
+  if (errorRealm->IsFunction()) t->errorRealmMaker.Reset(isolate, errorRealm.As<v8::Function>());
   t->kwargsPrototype.Reset(isolate, get("kwargsPrototype").As<v8::Object>());
   Local<JsValue> encodeHook = get("encodeHook");
   if (encodeHook->IsFunction()) t->encodeHook.Reset(isolate, encodeHook.As<v8::Function>());

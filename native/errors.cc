@@ -6,6 +6,7 @@
 #include "handles.h"
 #include "js_thread.h"
 #include "python_helpers.h"
+#include "v8_util.h"
 
 PyObject* TakeException() {
   if (py.PyErr_GetRaisedException) return py.PyErr_GetRaisedException();
@@ -66,6 +67,81 @@ void Describe(PyObject* exc, PythonErrorInfo* info) {
   info->hasCause = static_cast<bool>(cause);
 }
 
+// Sets up what MakeRealmError needs from errorRealmMaker's answer (once per thread). False:
+// every error is left to the factory.
+bool ErrorRealmReady(JsThread* t) {
+  if (t->errorRealmAsked) return !t->errorContext.IsEmpty();
+  t->errorRealmAsked = true;
+  v8::Isolate* isolate = t->isolate;
+  if (t->errorRealmMaker.IsEmpty()) return false;
+  v8::TryCatch tryCatch(isolate);  // no realm only means the slower factory
+  v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
+  v8::Local<v8::Value> answer;
+  if (!t->errorRealmMaker.Get(isolate)->Call(ctx, v8::Undefined(isolate), 0, nullptr).ToLocal(&answer) ||
+      !answer->IsObject()) {
+    return false;
+  }
+  v8::Local<v8::Object> settings = answer.As<v8::Object>();
+  auto get = [&](const char* key) -> v8::Local<v8::Value> {
+    v8::Local<v8::Value> value;
+    if (!settings->Get(ctx, JsText(isolate, key)).ToLocal(&value)) return v8::Undefined(isolate);
+    return value;
+  };
+  v8::Local<v8::Value> realmError = get("error"), mainError = get("mainError"), prototype = get("prototype"),
+                       exceptionKey = get("exceptionKey"), mapped = get("mapped");
+  if (!realmError->IsFunction() || !mainError->IsFunction() || !prototype->IsObject() ||
+      !exceptionKey->IsSymbol() || !mapped->IsInt32Array()) {
+    return false;
+  }
+  v8::Local<v8::Context> realm;
+  if (!CreationContextOf(isolate, realmError.As<v8::Object>()).ToLocal(&realm)) return false;
+  v8::Local<v8::Int32Array> flags = mapped.As<v8::Int32Array>();
+  if (flags->Length() < 1) return false;
+  t->errorsMappedStore = flags->Buffer()->GetBackingStore();
+  t->errorsMapped = reinterpret_cast<const int32_t*>(static_cast<const char*>(t->errorsMappedStore->Data()) +
+                                                     flags->ByteOffset());
+  t->realmError.Reset(isolate, realmError.As<v8::Object>());
+  t->mainError.Reset(isolate, mainError.As<v8::Object>());
+  t->pythonErrorPrototype.Reset(isolate, prototype.As<v8::Object>());
+  t->exceptionKey.Reset(isolate, exceptionKey.As<v8::Symbol>());
+  t->typeKey.Reset(isolate, v8::String::NewFromUtf8Literal(isolate, "type", v8::NewStringType::kInternalized));
+  t->stackTraceLimitKey.Reset(
+      isolate, v8::String::NewFromUtf8Literal(isolate, "stackTraceLimit", v8::NewStringType::kInternalized));
+  t->errorContext.Reset(isolate, realm);
+  return true;
+}
+
+// A PythonError made here, in one piece: an Error of the realm (V8 takes the JS frames once, and
+// its own `stack`, formatted when first read, asks the realm's Error.prepareStackTrace, which
+// adds the Python type and traceback), given PythonError.prototype, `type` and the handle of the
+// exception (the PyObject is made when `pyException` is first read). The object keeps V8's fast
+// layout: nothing is redefined, and its shape changes are the same each time.
+v8::MaybeLocal<v8::Value> MakeRealmError(JsThread* t, PythonErrorInfo& info, v8::Local<v8::Value> excHandle) {
+  v8::Isolate* isolate = t->isolate;
+  v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
+  // The frames taken are as many as this context's Error.stackTraceLimit says, as for its errors.
+  v8::Local<v8::String> limitKey = t->stackTraceLimitKey.Get(isolate);
+  v8::Local<v8::Value> limit;
+  if (!t->mainError.Get(isolate)->Get(ctx, limitKey).ToLocal(&limit)) return {};
+  if (t->realmStackTraceLimit.IsEmpty() || !limit->StrictEquals(t->realmStackTraceLimit.Get(isolate))) {
+    if (!t->realmError.Get(isolate)->Set(ctx, limitKey, limit).FromMaybe(false)) return {};
+    t->realmStackTraceLimit.Reset(isolate, limit);
+  }
+  v8::Local<v8::Value> error;
+  {
+    v8::Context::Scope realmScope(t->errorContext.Get(isolate));
+    error = v8::Exception::Error(JsText(isolate, info.message));
+  }
+  if (!error->IsObject()) return {};
+  v8::Local<v8::Object> object = error.As<v8::Object>();
+  if (!SetPrototypeOf(object, ctx, t->pythonErrorPrototype.Get(isolate)).FromMaybe(false) ||
+      !object->CreateDataProperty(ctx, t->typeKey.Get(isolate), JsText(isolate, info.type)).FromMaybe(false) ||
+      !object->DefineOwnProperty(ctx, t->exceptionKey.Get(isolate), excHandle, v8::DontEnum).FromMaybe(false)) {
+    return {};
+  }
+  return error;
+}
+
 }  // namespace
 
 void CapturePythonError(JsThread* thread, PythonErrorInfo* info) {
@@ -97,6 +173,11 @@ v8::Local<v8::Value> MakeJsError(JsThread* thread, PythonErrorInfo& info) {
   if (info.exception.kind == Snapshot::Kind::kPyObject) {
     v8::Local<v8::Value> h;
     if (ValueToJs(thread, info.exception).ToLocal(&h)) excHandle = h;
+  }
+  if (!info.hasCause && ErrorRealmReady(thread) && *thread->errorsMapped == 0) {
+    v8::TryCatch tryCatch(isolate);  // a failure here only means the factory makes it
+    v8::Local<v8::Value> error;
+    if (MakeRealmError(thread, info, excHandle).ToLocal(&error)) return error;
   }
   // The JS frames, taken here rather than by the factory: the walk then starts at the caller's
   // frame (the factory's own optimized frame costs a deoptimization summary to skip) and the
