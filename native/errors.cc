@@ -8,6 +8,8 @@
 #include "python_helpers.h"
 #include "v8_util.h"
 
+#include <cstring>
+
 PyObject* TakeException() {
   if (py.PyErr_GetRaisedException) return py.PyErr_GetRaisedException();
   PyObject *type = nullptr, *value = nullptr, *tb = nullptr;
@@ -41,12 +43,36 @@ std::string Utf8Of(PyObject* str) {
   return std::string(s, static_cast<size_t>(n));
 }
 
+// A class's __name__, read from its tp_name as CPython's own type_name() does (no attribute
+// lookup, no string made): a heap type's tp_name is its __name__ (kept in step when assigned),
+// a static type's is "module.Name". tp_name follows PyObject_VAR_HEAD (the object header, whose
+// ob_type ends at typeOffset + 8, then ob_size) in every CPython version.
+constexpr unsigned long kTpFlagsHeapType = 1UL << 9;
+const char* TpName(PyObject* type) {
+  return *reinterpret_cast<const char* const*>(reinterpret_cast<const char*>(type) + py.typeOffset +
+                                               sizeof(PyObject*) + sizeof(Py_ssize_t));
+}
+std::string TypeName(PyObject* type) {
+  // Checked once on int's type; a layout that differs takes the attribute instead.
+  static const bool layoutKnown = std::strcmp(TpName(py.PyLong_Type), "int") == 0;
+  if (!layoutKnown) {
+    PyRefOwned name(py.PyObject_GetAttrString(type, "__name__"));
+    if (!name) py.PyErr_Clear();
+    return name ? Utf8Of(name.get()) : "Exception";
+  }
+  const char* name = TpName(type);
+  if (!name) return "Exception";
+  if (!(py.PyType_GetFlags(type) & kTpFlagsHeapType)) {
+    const char* dot = std::strrchr(name, '.');
+    if (dot) name = dot + 1;
+  }
+  return name;
+}
+
 // Type name, message and whether a cause is chained: all a PythonError needs at once. The
 // traceback text is formatted by JS only when it is read (formatting costs ~100x a call).
 void Describe(PyObject* exc, PythonErrorInfo* info) {
-  PyRefOwned name(py.PyObject_GetAttrString(TypeOf(exc), "__name__"));
-  info->type = name ? Utf8Of(name.get()) : "Exception";
-  if (!name) py.PyErr_Clear();
+  info->type = TypeName(TypeOf(exc));
   PyRefOwned text(py.PyObject_Str(exc));
   if (text) {
     info->message = Utf8Of(text.get());
