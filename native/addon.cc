@@ -1326,6 +1326,18 @@ void Configure(const FunctionCallbackInfo<JsValue>& info) {
   if (nodeThreadId->IsNumber()) tls.nodeThreadId = static_cast<int64_t>(nodeThreadId.As<v8::Number>()->Value());
 }
 
+// errorException(error): the handle of the Python exception that a PythonError the addon made
+// keeps (errors.cc MakeRealmError), or undefined.
+void ErrorException(const FunctionCallbackInfo<JsValue>& info) {
+  JsThread* t = ThreadOf(info);
+  v8::Isolate* isolate = info.GetIsolate();
+  if (info.Length() < 1 || !info[0]->IsObject() || t->exceptionKey.IsEmpty()) return;
+  Local<JsValue> handle;
+  if (info[0].As<v8::Object>()->GetPrivate(isolate->GetCurrentContext(), t->exceptionKey.Get(isolate)).ToLocal(&handle)) {
+    info.GetReturnValue().Set(handle);
+  }
+}
+
 // --- per-JS-thread lifecycle -----------------------------------------------------------------
 
 void OnWake(uv_async_t* handle) {
@@ -1490,6 +1502,7 @@ NODE_MODULE_INIT(/* exports, module, context */) {
       {"dispose", Guarded<Dispose>},      {"isDisposed", Guarded<IsDisposed>},
       {"isInstance", Guarded<IsInstance>}, {"compare", Guarded<Compare>},
       {"stats", Guarded<Stats>},          {"configure", Guarded<Configure>},
+      {"errorException", Guarded<ErrorException>},
       {"share", Guarded<Share>},          {"unshare", Guarded<Unshare>},
       {"buffer", Guarded<Buffer>},        {"toBytes", Guarded<ToBytes>},
       {"cancelAsync", Guarded<CancelAsync>}, {"interrupt", Guarded<Interrupt>},

@@ -114,9 +114,8 @@ bool ErrorRealmReady(JsThread* t) {
     return value;
   };
   v8::Local<v8::Value> realmError = get("error"), mainError = get("mainError"), prototype = get("prototype"),
-                       exceptionKey = get("exceptionKey"), mapped = get("mapped");
-  if (!realmError->IsFunction() || !mainError->IsFunction() || !prototype->IsObject() ||
-      !exceptionKey->IsSymbol() || !mapped->IsInt32Array()) {
+                       mapped = get("mapped");
+  if (!realmError->IsFunction() || !mainError->IsFunction() || !prototype->IsObject() || !mapped->IsInt32Array()) {
     return false;
   }
   v8::Local<v8::Context> realm;
@@ -129,7 +128,7 @@ bool ErrorRealmReady(JsThread* t) {
   t->realmError.Reset(isolate, realmError.As<v8::Object>());
   t->mainError.Reset(isolate, mainError.As<v8::Object>());
   t->pythonErrorPrototype.Reset(isolate, prototype.As<v8::Object>());
-  t->exceptionKey.Reset(isolate, exceptionKey.As<v8::Symbol>());
+  t->exceptionKey.Reset(isolate, v8::Private::New(isolate, JsText(isolate, "pyembed.exception")));
   t->typeKey.Reset(isolate, v8::String::NewFromUtf8Literal(isolate, "type", v8::NewStringType::kInternalized));
   t->stackTraceLimitKey.Reset(
       isolate, v8::String::NewFromUtf8Literal(isolate, "stackTraceLimit", v8::NewStringType::kInternalized));
@@ -140,15 +139,17 @@ bool ErrorRealmReady(JsThread* t) {
 // A PythonError made here, in one piece: an Error of the realm (V8 takes the JS frames once, and
 // its own `stack`, formatted when first read, asks the realm's Error.prepareStackTrace, which
 // adds the Python type and traceback), given PythonError.prototype, `type` and the handle of the
-// exception (the PyObject is made when `pyException` is first read). The object keeps V8's fast
-// layout: nothing is redefined, and its shape changes are the same each time.
+// exception under a private key (errorException reads it: the PyObject is made when `pyException`
+// is first read; a private key costs half a non-enumerable symbol's definition). The object keeps
+// V8's fast layout: nothing is redefined, and its shape changes are the same each time.
 v8::MaybeLocal<v8::Value> MakeRealmError(JsThread* t, PythonErrorInfo& info, v8::Local<v8::Value> excHandle) {
   v8::Isolate* isolate = t->isolate;
   v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
   // The frames taken are as many as this context's Error.stackTraceLimit says, as for its errors.
   v8::Local<v8::String> limitKey = t->stackTraceLimitKey.Get(isolate);
   v8::Local<v8::Value> limit;
-  if (!t->mainError.Get(isolate)->Get(ctx, limitKey).ToLocal(&limit)) return {};
+  // No number: V8 takes no frames and leaves `stack` undefined; the factory's error keeps its text.
+  if (!t->mainError.Get(isolate)->Get(ctx, limitKey).ToLocal(&limit) || !limit->IsNumber()) return {};
   if (t->realmStackTraceLimit.IsEmpty() || !limit->StrictEquals(t->realmStackTraceLimit.Get(isolate))) {
     if (!t->realmError.Get(isolate)->Set(ctx, limitKey, limit).FromMaybe(false)) return {};
     t->realmStackTraceLimit.Reset(isolate, limit);
@@ -162,7 +163,7 @@ v8::MaybeLocal<v8::Value> MakeRealmError(JsThread* t, PythonErrorInfo& info, v8:
   v8::Local<v8::Object> object = error.As<v8::Object>();
   if (!SetPrototypeOf(object, ctx, t->pythonErrorPrototype.Get(isolate)).FromMaybe(false) ||
       !object->CreateDataProperty(ctx, t->typeKey.Get(isolate), JsText(isolate, info.type)).FromMaybe(false) ||
-      !object->DefineOwnProperty(ctx, t->exceptionKey.Get(isolate), excHandle, v8::DontEnum).FromMaybe(false)) {
+      !object->SetPrivate(ctx, t->exceptionKey.Get(isolate), excHandle).FromMaybe(false)) {
     return {};
   }
   return error;

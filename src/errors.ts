@@ -1,4 +1,5 @@
 import { createContext, runInContext } from 'node:vm';
+import { native } from './native.js';
 import type { PyObject } from './proxy.js';
 
 // Formats a Python exception's traceback and wraps an exception handle the addon stored (both
@@ -14,15 +15,13 @@ export function setTracebackFormatter(format: (exception: PyObject) => string, w
 
 // A PythonError's state, under symbols so that an error the addon made (which runs no
 // constructor, so it can have no private fields) and one made by `new PythonError` share the
-// getters. The addon defines them non-enumerable.
-const EXCEPTION = Symbol('pyembed.exception');        // the PyObject, or the addon's handle until read
-const EXCEPTION_WRAPPED = Symbol('pyembed.wrapped');  // true once EXCEPTION holds the PyObject
+// getters. The addon keeps the exception's handle under a private key instead (errorException).
+const EXCEPTION = Symbol('pyembed.exception');        // the PyObject (made when first read, for the addon's)
 const TRACEBACK = Symbol('pyembed.traceback');        // the formatted traceback, once read
 const SITE = Symbol('pyembed.site');                  // an object whose `stack` holds the JS frames
 
 interface ErrorState {
-  [EXCEPTION]?: unknown;
-  [EXCEPTION_WRAPPED]?: boolean;
+  [EXCEPTION]?: PyObject;
   [TRACEBACK]?: string;
   [SITE]?: { stack?: string };
 }
@@ -68,7 +67,6 @@ export class PythonError extends Error {
     }
     (this as { type: string }).type = type;
     hide(this, EXCEPTION, pyException);
-    hide(this, EXCEPTION_WRAPPED, true);
     if (pythonTraceback !== undefined) hide(this, TRACEBACK, pythonTraceback);
     hide(this, SITE, site);
     Object.defineProperty(this, 'stack', STACK);
@@ -77,13 +75,12 @@ export class PythonError extends Error {
   /** The Python exception object. */
   get pyException(): PyObject | undefined {
     const state = this as ErrorState;
-    const exception = state[EXCEPTION];
-    if (exception === undefined || state[EXCEPTION_WRAPPED] === true) return exception as PyObject | undefined;
+    if (Object.prototype.hasOwnProperty.call(state, EXCEPTION)) return state[EXCEPTION];
     // An error the addon made keeps the handle: its PyObject is made when first asked for.
-    const wrapped = wrapHandle!(exception as object);
-    hide(this, EXCEPTION, wrapped);
-    hide(this, EXCEPTION_WRAPPED, true);
-    return wrapped;
+    const handle = native.errorException(this);
+    const exception = handle === undefined ? undefined : wrapHandle!(handle);
+    hide(this, EXCEPTION, exception);
+    return exception;
   }
 
   /** The formatted Python traceback (`Traceback (most recent call last): ...`). */
@@ -156,7 +153,6 @@ export interface ErrorRealm {
   error: ErrorConstructor;      // the realm's Error: the addon makes errors with it
   mainError: ErrorConstructor;  // this context's: its stackTraceLimit is followed
   prototype: object;            // PythonError.prototype
-  exceptionKey: symbol;         // where the addon stores the exception's handle
   mapped: Int32Array;           // [0] != 0: errors are mapped to registered classes (JS does it)
 }
 
@@ -183,7 +179,7 @@ export function errorRealm(): ErrorRealm | undefined {
   const realm = createContext({}, { name: 'pyembed errors' });
   const realmError = runInContext('Error', realm) as ErrorConstructor;
   realmError.prepareStackTrace = realmStack;
-  return { error: realmError, mainError: Error, prototype: PythonError.prototype, exceptionKey: EXCEPTION, mapped: errorsMapped };
+  return { error: realmError, mainError: Error, prototype: PythonError.prototype, mapped: errorsMapped };
 }
 
 /**

@@ -42,6 +42,8 @@ export interface NativeBinding {
     isMainThread: boolean;
     threadId: number;
   }): void;
+  /** The handle of the Python exception a PythonError made by the addon keeps. */
+  errorException(error: object): Handle | undefined;
   start(library: string, executable: string, helperSource: string): string;
   stop(): void;
   /** Gives the calling worker its own interpreter and GIL (the shared one runs). */
