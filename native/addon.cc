@@ -1331,7 +1331,7 @@ void Stats(const FunctionCallbackInfo<JsValue>& info) {
   info.GetReturnValue().Set(out);
 }
 
-// configure({ handleKey, done, errorFactory, wrapFactory, kwargsPrototype, threadName })
+// configure({ handleKey, done, errorFactory, errorRealm, wrapFactory, kwargsPrototype, threadName })
 void Configure(const FunctionCallbackInfo<JsValue>& info) {
   JsThread* t = ThreadOf(info);
   v8::Isolate* isolate = info.GetIsolate();
@@ -1344,6 +1344,8 @@ void Configure(const FunctionCallbackInfo<JsValue>& info) {
   t->doneSentinel.Reset(isolate, get("done").As<v8::Symbol>());
   t->errorFactory.Reset(isolate, get("errorFactory").As<v8::Function>());
   t->wrapFactory.Reset(isolate, get("wrapFactory").As<v8::Function>());
+  Local<JsValue> errorRealm = get("errorRealm");
+  if (errorRealm->IsFunction()) t->errorRealmMaker.Reset(isolate, errorRealm.As<v8::Function>());
   t->kwargsPrototype.Reset(isolate, get("kwargsPrototype").As<v8::Object>());
   Local<JsValue> encodeHook = get("encodeHook");
   if (encodeHook->IsFunction()) t->encodeHook.Reset(isolate, encodeHook.As<v8::Function>());
@@ -1354,6 +1356,18 @@ void Configure(const FunctionCallbackInfo<JsValue>& info) {
   tls.mayKeepGil = true;
   Local<JsValue> nodeThreadId = get("threadId");
   if (nodeThreadId->IsNumber()) tls.nodeThreadId = static_cast<int64_t>(nodeThreadId.As<v8::Number>()->Value());
+}
+
+// errorException(error): the handle of the Python exception that a PythonError the addon made
+// keeps (errors.cc MakeRealmError), or undefined.
+void ErrorException(const FunctionCallbackInfo<JsValue>& info) {
+  JsThread* t = ThreadOf(info);
+  v8::Isolate* isolate = info.GetIsolate();
+  if (info.Length() < 1 || !info[0]->IsObject() || t->exceptionKey.IsEmpty()) return;
+  Local<JsValue> handle;
+  if (info[0].As<v8::Object>()->GetPrivate(isolate->GetCurrentContext(), t->exceptionKey.Get(isolate)).ToLocal(&handle)) {
+    info.GetReturnValue().Set(handle);
+  }
 }
 
 // --- per-JS-thread lifecycle -----------------------------------------------------------------
@@ -1520,6 +1534,7 @@ NODE_MODULE_INIT(/* exports, module, context */) {
       {"dispose", Guarded<Dispose>},      {"isDisposed", Guarded<IsDisposed>},
       {"isInstance", Guarded<IsInstance>}, {"compare", Guarded<Compare>},
       {"stats", Guarded<Stats>},          {"configure", Guarded<Configure>},
+      {"errorException", Guarded<ErrorException>},
       {"share", Guarded<Share>},          {"unshare", Guarded<Unshare>},
       {"buffer", Guarded<Buffer>},        {"toBytes", Guarded<ToBytes>},
       {"cancelAsync", Guarded<CancelAsync>}, {"interrupt", Guarded<Interrupt>},

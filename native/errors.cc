@@ -6,6 +6,9 @@
 #include "handles.h"
 #include "js_thread.h"
 #include "python_helpers.h"
+#include "v8_util.h"
+
+#include <cstring>
 
 PyObject* TakeException() {
   if (py.PyErr_GetRaisedException) return py.PyErr_GetRaisedException();
@@ -40,12 +43,36 @@ std::string Utf8Of(PyObject* str) {
   return std::string(s, static_cast<size_t>(n));
 }
 
+// A class's __name__, read from its tp_name as CPython's own type_name() does (no attribute
+// lookup, no string made): a heap type's tp_name is its __name__ (kept in step when assigned),
+// a static type's is "module.Name". tp_name follows PyObject_VAR_HEAD (the object header, whose
+// ob_type ends at typeOffset + 8, then ob_size) in every CPython version.
+constexpr unsigned long kTpFlagsHeapType = 1UL << 9;
+const char* TpName(PyObject* type) {
+  return *reinterpret_cast<const char* const*>(reinterpret_cast<const char*>(type) + py.typeOffset +
+                                               sizeof(PyObject*) + sizeof(Py_ssize_t));
+}
+std::string TypeName(PyObject* type) {
+  // Checked once on int's type; a layout that differs takes the attribute instead.
+  static const bool layoutKnown = std::strcmp(TpName(py.PyLong_Type), "int") == 0;
+  if (!layoutKnown) {
+    PyRefOwned name(py.PyObject_GetAttrString(type, "__name__"));
+    if (!name) py.PyErr_Clear();
+    return name ? Utf8Of(name.get()) : "Exception";
+  }
+  const char* name = TpName(type);
+  if (!name) return "Exception";
+  if (!(py.PyType_GetFlags(type) & kTpFlagsHeapType)) {
+    const char* dot = std::strrchr(name, '.');
+    if (dot) name = dot + 1;
+  }
+  return name;
+}
+
 // Type name, message and whether a cause is chained: all a PythonError needs at once. The
 // traceback text is formatted by JS only when it is read (formatting costs ~100x a call).
 void Describe(PyObject* exc, PythonErrorInfo* info) {
-  PyRefOwned name(py.PyObject_GetAttrString(TypeOf(exc), "__name__"));
-  info->type = name ? Utf8Of(name.get()) : "Exception";
-  if (!name) py.PyErr_Clear();
+  info->type = TypeName(TypeOf(exc));
   PyRefOwned text(py.PyObject_Str(exc));
   if (text) {
     info->message = Utf8Of(text.get());
@@ -64,6 +91,82 @@ void Describe(PyObject* exc, PythonErrorInfo* info) {
   }
   PyRefOwned cause(py.PyException_GetCause(exc));
   info->hasCause = static_cast<bool>(cause);
+}
+
+// Sets up what MakeRealmError needs from errorRealmMaker's answer (once per thread). False:
+// every error is left to the factory.
+bool ErrorRealmReady(JsThread* t) {
+  if (t->errorRealmAsked) return !t->errorContext.IsEmpty();
+  t->errorRealmAsked = true;
+  v8::Isolate* isolate = t->isolate;
+  if (t->errorRealmMaker.IsEmpty()) return false;
+  v8::TryCatch tryCatch(isolate);  // no realm only means the slower factory
+  v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
+  v8::Local<v8::Value> answer;
+  if (!t->errorRealmMaker.Get(isolate)->Call(ctx, v8::Undefined(isolate), 0, nullptr).ToLocal(&answer) ||
+      !answer->IsObject()) {
+    return false;
+  }
+  v8::Local<v8::Object> settings = answer.As<v8::Object>();
+  auto get = [&](const char* key) -> v8::Local<v8::Value> {
+    v8::Local<v8::Value> value;
+    if (!settings->Get(ctx, JsText(isolate, key)).ToLocal(&value)) return v8::Undefined(isolate);
+    return value;
+  };
+  v8::Local<v8::Value> realmError = get("error"), mainError = get("mainError"), prototype = get("prototype"),
+                       mapped = get("mapped");
+  if (!realmError->IsFunction() || !mainError->IsFunction() || !prototype->IsObject() || !mapped->IsInt32Array()) {
+    return false;
+  }
+  v8::Local<v8::Context> realm;
+  if (!CreationContextOf(isolate, realmError.As<v8::Object>()).ToLocal(&realm)) return false;
+  v8::Local<v8::Int32Array> flags = mapped.As<v8::Int32Array>();
+  if (flags->Length() < 1) return false;
+  t->errorsMappedStore = flags->Buffer()->GetBackingStore();
+  t->errorsMapped = reinterpret_cast<const int32_t*>(static_cast<const char*>(t->errorsMappedStore->Data()) +
+                                                     flags->ByteOffset());
+  t->realmError.Reset(isolate, realmError.As<v8::Object>());
+  t->mainError.Reset(isolate, mainError.As<v8::Object>());
+  t->pythonErrorPrototype.Reset(isolate, prototype.As<v8::Object>());
+  t->exceptionKey.Reset(isolate, v8::Private::New(isolate, JsText(isolate, "pyembed.exception")));
+  t->typeKey.Reset(isolate, v8::String::NewFromUtf8Literal(isolate, "type", v8::NewStringType::kInternalized));
+  t->stackTraceLimitKey.Reset(
+      isolate, v8::String::NewFromUtf8Literal(isolate, "stackTraceLimit", v8::NewStringType::kInternalized));
+  t->errorContext.Reset(isolate, realm);
+  return true;
+}
+
+// A PythonError made here, in one piece: an Error of the realm (V8 takes the JS frames once, and
+// its own `stack`, formatted when first read, asks the realm's Error.prepareStackTrace, which
+// adds the Python type and traceback), given PythonError.prototype, `type` and the handle of the
+// exception under a private key (errorException reads it: the PyObject is made when `pyException`
+// is first read; a private key costs half a non-enumerable symbol's definition). The object keeps
+// V8's fast layout: nothing is redefined, and its shape changes are the same each time.
+v8::MaybeLocal<v8::Value> MakeRealmError(JsThread* t, PythonErrorInfo& info, v8::Local<v8::Value> excHandle) {
+  v8::Isolate* isolate = t->isolate;
+  v8::Local<v8::Context> ctx = isolate->GetCurrentContext();
+  // The frames taken are as many as this context's Error.stackTraceLimit says, as for its errors.
+  v8::Local<v8::String> limitKey = t->stackTraceLimitKey.Get(isolate);
+  v8::Local<v8::Value> limit;
+  // No number: V8 takes no frames and leaves `stack` undefined; the factory's error keeps its text.
+  if (!t->mainError.Get(isolate)->Get(ctx, limitKey).ToLocal(&limit) || !limit->IsNumber()) return {};
+  if (t->realmStackTraceLimit.IsEmpty() || !limit->StrictEquals(t->realmStackTraceLimit.Get(isolate))) {
+    if (!t->realmError.Get(isolate)->Set(ctx, limitKey, limit).FromMaybe(false)) return {};
+    t->realmStackTraceLimit.Reset(isolate, limit);
+  }
+  v8::Local<v8::Value> error;
+  {
+    v8::Context::Scope realmScope(t->errorContext.Get(isolate));
+    error = v8::Exception::Error(JsText(isolate, info.message));
+  }
+  if (!error->IsObject()) return {};
+  v8::Local<v8::Object> object = error.As<v8::Object>();
+  if (!SetPrototypeOf(object, ctx, t->pythonErrorPrototype.Get(isolate)).FromMaybe(false) ||
+      !object->CreateDataProperty(ctx, t->typeKey.Get(isolate), JsText(isolate, info.type)).FromMaybe(false) ||
+      !object->SetPrivate(ctx, t->exceptionKey.Get(isolate), excHandle).FromMaybe(false)) {
+    return {};
+  }
+  return error;
 }
 
 }  // namespace
@@ -97,6 +200,11 @@ v8::Local<v8::Value> MakeJsError(JsThread* thread, PythonErrorInfo& info) {
   if (info.exception.kind == Snapshot::Kind::kPyObject) {
     v8::Local<v8::Value> h;
     if (ValueToJs(thread, info.exception).ToLocal(&h)) excHandle = h;
+  }
+  if (!info.hasCause && ErrorRealmReady(thread) && *thread->errorsMapped == 0) {
+    v8::TryCatch tryCatch(isolate);  // a failure here only means the factory makes it
+    v8::Local<v8::Value> error;
+    if (MakeRealmError(thread, info, excHandle).ToLocal(&error)) return error;
   }
   // The JS frames, taken here rather than by the factory: the walk then starts at the caller's
   // frame (the factory's own optimized frame costs a deoptimization summary to skip) and the

@@ -149,6 +149,17 @@ void JsThread::Shutdown() {
   encodeHook.Reset();
   numberReader.Reset();
   numberChunk.Reset();
+  errorRealmMaker.Reset();
+  errorContext.Reset();
+  realmError.Reset();
+  mainError.Reset();
+  pythonErrorPrototype.Reset();
+  exceptionKey.Reset();
+  typeKey.Reset();
+  stackTraceLimitKey.Reset();
+  realmStackTraceLimit.Reset();
+  errorsMapped = nullptr;
+  errorsMappedStore.reset();
   for (std::vector<CachedKey>& shape : keyShapes) shape.clear();
 }
 

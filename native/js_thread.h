@@ -95,6 +95,22 @@ struct JsThread {
   v8::Global<v8::Symbol> doneSentinel;     // returned by next() at the end of an iteration
   v8::Global<v8::Function> errorFactory;   // (type, message, excHandle, hasCause) -> PythonError
   v8::Global<v8::Function> wrapFactory;    // handle -> PyObject proxy (used by deep conversions)
+  // PythonErrors the addon makes itself (errors.cc MakeRealmError), set up at the first Python
+  // error from what errorRealmMaker (errors.ts errorRealm) gives: the realm's context and Error,
+  // this context's Error (whose stackTraceLimit the realm follows), PythonError.prototype, the
+  // private key of the exception's handle, and the flag that JS maps errors to registered classes.
+  v8::Global<v8::Function> errorRealmMaker;
+  bool errorRealmAsked = false;
+  v8::Global<v8::Context> errorContext;
+  v8::Global<v8::Object> realmError;
+  v8::Global<v8::Object> mainError;
+  v8::Global<v8::Object> pythonErrorPrototype;
+  v8::Global<v8::Private> exceptionKey;  // read by errorException (addon.cc)
+  v8::Global<v8::String> typeKey;
+  v8::Global<v8::String> stackTraceLimitKey;
+  v8::Global<v8::Value> realmStackTraceLimit;  // the limit last copied to the realm
+  std::shared_ptr<v8::BackingStore> errorsMappedStore;
+  const int32_t* errorsMapped = nullptr;  // in errorsMappedStore
   v8::Global<v8::ObjectTemplate> handleTemplate;
   v8::Global<v8::FunctionTemplate> handleClass;
   v8::Global<v8::Object> kwargsPrototype;

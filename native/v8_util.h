@@ -25,6 +25,23 @@ inline v8::Local<v8::Value> PrototypeOf(v8::Local<v8::Object> obj) {
 #endif
 }
 
+inline v8::Maybe<bool> SetPrototypeOf(v8::Local<v8::Object> obj, v8::Local<v8::Context> ctx, v8::Local<v8::Value> proto) {
+#if V8_MAJOR_VERSION >= 13
+  return obj->SetPrototypeV2(ctx, proto);
+#else
+  return obj->SetPrototype(ctx, proto);
+#endif
+}
+
+inline v8::MaybeLocal<v8::Context> CreationContextOf(v8::Isolate* isolate, v8::Local<v8::Object> obj) {
+#if V8_MAJOR_VERSION >= 13
+  return obj->GetCreationContext(isolate);
+#else
+  (void)isolate;
+  return obj->GetCreationContext();
+#endif
+}
+
 // Copies `length` Latin-1 code units of a one-byte string (no terminating NUL).
 inline void WriteLatin1(v8::Isolate* isolate, v8::Local<v8::String> s, uint8_t* out, int length) {
 #if V8_MAJOR_VERSION >= 13

@@ -3,7 +3,7 @@
 // Python exception type becomes. Nothing registered: the ordinary rules at their usual cost.
 import { threadId } from 'node:worker_threads';
 import { helperModule } from './engine.js';
-import { PythonError } from './errors.js';
+import { errorsMapped, PythonError } from './errors.js';
 import { native, type Handle } from './native.js';
 import { builtin, handleOf, isPyObject, wrap, type PyObject } from './proxy.js';
 
@@ -259,4 +259,5 @@ export function registerError(type: PyObject, errorClass: ErrorClass): void {
   }
   errorClasses.set(type, errorClass);
   resolvedErrors.clear();
+  errorsMapped[0] = 1;
 }

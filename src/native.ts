@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 import { loadAddon } from './addon-loader.js';
+import type { ErrorRealm } from './errors.js';
 
 /** A native handle: owns one reference to a Python object (opaque to TypeScript). */
 export interface Handle {
@@ -28,6 +29,11 @@ export interface NativeBinding {
     done: symbol;
     /** `site`: an Error the addon made where the call entered it, for its JS frames. */
     errorFactory: (type: string, message: string, exc: Handle | undefined, hasCause: boolean, site?: Error) => Error;
+    /**
+     * Called once, at the first Python error: what lets the addon make PythonErrors itself
+     * (errors.ts errorRealm), or undefined to leave every error to errorFactory.
+     */
+    errorRealm: () => ErrorRealm | undefined;
     wrapFactory: (handle: Handle) => unknown;
     /** Called for class instances the conversion refuses: a replacement value, or undefined. */
     encodeHook: (value: object) => unknown;
@@ -36,6 +42,8 @@ export interface NativeBinding {
     isMainThread: boolean;
     threadId: number;
   }): void;
+  /** The handle of the Python exception a PythonError made by the addon keeps. */
+  errorException(error: object): Handle | undefined;
   start(library: string, executable: string, helperSource: string): string;
   stop(): void;
   /** Gives the calling worker its own interpreter and GIL (the shared one runs). */

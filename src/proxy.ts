@@ -16,7 +16,7 @@ import { cancellable, isAbortSignal } from './cancel.js';
 import { asyncIterate, datesToJS } from './conventions.js';
 import { decode, decoding, encodeHook, mapError } from './conversions.js';
 import { helperModule } from './engine.js';
-import { PythonError, setJsFrames, setTracebackFormatter, withSite } from './errors.js';
+import { errorRealm, PythonError, setJsFrames, setTracebackFormatter, withSite } from './errors.js';
 import { KwArgs, native, type Handle, type NativeResult, type TypedArray } from './native.js';
 import type { AbortSignalLike } from './web-types.js';
 
@@ -572,7 +572,7 @@ function withCause(error: PythonError, depth = 0): PythonError {
   return error;
 }
 
-setTracebackFormatter((exception) => helperModule().format_exception(exception) as string);
+setTracebackFormatter((exception) => helperModule().format_exception(exception) as string, (h) => wrap(h as Handle) as PyObject);
 
 native.configure({
   handleKey: HANDLE,
@@ -582,6 +582,7 @@ native.configure({
     const error = withSite(site, () => new PythonError(type, message, undefined, pyException));
     return mapError(hasCause ? withCause(error) : error);
   },
+  errorRealm,
   wrapFactory: (h: Handle) => (decoding ? decode(wrap(h)) : wrap(h)),
   encodeHook,
   kwargsPrototype: KwArgs.prototype,
