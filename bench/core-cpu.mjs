@@ -3,17 +3,11 @@
 // over R rounds. On a loaded machine CPU time moves less than wall-clock time (core.mjs gives the
 // issue's ratios). N (300 000) operations per round, R (9) rounds, W: workloads (call,attr,three).
 import { PythonEngine, Py, PyModule } from '../dist/index.js';
+import { CORE_FIXTURE } from './lib/core-fixture.mjs';
 
 PythonEngine.initialize();
-const m = PyModule.fromString('bench_core_cpu', `
+const m = PyModule.fromString('bench_core_cpu', CORE_FIXTURE + `
 import time
-def noop():
-    pass
-def three(a, b, c):
-    return c
-class Holder:
-    attr = 1
-holder = Holder()
 def py_ns(which, n):
     t0 = time.thread_time_ns()
     if which == 'call':

@@ -2,21 +2,15 @@
 // and without a Py.GIL() scope) against the same operation done by Python itself (timeit), all
 // measured in this run. Prints a Markdown section; `npm run bench` collects it into RESULTS.md.
 import { PythonEngine, Py, PyModule } from '../dist/index.js';
+import { CORE_FIXTURE } from './lib/core-fixture.mjs';
 import { median, nsPerOp } from './lib/measure.mjs';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const N = Number(process.env.BENCH_N ?? 1_000_000);
 
 PythonEngine.initialize();
-const m = PyModule.fromString('bench_core', `
+const m = PyModule.fromString('bench_core', CORE_FIXTURE + `
 import timeit
-def noop():
-    pass
-def three(a, b, c):
-    return c
-class Holder:
-    attr = 1
-holder = Holder()
 
 timers = {}
 def python_round_ns(stmt):
