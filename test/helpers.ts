@@ -81,6 +81,11 @@ export function explain(r: ChildResult): string {
   return `exit ${r.code} signal ${r.signal}${r.timedOut ? ' (timed out: deadlock?)' : ''}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 }
 
+/** A child script's last stdout line, parsed as JSON (what the script reports). */
+export function lastJson(stdout: string): any {
+  return JSON.parse(stdout.trim().split('\n').pop() ?? '');
+}
+
 export function tmpDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }

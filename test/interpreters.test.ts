@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { explain, pyenvPython, pyenvRoot, runScript, tmpDir } from './helpers.js';
+import { explain, lastJson, pyenvPython, pyenvRoot, runScript, tmpDir } from './helpers.js';
 
 const SYSTEM_PYTHON = '/usr/bin/python3';
 const PACKAGE = 'pyembed_venv_probe';
@@ -137,7 +137,7 @@ const venvScript = (how: string) => `
 `;
 
 function checkVenvResult(stdout: string): void {
-  const result = JSON.parse(stdout.trim().split('\n').pop() ?? '');
+  const result = lastJson(stdout);
   assert.equal(result.where, 'installed in a virtualenv');
   assert.equal(fs.realpathSync(result.prefix), fs.realpathSync(venv));
   assert.equal(result.described.prefix, result.prefix);
@@ -245,7 +245,7 @@ for (const minor of ['3.9', '3.10', '3.11', '3.12', '3.13']) {
   }, async () => {
     const r = await runScript(SMOKE, { env: { PYEMBED_PYTHON: python } });
     assert.equal(r.code, 0, explain(r));
-    const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '');
+    const out = lastJson(r.stdout);
     assert.ok(out.version.startsWith(minor + '.'), out.version);
     assert.equal(out.executable, python);
     assert.equal(out.call, 22);

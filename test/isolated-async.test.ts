@@ -5,28 +5,30 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { explain, pyenvPython, pyenvRoot, runScript } from './helpers.js';
+import { explain, lastJson, pyenvPython, pyenvRoot, runScript } from './helpers.js';
 
-/** The script's last stdout line as JSON. */
-function lastJson(stdout: string): any {
-  return JSON.parse(stdout.trim().split('\n').pop() ?? '');
-}
-
-// Results, errors, keywords, coroutines, async iteration, a callback from a pool thread, and the
-// module state the pool thread sees (the worker's own interpreter, not the shared one).
-const BASICS = `
+// Script code: the main thread runs `mainSetup`, then one isolated worker (its workerData: whether
+// asyncio works there), and prints each message the worker posts. The script goes on in the
+// worker's branch, after `const out = {};`, and closes it.
+function mainRunsOneWorker(mainSetup = ''): string {
+  return `
   import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
   import { PythonEngine, Py, PyModule, PythonError } from 'pyembed';
   if (isMainThread) {
     PythonEngine.initialize();
-    Py.import('json').marker = 'main';
+    ${mainSetup}
     const w = new Worker(new URL(import.meta.url), { workerData: process.env.ASYNCIO_WORKS === '1' });
     w.on('message', (m) => { console.log(JSON.stringify(m)); });
     w.on('error', (e) => { console.error(e); process.exitCode = 1; });
   } else {
     PythonEngine.initialize({ interpreter: 'isolated' });
     const asyncioWorks = workerData;
-    const out = {};
+    const out = {};`;
+}
+
+// Results, errors, keywords, coroutines, async iteration, a callback from a pool thread, and the
+// module state the pool thread sees (the worker's own interpreter, not the shared one).
+const BASICS = mainRunsOneWorker("Py.import('json').marker = 'main';") + `
     const m = PyModule.fromString('iso_async', [
       asyncioWorks ? 'import asyncio' : 'asyncio = None',
       'import json, threading',
@@ -124,18 +126,7 @@ const PARALLEL = `
 
 // An abort interrupts the pool thread of the worker's own interpreter (KeyboardInterrupt at its
 // next bytecode); an awaited coroutine's task is cancelled. The pool serves later calls.
-const ABORT = `
-  import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-  import { PythonEngine, Py, PyModule } from 'pyembed';
-  if (isMainThread) {
-    PythonEngine.initialize();
-    const w = new Worker(new URL(import.meta.url), { workerData: process.env.ASYNCIO_WORKS === '1' });
-    w.on('message', (m) => { console.log(JSON.stringify(m)); });
-    w.on('error', (e) => { console.error(e); process.exitCode = 1; });
-  } else {
-    PythonEngine.initialize({ interpreter: 'isolated' });
-    const asyncioWorks = workerData;
-    const out = {};
+const ABORT = mainRunsOneWorker() + `
     const m = PyModule.fromString('iso_abort', [
       asyncioWorks ? 'import asyncio' : 'asyncio = None',
       'state = {"cancelled": False}',

@@ -9,23 +9,21 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 
-import { explain, pyenvPython, pyenvRoot, runScript, tmpDir } from './helpers.js';
+import { explain, lastJson, pyenvPython, pyenvRoot, runScript, tmpDir } from './helpers.js';
 
-/** The script's last stdout line as JSON. */
-function lastJson(stdout: string): any {
-  return JSON.parse(stdout.trim().split('\n').pop() ?? '');
-}
+// Script code: waits for a Python thread to call back while the worker idles (a promise alone
+// does not keep a worker's event loop alive).
+const IDLE_WAIT = `
+  const idleWait = (start) => {
+    const keepAlive = setInterval(() => {}, 1000);
+    return new Promise(start).finally(() => clearInterval(keepAlive));
+  };`;
 
 // Runs the worker part of a script in one isolated worker and prints what it posts back.
 const MAIN_RUNS_ONE_WORKER = `
   import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
   import { PythonEngine, Py, PyModule, PythonError } from 'pyembed';
-  // Waits for a Python thread to call back while the worker idles (a promise alone does not keep
-  // a worker's event loop alive).
-  const idleWait = (start) => {
-    const keepAlive = setInterval(() => {}, 1000);
-    return new Promise(start).finally(() => clearInterval(keepAlive));
-  };
+${IDLE_WAIT}
   if (isMainThread) {
     PythonEngine.initialize();
     const w = new Worker(new URL(import.meta.url), { workerData: 'isolated' });
@@ -277,12 +275,7 @@ const WORKER_ENDS = `
 const SHARED_AND_ISOLATED = `
   import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
   import { PythonEngine, Py, PyModule } from 'pyembed';
-  // Waits for a Python thread to call back while the worker idles (a promise alone does not keep
-  // a worker's event loop alive).
-  const idleWait = (start) => {
-    const keepAlive = setInterval(() => {}, 1000);
-    return new Promise(start).finally(() => clearInterval(keepAlive));
-  };
+${IDLE_WAIT}
   if (isMainThread) {
     PythonEngine.initialize();
     const run = (mode) => new Promise((resolve, reject) => {

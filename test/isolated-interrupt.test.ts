@@ -9,12 +9,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { explain, pyenvPython, pyenvRoot, runScript } from './helpers.js';
-
-/** The script's last stdout line as JSON. */
-function lastJson(stdout: string): any {
-  return JSON.parse(stdout.trim().split('\n').pop() ?? '');
-}
+import { explain, lastJson, pyenvPython, pyenvRoot, runScript } from './helpers.js';
 
 // The worker's Python module; `ended` goes to stdout from the interpreter's atexit handlers, so
 // each line says that an isolated interpreter ended cleanly (Py_EndInterpreter ran them).

@@ -5,13 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { explain, pyenvPython, pyenvRoot, runScript } from './helpers.js';
-
-
-/** The script's last stdout line as JSON. */
-function lastJson(stdout: string): any {
-  return JSON.parse(stdout.trim().split('\n').pop() ?? '');
-}
+import { explain, lastJson, pyenvPython, pyenvRoot, runScript } from './helpers.js';
 
 // The main thread and a shared worker use the shared interpreter; two isolated workers have one
 // each. Module state (an attribute set on the json module) is seen only where it was set.
