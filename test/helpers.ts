@@ -81,6 +81,29 @@ export function explain(r: ChildResult): string {
   return `exit ${r.code} signal ${r.signal}${r.timedOut ? ' (timed out: deadlock?)' : ''}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 }
 
+/**
+ * Script code for the main thread of the "own GIL" checks (test/isolated*.test.ts): in each mode
+ * ('isolated', then 'shared' as the control) it starts worker A (workerData { mode, role: 'hold' }),
+ * which posts once when its long hold has begun and then the time.time() at which it ended; 50 ms
+ * later worker B ({ role: 'call' }), which posts the time.time() of its call. Prints
+ * { [mode]: { bCalledFirst, secondsBeforeHoldEnded } }. With one GIL, B runs at the first bytecode
+ * after A's hold (microseconds before A reads the time).
+ */
+export const HOLD_THEN_CALL_MAIN = `
+    const out = {};
+    for (const mode of ['isolated', 'shared']) {
+      const start = (role) => new Worker(new URL(import.meta.url), { workerData: { mode, role } });
+      const a = start('hold');
+      await new Promise((resolve) => a.once('message', resolve)); // A's hold has begun
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const holdEnded = new Promise((resolve) => a.once('message', resolve));
+      const b = start('call');
+      const called = await new Promise((resolve) => b.once('message', resolve));
+      const secondsBeforeHoldEnded = (await holdEnded) - called;
+      out[mode] = { bCalledFirst: secondsBeforeHoldEnded > 1, secondsBeforeHoldEnded };
+    }
+    console.log(JSON.stringify(out));`;
+
 /** A child script's last stdout line, parsed as JSON (what the script reports). */
 export function lastJson(stdout: string): any {
   return JSON.parse(stdout.trim().split('\n').pop() ?? '');

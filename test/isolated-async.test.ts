@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { explain, lastJson, pyenvPython, pyenvRoot, runScript } from './helpers.js';
+import { explain, HOLD_THEN_CALL_MAIN, lastJson, pyenvPython, pyenvRoot, runScript } from './helpers.js';
 
 // Script code: the main thread runs `mainSetup`, then one isolated worker (its workerData: whether
 // asyncio works there), and prints each message the worker posts. The script goes on in the
@@ -88,20 +88,7 @@ const PARALLEL = `
   import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
   import { PythonEngine, PyModule } from 'pyembed';
   if (isMainThread) {
-    PythonEngine.initialize();
-    const out = {};
-    for (const mode of ['isolated', 'shared']) {
-      const start = (role) => new Worker(new URL(import.meta.url), { workerData: { mode, role } });
-      const a = start('hold');
-      await new Promise((resolve) => a.once('message', resolve)); // A's callAsync is under way
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      const holdEnded = new Promise((resolve) => a.once('message', resolve));
-      const b = start('call');
-      const called = await new Promise((resolve) => b.once('message', resolve));
-      const secondsBeforeHoldEnded = (await holdEnded) - called;
-      out[mode] = { bCalledFirst: secondsBeforeHoldEnded > 1, secondsBeforeHoldEnded };
-    }
-    console.log(JSON.stringify(out));
+    PythonEngine.initialize();${HOLD_THEN_CALL_MAIN}
   } else {
     const { mode, role } = workerData;
     PythonEngine.initialize({ interpreter: mode });

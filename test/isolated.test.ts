@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { explain, lastJson, pyenvPython, pyenvRoot, runScript } from './helpers.js';
+import { explain, HOLD_THEN_CALL_MAIN, lastJson, pyenvPython, pyenvRoot, runScript } from './helpers.js';
 
 // The main thread and a shared worker use the shared interpreter; two isolated workers have one
 // each. Module state (an attribute set on the json module) is seen only where it was set.
@@ -326,22 +326,7 @@ const OWN_GIL = `
   import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
   import { PythonEngine, PyModule } from 'pyembed';
   if (isMainThread) {
-    PythonEngine.initialize();
-    const out = {};
-    for (const mode of ['isolated', 'shared']) {
-      const start = (role) => new Worker(new URL(import.meta.url), { workerData: { mode, role } });
-      const a = start('hold');
-      await new Promise((resolve) => a.once('message', resolve)); // A is about to call sum()
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      const holdEnded = new Promise((resolve) => a.once('message', resolve));
-      const b = start('call');
-      const called = await new Promise((resolve) => b.once('message', resolve));
-      // time.time() in B's call against time.time() right after A's sum() returned. With one GIL,
-      // B runs at the first bytecode after the sum (microseconds before A reads the time).
-      const secondsBeforeHoldEnded = (await holdEnded) - called;
-      out[mode] = { bCalledFirst: secondsBeforeHoldEnded > 1, secondsBeforeHoldEnded };
-    }
-    console.log(JSON.stringify(out));
+    PythonEngine.initialize();${HOLD_THEN_CALL_MAIN}
   } else {
     const { mode, role } = workerData;
     PythonEngine.initialize({ interpreter: mode });
