@@ -413,7 +413,7 @@ void StartIsolated(const FunctionCallbackInfo<JsValue>& info) {
     return ThrowError(isolate, "an isolated interpreter is for worker threads (worker_threads); "
                                "the main thread uses the shared interpreter");
   }
-  if (engine.state() == EngineState::kStopping) return ThrowError(isolate, "Python is shutting down");
+  if (engine.state() == EngineState::kStopping) return ThrowError(isolate, kShuttingDownMessage);
   if (!engine.running()) return ThrowError(isolate, kShutDownMessage);
   std::string error;
   bool ok;
@@ -448,17 +448,14 @@ void Stop(const FunctionCallbackInfo<JsValue>& info) {
     EndIsolatedInterpreter();
     return;
   }
-  if (isolatedInterpreters.load() > 0) {
-    ThrowError(isolate, "isolated workers still run their own interpreters: end them (their "
-                        "shutdown(), exit or terminate()) before shutting down the shared one");
-    return;
-  }
+  static constexpr const char kIsolatedStillRun[] =
+      "isolated workers still run their own interpreters: end them (their shutdown(), exit or "
+      "terminate()) before shutting down the shared one";
+  // Checked here first so that a refused shutdown leaves other threads' calls alone; StopPython
+  // checks again for an isolated interpreter whose creation raced this one.
+  if (isolatedInterpreters.load() > 0) return ThrowError(isolate, kIsolatedStillRun);
   ParkedIsolate park(t, /*force=*/true);
-  if (!StopPython()) {
-    ThrowError(isolate, "an isolated worker started its own interpreter while shutdown() began: "
-                        "end it (its shutdown(), exit or terminate()) before shutting down the "
-                        "shared one");
-  }
+  if (!StopPython()) ThrowError(isolate, kIsolatedStillRun);
 }
 
 // Finalizes Python, from a thread outside any Python call (parked, if it is a JS thread).
@@ -559,14 +556,14 @@ void GilEnter(const FunctionCallbackInfo<JsValue>& info) {
   }
   if (!tls.attached) {
     if (!engine.BeginAttach()) {
-      ThrowError(isolate, "Python is shutting down");
+      ThrowError(isolate, kShuttingDownMessage);
       return;
     }
     Attach();
     engine.EndAttach();
     if (!engine.running()) {
       Detach();
-      ThrowError(isolate, "Python is shutting down");
+      ThrowError(isolate, kShuttingDownMessage);
       return;
     }
   }

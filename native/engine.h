@@ -19,6 +19,9 @@ inline constexpr const char kShutDownMessage[] =
     "Python was shut down (PythonEngine.shutdown()); call PythonEngine.initialize() to start it "
     "again (objects of the old interpreter cannot be used)";
 
+// What an attach, a new isolated interpreter or a queued call says once shutdown() has begun.
+inline constexpr const char kShuttingDownMessage[] = "Python is shutting down";
+
 enum class EngineState : int { kStopped, kStarting, kRunning, kStopping };
 
 struct EngineConfig {

@@ -448,7 +448,7 @@ bool StartIsolatedInterpreter(const std::string& helperSource, std::string* erro
     return false;
   }
   if (!engine.BeginAttach()) {
-    *error = "Python is shutting down";
+    *error = kShuttingDownMessage;
     return false;
   }
   // Py_NewInterpreterFromConfig wants a current thread state (of the main interpreter): a
@@ -511,7 +511,7 @@ bool StartIsolatedInterpreter(const std::string& helperSource, std::string* erro
   // shutdown, once `attaching` is zero, sees this interpreter and refuses (StopPython).
   if (ok && !engine.runningSeqCst()) {
     ok = false;
-    *error = "Python is shutting down";
+    *error = kShuttingDownMessage;
   }
   if (!ok) EndIsolatedInterpreter();
   engine.EndAttach();
@@ -703,7 +703,7 @@ void LeaveIsolatedInterpreter() {
 // PythonCall's entry for a thread not attached yet (gil.h has the attached case inline).
 bool PythonCall::AttachSlow() {
   if (!engine.BeginAttach()) {
-    error_ = "Python is shutting down";
+    error_ = kShuttingDownMessage;
     return false;
   }
   Attach(ctx_);
@@ -714,7 +714,7 @@ bool PythonCall::AttachSlow() {
   if (!engine.running()) {
     Detach(ctx_);
     attachedHere_ = false;
-    error_ = "Python is shutting down";
+    error_ = kShuttingDownMessage;
     return false;
   }
   return true;
