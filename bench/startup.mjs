@@ -16,8 +16,11 @@ import { describePython, peerEnv } from './lib/python-env.mjs';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const OBJECTS = Number(process.env.BENCH_OBJECTS ?? 200_000);
-const python = process.env.PYEMBED_PYTHON || 'python3';
 const py = describePython();
+// The executable itself, not a launcher in front of it (a pyenv shim is a bash script: ~60 ms per
+// start here), so that every row starts the same Python the same way.
+const python = py.executable;
+const pyembedEnv = { ...process.env, PYEMBED_PYTHON: python };
 
 function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
@@ -47,7 +50,7 @@ PyModule.import('math').sqrt(4);`;
 const rows = [
   ['`python3 -c pass`', wallMs(python, ['-c', 'pass'])],
   ['`node -e 0`', wallMs(process.execPath, ['-e', '0'])],
-  ['pyembed: import, initialize, `math.sqrt(4)`', wallMs(process.execPath, ['--input-type=module', '-e', firstCall])],
+  ['pyembed: import, initialize, `math.sqrt(4)`', wallMs(process.execPath, ['--input-type=module', '-e', firstCall], pyembedEnv)],
 ];
 if (hasPymport) {
   const pymportCall = `const { pymport } = await import(${JSON.stringify(path.join(pymportDir, 'lib', 'index.mjs'))});

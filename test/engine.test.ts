@@ -84,11 +84,12 @@ test('a missing interpreter is a clear error naming what was tried', async () =>
   assert.match(r.stdout, /PYEMBED_PYTHON/);
 });
 
-/** A stand-in python executable that answers pyembed's probe with `answer`. */
-function fakePython(answer: Record<string, unknown>): string {
+/** A stand-in python executable that answers pyembed's probe with `answer` (after some other output). */
+function fakePython(answer: { version: string; shared: boolean; library: string; freeThreaded?: boolean }): string {
   const fake = path.join(tmpDir('pyembed-fake-'), 'python3');
-  const json = JSON.stringify({ executable: fake, prefix: '/x', basePrefix: '/x', freeThreaded: false, ...answer });
-  fs.writeFileSync(fake, `#!/bin/sh\necho '${json}'\n`, { mode: 0o755 });
+  const fields = [fake, answer.version, answer.version, answer.shared ? '1' : '0', answer.library, answer.freeThreaded ? '1' : '0'];
+  const printed = ['PYEMBED-PROBE', ...fields].join('\\000');
+  fs.writeFileSync(fake, `#!/bin/sh\necho 'a wrapper printing first'\nprintf '${printed}'\n`, { mode: 0o755 });
   return fake;
 }
 
@@ -101,19 +102,19 @@ function initializeWith(python: string) {
 }
 
 test('an interpreter without a shared libpython is a clear error, not a crash', async () => {
-  const r = await initializeWith(fakePython({ version: '3.11.0', versionInfo: [3, 11, 0], shared: false, library: null }));
+  const r = await initializeWith(fakePython({ version: '3.11.0', shared: false, library: '' }));
   assert.equal(r.code, 0, explain(r));
   assert.match(r.stdout, /has no shared libpython/);
   assert.match(r.stdout, /--enable-shared/);
 });
 
 test('a free-threaded build is refused with the reason', async () => {
-  const r = await initializeWith(fakePython({ version: '3.13.0', versionInfo: [3, 13, 0], shared: true, library: '/lib/x.so', freeThreaded: true }));
+  const r = await initializeWith(fakePython({ version: '3.13.0', shared: true, library: '/lib/x.so', freeThreaded: true }));
   assert.match(r.stdout, /free-threaded \(no-GIL\) build/, explain(r));
 });
 
 test('too old a Python is refused with the reason', async () => {
-  const r = await initializeWith(fakePython({ version: '3.7.9', versionInfo: [3, 7, 9], shared: true, library: '/lib/x.so' }));
+  const r = await initializeWith(fakePython({ version: '3.7.9', shared: true, library: '/lib/x.so' }));
   assert.match(r.stdout, /Python 3\.7\.9; pyembed needs CPython 3\.9 or newer/, explain(r));
 });
 

@@ -188,6 +188,32 @@ test('a virtualenv with --system-site-packages sees the system packages too', as
   assert.match(result.numpy, /^\/usr\/lib\/python3\/dist-packages\/numpy\//);
 });
 
+test("asking the venv's python where libpython is runs none of its site-packages' .pth code", async (t) => {
+  if (setupSkip) return t.skip(setupSkip);
+  // A .pth line starting with `import` runs at every start that imports `site` (twice in a venv:
+  // CPython's site adds the venv's site-packages twice): this one writes the pid of the process
+  // it runs in. pyembed's own start of Python imports site; its probe, another process, must not.
+  const root = tmpDir('pyembed-venv-pth-');
+  scratchDirs.push(root);
+  const counted = path.join(root, 'venv');
+  execFileSync(SYSTEM_PYTHON, ['-m', 'venv', '--without-pip', counted]);
+  const python = path.join(counted, 'bin', 'python');
+  const sitePackages = execFileSync(python, ['-c', 'import site; print(site.getsitepackages()[0])'], { encoding: 'utf8' }).trim();
+  const starts = path.join(root, 'starts.txt');
+  fs.writeFileSync(path.join(sitePackages, 'count_starts.pth'),
+    `import os; open(${JSON.stringify(starts)}, 'a').write('%d\\n' % os.getpid())\n`);
+  const r = await runScript(`
+    import { PythonEngine } from 'pyembed';
+    PythonEngine.initialize();
+    console.log(JSON.stringify({ pid: PythonEngine.eval('__import__("os").getpid()'), prefix: PythonEngine.eval('__import__("sys").prefix') }));
+  `, { env: { PYEMBED_PYTHON: python } });
+  assert.equal(r.code, 0, explain(r));
+  const { pid, prefix } = lastJson(r.stdout);
+  assert.equal(fs.realpathSync(prefix), fs.realpathSync(counted));
+  const pids = fs.readFileSync(starts, 'utf8').split('\n').filter(Boolean).map(Number);
+  assert.ok(pids.length > 0 && pids.every((p) => p === pid), `.pth code ran in processes ${pids} (pyembed's is ${pid})`);
+});
+
 // --- every CPython version: one build, the version chosen at run time ------------------------
 
 
