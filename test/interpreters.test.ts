@@ -214,6 +214,24 @@ test("asking the venv's python where libpython is runs none of its site-packages
   assert.ok(pids.length > 0 && pids.every((p) => p === pid), `.pth code ran in processes ${pids} (pyembed's is ${pid})`);
 });
 
+test('a virtualenv whose path has spaces, quotes and non-ASCII letters', async (t) => {
+  if (setupSkip) return t.skip(setupSkip);
+  const root = tmpDir('pyembed-venv-odd-');
+  scratchDirs.push(root);
+  const odd = path.join(root, `dir with 'quotes' "and" ü € spaces`, 'venv');
+  execFileSync(SYSTEM_PYTHON, ['-m', 'venv', '--without-pip', odd]);
+  const python = path.join(odd, 'bin', 'python');
+  const r = await runScript(`
+    import { PythonEngine } from 'pyembed';
+    PythonEngine.initialize();
+    console.log(JSON.stringify({ executable: PythonEngine.python.executable, prefix: PythonEngine.eval('__import__("sys").prefix') }));
+  `, { env: { PYEMBED_PYTHON: python } });
+  assert.equal(r.code, 0, explain(r));
+  const result = lastJson(r.stdout);
+  assert.equal(result.executable, python);
+  assert.equal(fs.realpathSync(result.prefix), fs.realpathSync(odd));
+});
+
 // --- every CPython version: one build, the version chosen at run time ------------------------
 
 
