@@ -305,6 +305,7 @@ void AsyncJob::Fail(const char* message, bool typeError) {
   failed_ = true;
   error_.present = false;
   error_.message = message;
+  error_.messageUtf16 = false;
   error_.type = typeError ? "TypeError" : "Error";
   thread->Post(this);
 }
@@ -332,6 +333,7 @@ void AsyncJob::Run(JsThread* t) {
     error_.present = false;
     error_.type = "Error";
     error_.message = "the Python object this call returned belongs to an interpreter that has ended";
+    error_.messageUtf16 = false;
   }
   if (failed_) {
     dropStale(error_.exception);  // the type, message and traceback text remain

@@ -17,8 +17,8 @@
 struct JsValueRef : JsHeld {
   JsThread* thread;
   v8::Global<v8::Value> value;
-  std::string name;
-  std::string message;
+  Snapshot name;     // kString, exactly as JS had it (NUL and lone surrogates included)
+  Snapshot message;  // kString
   void DropJsReferences() override { value.Reset(); }
 };
 
@@ -559,6 +559,13 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
   return OutcomeToPython(outcome);
 }
 
+// "" as a kString snapshot, for text that JS may not provide.
+Snapshot EmptyText() {
+  Snapshot text;
+  text.kind = Snapshot::Kind::kString;
+  return text;
+}
+
 // JSError.js_stack, read when Python first asks for it: the `stack` of the JS value a JSError
 // keeps. Formatting a stack (Node's prepareStackTrace) costs more than the rest of a JS error's
 // way into Python together, so an error that Python only catches no longer pays for it. Runs
@@ -581,11 +588,10 @@ class StackRequest : public Task {
     v8::Local<v8::Value> stack;
     if (value.As<v8::Object>()->Get(isolate->GetCurrentContext(), JsText(isolate, "stack")).ToLocal(&stack) &&
         stack->IsString()) {
-      v8::String::Utf8Value utf8(isolate, stack);
-      if (*utf8) text.assign(*utf8, static_cast<size_t>(utf8.length()));
+      StringSnapshot(isolate, stack.As<v8::String>(), &text);
     }
   }
-  std::string text;
+  Snapshot text = EmptyText();  // kString, made on the JS thread
   bool done = false;  // under thread->mu
 
  private:
@@ -643,7 +649,7 @@ PyObject* ReadJsStack(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     me.attached = true;
   }
   LeaveCallback(me, savedScopes, savedClosed);
-  return py.PyUnicode_FromStringAndSize(request.text.data(), static_cast<Py_ssize_t>(request.text.size()));
+  return ValueToPython(t, request.text);
 }
 
 PyMethodDef readJsStackDef{"_read_js_stack", reinterpret_cast<void*>(&ReadJsStack), kMethFastcall,
@@ -751,26 +757,22 @@ JsValueRef* CaptureJsException(JsThread* thread, v8::Local<v8::Value> exception)
   ref->thread = thread;
   thread->Ref();
   ref->value.Reset(isolate, exception);
-  ref->name = "Error";
+  StringSnapshot(isolate, InternalizedKey(isolate, "Error"), &ref->name);
+  StringSnapshot(isolate, v8::String::Empty(isolate), &ref->message);
   v8::TryCatch inner(isolate);  // reading properties may throw; ignore that
   if (exception->IsObject()) {
     v8::Local<v8::Object> obj = exception.As<v8::Object>();
-    auto readString = [&](const char* key, std::string* out) {
+    auto readString = [&](const char* key, Snapshot* out) {
       v8::Local<v8::Value> v;
-      if (obj->Get(ctx, InternalizedKey(isolate, key)).ToLocal(&v) &&
-          v->IsString()) {
-        v8::String::Utf8Value s(isolate, v);
-        if (*s) *out = *s;
+      if (obj->Get(ctx, InternalizedKey(isolate, key)).ToLocal(&v) && v->IsString()) {
+        StringSnapshot(isolate, v.As<v8::String>(), out);
       }
     };
     readString("name", &ref->name);
     readString("message", &ref->message);  // `stack`: when Python asks (StackRequest)
   } else {
     v8::Local<v8::String> s;
-    if (exception->ToString(ctx).ToLocal(&s)) {
-      v8::String::Utf8Value text(isolate, s);
-      if (*text) ref->message = *text;
-    }
+    if (exception->ToString(ctx).ToLocal(&s)) StringSnapshot(isolate, s, &ref->message);
   }
   thread->Hold(ref);
   return ref;
@@ -784,8 +786,10 @@ static PyObject* JsErrorClassHere() {
 
 void RaiseJsError(JsValueRef* captured) {
   PyObject* jsErrorClass = JsErrorClassHere();
-  if (!jsErrorClass) {
-    py.PyErr_SetString(py.PyExc_RuntimeError, captured->message.c_str());
+  PyRefOwned message(ValueToPython(captured->thread, captured->message));
+  PyRefOwned name(message ? ValueToPython(captured->thread, captured->name) : nullptr);
+  if (!jsErrorClass || !name) {
+    if (message && !jsErrorClass) py.PyErr_SetObject(py.PyExc_RuntimeError, message.get());
     ReleaseValueRef(captured);
     return;
   }
@@ -794,11 +798,6 @@ void RaiseJsError(JsValueRef* captured) {
     ReleaseValueRef(captured);
     return;
   }
-  PyRefOwned message(py.PyUnicode_FromStringAndSize(captured->message.data(),
-                                                    static_cast<Py_ssize_t>(captured->message.size())));
-  PyRefOwned name(py.PyUnicode_FromStringAndSize(captured->name.data(),
-                                                 static_cast<Py_ssize_t>(captured->name.size())));
-  if (!message || !name) return;
   if (isolatedHelpers || !jsErrorNew) {  // the cached __new__ and names are the shared interpreter's
     PyObject* args[] = {message.get(), name.get(), py.None, capsule.get()};
     PyRefOwned exc(CallVector(jsErrorClass, args, 4, nullptr));

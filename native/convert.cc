@@ -838,6 +838,8 @@ v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested, JsRefs& re
 
 }  // namespace
 
+void StringSnapshot(v8::Isolate* isolate, v8::Local<v8::String> s, Snapshot* out) { CopyString(isolate, s, out); }
+
 ConvertError ArrayTooLongError(uint32_t length) {
   ConvertError error;
   error.message = "a JS array of length " + std::to_string(length) +

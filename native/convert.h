@@ -186,6 +186,9 @@ PyObject* NumberToPython(double d);
 // A JS string as a Python str, lone surrogates kept (as values are): source text and names
 // reach Python whole, never cut or re-encoded. Null with a Python error set. Caller attached.
 PyObject* StringToPython(v8::Isolate* isolate, v8::Local<v8::String> s);
+// Caller holds the isolate: `s`, exactly (UTF-16 unless one-byte), as a kString snapshot that any
+// thread can turn into a Python str (ValueToPython) under the GIL.
+void StringSnapshot(v8::Isolate* isolate, v8::Local<v8::String> s, Snapshot* out);
 // After a conversion failed inside `tryCatch`: the message of the JS exception a getter threw
 // joins `error` (and the exception is dropped), or, when JS is being terminated, it is rethrown.
 void AddCaughtMessage(v8::Isolate* isolate, v8::TryCatch& tryCatch, ConvertError* error);

@@ -69,13 +69,32 @@ std::string TypeName(PyObject* type) {
   return name;
 }
 
+// str(exception) as UTF-8, or as UTF-16 when it has lone surrogates (JS strings keep them).
+void SetMessage(PyObject* str, PythonErrorInfo* info) {
+  Py_ssize_t n = 0;
+  if (const char* s = py.PyUnicode_AsUTF8AndSize(str, &n)) {
+    info->message.assign(s, static_cast<size_t>(n));
+    return;
+  }
+  py.PyErr_Clear();
+  PyRefOwned utf16(py.PyUnicode_AsEncodedString(str, "utf-16-le", "surrogatepass"));
+  char* data = nullptr;
+  if (!utf16 || py.PyBytes_AsStringAndSize(utf16.get(), &data, &n) < 0) {
+    py.PyErr_Clear();
+    info->message = "<str() failed: cannot encode it>";
+    return;
+  }
+  info->message.assign(data, static_cast<size_t>(n));
+  info->messageUtf16 = true;
+}
+
 // Type name, message and whether a cause is chained: all a PythonError needs at once. The
 // traceback text is formatted by JS only when it is read (formatting costs ~100x a call).
 void Describe(PyObject* exc, PythonErrorInfo* info) {
   info->type = TypeName(TypeOf(exc));
   PyRefOwned text(py.PyObject_Str(exc));
   if (text) {
-    info->message = Utf8Of(text.get());
+    SetMessage(text.get(), info);
   } else {  // a failing __str__ must not hide the original error
     PyRefOwned failure(TakeException());
     PyRefOwned failureName(failure ? py.PyObject_GetAttrString(TypeOf(failure.get()), "__name__") : nullptr);
@@ -157,7 +176,7 @@ v8::MaybeLocal<v8::Value> MakeRealmError(JsThread* t, PythonErrorInfo& info, v8:
   v8::Local<v8::Value> error;
   {
     v8::Context::Scope realmScope(t->errorContext.Get(isolate));
-    error = v8::Exception::Error(JsText(isolate, info.message));
+    error = v8::Exception::Error(MessageText(isolate, info));
   }
   if (!error->IsObject()) return {};
   v8::Local<v8::Object> object = error.As<v8::Object>();
@@ -188,6 +207,20 @@ void CapturePythonError(JsThread* thread, PythonErrorInfo* info) {
   info->exception.handleFlags = HandleFlagsOf(exc);
 }
 
+v8::Local<v8::String> MessageText(v8::Isolate* isolate, const PythonErrorInfo& info) {
+  if (!info.messageUtf16) return JsText(isolate, info.message);
+  size_t units = std::min(info.message.size() / 2, static_cast<size_t>(1) << 20);  // as JsText
+  std::u16string copy(units, u'\0');  // aligned for uint16_t, which the message's bytes need not be
+  std::memcpy(copy.data(), info.message.data(), units * 2);
+  v8::Local<v8::String> s;
+  if (!v8::String::NewFromTwoByte(isolate, reinterpret_cast<const uint16_t*>(copy.data()),
+                                  v8::NewStringType::kNormal, static_cast<int>(units))
+           .ToLocal(&s)) {
+    return v8::String::Empty(isolate);
+  }
+  return s;
+}
+
 v8::Local<v8::Value> MakeJsError(JsThread* thread, PythonErrorInfo& info) {
   v8::Isolate* isolate = thread->isolate;
   if (info.original) return JsValueOf(info.original, isolate);
@@ -212,14 +245,14 @@ v8::Local<v8::Value> MakeJsError(JsThread* thread, PythonErrorInfo& info) {
   v8::Local<v8::Value> site = v8::Exception::Error(v8::String::Empty(isolate));
   v8::Local<v8::Value> argv[] = {
       JsText(isolate, info.type),
-      JsText(isolate, info.message),
+      MessageText(isolate, info),
       excHandle,
       v8::Boolean::New(isolate, info.hasCause),
       site,
   };
   v8::Local<v8::Value> error;
   if (!thread->errorFactory.Get(isolate)->Call(ctx, v8::Undefined(isolate), 5, argv).ToLocal(&error)) {
-    return v8::Exception::Error(JsText(isolate, info.message));
+    return v8::Exception::Error(MessageText(isolate, info));
   }
   return error;
 }

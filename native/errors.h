@@ -16,7 +16,8 @@ struct JsValueRef;
 
 struct PythonErrorInfo {
   std::string type;
-  std::string message;
+  std::string message;               // UTF-8, or UTF-16LE when messageUtf16
+  bool messageUtf16 = false;         // str() has lone surrogates, which have no UTF-8 form
   bool hasCause = false;             // __cause__ is set (`raise X from Y`)
   Snapshot exception;                 // the exception object (kPyObject, owned)
   JsValueRef* original = nullptr;  // set when the exception carries a JS error of this thread
@@ -26,6 +27,8 @@ struct PythonErrorInfo {
 // Caller attached: takes the current Python exception (clearing it) into `info`. `thread` is the
 // JS thread the error will be thrown on (to recognise its own JS errors).
 void CapturePythonError(JsThread* thread, PythonErrorInfo* info);
+// Caller holds the isolate: `info`'s message as a JS string (exactly, lone surrogates kept).
+v8::Local<v8::String> MessageText(v8::Isolate* isolate, const PythonErrorInfo& info);
 // Caller holds the isolate: the JS value to throw for `info`.
 v8::Local<v8::Value> MakeJsError(JsThread* thread, PythonErrorInfo& info);
 // Caller attached and holding the isolate: throws the current Python exception into JS.

@@ -55,10 +55,13 @@ export class PythonError extends Error {
     // The JS frames are taken once, on an object of their own (SITE): V8 builds their text
     // only if `stack` is read, which costs more than the whole call. A limit that is no number
     // makes super() take none and leave a plain `stack` slot, cheaper to redefine.
-    const limit = Error.stackTraceLimit;
-    (Error as { stackTraceLimit: unknown }).stackTraceLimit = undefined;
+    // Only a writable limit is swapped: a frozen Error (hardened JS) or an accessor is left as it
+    // is, and super() then takes frames by V8's own rules.
+    const limit = Object.getOwnPropertyDescriptor(Error, 'stackTraceLimit');
+    const swap = limit !== undefined && limit.writable === true;
+    if (swap) (Error as { stackTraceLimit: unknown }).stackTraceLimit = undefined;
     super(message);
-    Error.stackTraceLimit = limit;
+    if (swap) Error.stackTraceLimit = limit.value;
     let site = givenSite;
     givenSite = undefined;
     if (site === undefined) {

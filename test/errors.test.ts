@@ -81,3 +81,68 @@ console.log(JSON.stringify(out));
   assert.equal(out.custom[0], 'PythonError: ValueError: custom');
   assert.match(out.custom[1], /^ {4}custom frames: \d+$/);
 });
+
+// Text that has no UTF-8 form (lone surrogates) or that C strings cut (NUL) crosses exactly, both
+// ways. Before, a Python message with a lone surrogate reached JS empty, a JS error's NUL cut its
+// message there, and a lone surrogate in one turned the JSError into a UnicodeDecodeError.
+test('NUL and lone surrogates cross exactly: a Python message to JS; a JS error name, message, stack and thrown string to Python', async () => {
+  const r = await runScript(`${PRELUDE}
+const text = 'lone \\ud800, lone \\udfff, pair \\u{1F600}, nul \\0 end';
+const error = caught(text);
+out.pythonToJs = [error.type, error.message === text, error.stack.split('\\n')[0] === 'PythonError: ValueError: ' + text];
+const py = PyModule.fromString('errors_text', [
+  'def catch(f):',
+  '    try:',
+  '        f()',
+  '    except Exception as e:',
+  '        return [type(e).__name__, str(e), getattr(e, "name", None), e.js_stack]',
+].join('\\n'));
+const thrown = new Error(text);
+thrown.name = 'Odd\\ud800Name';
+const [type, str, name, stack] = py.catch(() => { throw thrown; }).toJS();
+out.jsErrorToPython = [type, str === 'Odd\\ud800Name: ' + text, name === 'Odd\\ud800Name', stack === thrown.stack];
+const [stringType, stringText] = py.catch(() => { throw 'thrown ' + text; }).toJS();
+out.thrownString = [stringType, stringText === 'Error: thrown ' + text];
+console.log(JSON.stringify(out));
+`);
+  assert.equal(r.code, 0, explain(r));
+  const out = JSON.parse(r.stdout);
+  assert.deepEqual(out.pythonToJs, ['ValueError', true, true]);
+  assert.deepEqual(out.jsErrorToPython, ['JSError', true, true, true]);
+  assert.deepEqual(out.thrownString, ['JSError', true]);
+});
+
+// Hardened JS (SES lockdown) freezes the intrinsics; an accessor may stand for the limit. Before,
+// a frozen Error made every error that JS builds (a chained one here) a plain Error without its
+// Python type or cause.
+test('a frozen Error, or an Error.stackTraceLimit getter that throws: Python exceptions are still PythonErrors, with their type and cause', async () => {
+  const r = await runScript(`${PRELUDE}
+const chained = PyModule.fromString('errors_chained', [
+  'def chained():',
+  '    try:',
+  '        raise ValueError("inner")',
+  '    except ValueError as e:',
+  '        raise KeyError("outer") from e',
+].join('\\n'));
+const describe = (f) => {
+  try { f(); } catch (e) { return [e instanceof PythonError, e.type, e.message, e.cause?.type ?? null, typeof e.stack]; }
+  return 'no exception';
+};
+const limit = Object.getOwnPropertyDescriptor(Error, 'stackTraceLimit');
+Object.defineProperty(Error, 'stackTraceLimit', { get() { throw new Error('limit getter'); }, configurable: true });
+out.getter = [describe(() => m.fail('plain')), describe(() => chained.chained())];
+Object.defineProperty(Error, 'stackTraceLimit', limit);
+Object.freeze(Error);
+out.frozen = [describe(() => m.fail('plain')), describe(() => chained.chained())];
+console.log(JSON.stringify(out));
+`);
+  assert.equal(r.code, 0, explain(r));
+  const out = JSON.parse(r.stdout);
+  const plain = [true, 'ValueError', 'plain', null];
+  const withCause = [true, 'KeyError', "'outer'", 'ValueError'];
+  for (const key of ['getter', 'frozen']) {
+    assert.deepEqual(out[key][0].slice(0, 4), plain, key);
+    assert.deepEqual(out[key][1].slice(0, 4), withCause, key);
+  }
+  assert.equal(out.frozen[0][4], 'string');
+});
