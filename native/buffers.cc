@@ -321,6 +321,21 @@ PyBufferCapture::~PyBufferCapture() {
   }
 }
 
+// True when a buffer format (PEP 3118, struct syntax) has Python object pointers ('O'), e.g. a
+// numpy array of dtype object. Field names (between colons) are not type codes.
+static bool HasObjectPointers(const char* format) {
+  for (const char* f = format; f && *f; f++) {
+    if (*f == ':') {
+      const char* end = std::strchr(f + 1, ':');
+      if (!end) return false;
+      f = end;
+    } else if (*f == 'O') {
+      return true;
+    }
+  }
+  return false;
+}
+
 bool CapturePyBuffer(PyObject* o, PyBufferCapture* out) {
   auto* exported = new ExportedView();
   exported->generation = engine.generation();
@@ -333,6 +348,17 @@ bool CapturePyBuffer(PyObject* o, PyBufferCapture* out) {
       return false;
     }
     readonly = true;
+  }
+  if (HasObjectPointers(view.format)) {
+    // Bytes of PyObject pointers: JS could read addresses, and a write would corrupt Python's
+    // objects (Python's own memoryview refuses to read or write them too).
+    std::string message = std::string("this buffer holds Python object pointers (format '") + view.format +
+                          "', e.g. a numpy array of dtype object), which JS cannot share: convert it "
+                          "in Python (.tolist())";
+    py.PyBuffer_Release(&view);
+    delete exported;
+    py.PyErr_SetString(py.PyExc_TypeError, message.c_str());
+    return false;
   }
   out->format = view.format ? view.format : "B";
   out->itemsize = static_cast<int>(view.itemsize);

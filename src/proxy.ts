@@ -375,12 +375,20 @@ class PyObjectImpl implements PyObjectMethods {
           'use getBuffer(), or numpy.ascontiguousarray() in Python',
       );
     }
+    if (buffer.data.BYTES_PER_ELEMENT !== buffer.itemsize) {
+      // A Uint8Array of the raw bytes: complex, float16, non-native byte order, records, ...
+      throw new TypeError(
+        `this ${this.typeName}'s elements (format '${buffer.format}', ${buffer.itemsize} bytes each) have ` +
+          'no JS TypedArray type: getBuffer().data holds their bytes',
+      );
+    }
     return buffer.data;
   }
 
   getBuffer(): PyBuffer {
     const [data, shape, strides, offset, format, itemsize, readonly] = native.buffer(handleOf(this));
-    let expected = 1;
+    // Strides count elements of `data`: bytes when the elements have no TypedArray type.
+    let expected = itemsize / data.BYTES_PER_ELEMENT;
     let contiguous = offset === 0;
     for (let d = shape.length - 1; d >= 0; d--) {
       if (shape[d]! > 1 && strides[d] !== expected) contiguous = false;

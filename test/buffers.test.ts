@@ -106,6 +106,55 @@ test('JS memory stays alive while Python holds the memoryview', async () => {
   assert.equal(r.stdout.trim(), '2500 50');
 });
 
+// A numpy array of dtype object (a pandas column of strings is one) exports the bytes of its
+// PyObject pointers: a write from JS crashed the process at Python's next use of the array.
+test('buffers of Python object pointers are refused; elements with no TypedArray type get a clear error, not a wrong one (numpy from Debian python3)', async () => {
+  const r = await runScript(`
+    import { PythonEngine, Py, PyModule, PythonError } from 'pyembed';
+    PythonEngine.initialize({ python: '/usr/bin/python3' });
+    try { Py.import('numpy'); } catch { console.log('SKIP'); process.exit(0); }
+    const m = PyModule.fromString('buffers_exotic', [
+      'import numpy as np',
+      'objs = np.array([object(), "x", 3], dtype=object)',
+      'record_with_object = np.zeros(2, dtype=[("ptr", "O"), ("n", "i4")])',
+      'record_named_O = np.zeros(2, dtype=[("Opt", "i4"), ("n", "f8")])',
+      'complex_ = np.arange(3) * (1 + 2j)',
+      'big_endian = np.arange(4, dtype=">i4")',
+      'half = np.arange(3, dtype="f2")',
+    ].join('\\n'));
+    const outcome = (f) => { try { const v = f(); return v?.constructor?.name ?? typeof v; } catch (e) { return [e instanceof PythonError ? e.type : e.constructor.name, e.message]; } };
+    const out = {};
+    for (const name of ['objs', 'record_with_object']) {
+      out[name] = [outcome(() => m[name].getBuffer()), outcome(() => m[name].toTypedArray()),
+        outcome(() => PythonEngine.eval('memoryview(a)', { a: m[name] }).toJS())];
+    }
+    out.objsIntact = PythonEngine.eval('repr(objs[1:])', m.__dict__);
+    for (const name of ['record_named_O', 'complex_', 'big_endian', 'half']) {
+      const b = m[name].getBuffer();
+      out[name] = { contiguous: b.contiguous, strides: b.strides, itemsize: b.itemsize, bytes: b.data.length, typed: outcome(() => m[name].toTypedArray()) };
+    }
+    console.log(JSON.stringify(out));
+  `, { env: { PYEMBED_PYTHON: '/usr/bin/python3' } });
+  assert.equal(r.code, 0, explain(r));
+  if (r.stdout.trim() === 'SKIP') return;
+  const out = JSON.parse(r.stdout);
+  for (const name of ['objs', 'record_with_object']) {
+    for (const [type, message] of out[name]) {
+      assert.equal(type, 'TypeError', name);
+      assert.match(message, /Python object pointers \(format '[^']*O[^']*'/, name);
+    }
+  }
+  assert.equal(out.objsIntact, "array(['x', 3], dtype=object)");
+  // A field named O... is no object pointer; records are contiguous, counted in items.
+  for (const [name, itemsize, count] of [['record_named_O', 12, 2], ['complex_', 16, 3], ['big_endian', 4, 4], ['half', 2, 3]] as const) {
+    assert.equal(out[name].contiguous, true, name);
+    assert.deepEqual(out[name].strides, [itemsize], name);
+    assert.equal(out[name].bytes, itemsize * count, name);
+    assert.equal(out[name].typed[0], 'TypeError', name);
+    assert.match(out[name].typed[1], /no JS TypedArray type: getBuffer\(\)\.data holds their bytes/, name);
+  }
+});
+
 test('n-d numpy arrays: dtype, shape, strides, shared writes (numpy from Debian python3)', async () => {
   const r = await runScript(`
     import { PythonEngine, Py } from 'pyembed';
