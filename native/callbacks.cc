@@ -772,7 +772,8 @@ JsValueRef* CaptureJsException(JsThread* thread, v8::Local<v8::Value> exception)
     readString("message", &ref->message);  // `stack`: when Python asks (StackRequest)
   } else {
     v8::Local<v8::String> s;
-    if (exception->ToString(ctx).ToLocal(&s)) StringSnapshot(isolate, s, &ref->message);
+    // ToDetailString: a thrown Symbol has no ToString (it throws), but reads as Symbol(description).
+    if (exception->ToDetailString(ctx).ToLocal(&s)) StringSnapshot(isolate, s, &ref->message);
   }
   thread->Hold(ref);
   return ref;

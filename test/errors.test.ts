@@ -85,7 +85,7 @@ console.log(JSON.stringify(out));
 // Text that has no UTF-8 form (lone surrogates) or that C strings cut (NUL) crosses exactly, both
 // ways. Before, a Python message with a lone surrogate reached JS empty, a JS error's NUL cut its
 // message there, and a lone surrogate in one turned the JSError into a UnicodeDecodeError.
-test('NUL and lone surrogates cross exactly: a Python message to JS; a JS error name, message, stack and thrown string to Python', async () => {
+test('NUL and lone surrogates cross exactly: a Python message to JS; a JS error name, message, stack and a thrown string or Symbol to Python', async () => {
   const r = await runScript(`${PRELUDE}
 const text = 'lone \\ud800, lone \\udfff, pair \\u{1F600}, nul \\0 end';
 const error = caught(text);
@@ -103,6 +103,8 @@ const [type, str, name, stack] = py.catch(() => { throw thrown; }).toJS();
 out.jsErrorToPython = [type, str === 'Odd\\ud800Name: ' + text, name === 'Odd\\ud800Name', stack === thrown.stack];
 const [stringType, stringText] = py.catch(() => { throw 'thrown ' + text; }).toJS();
 out.thrownString = [stringType, stringText === 'Error: thrown ' + text];
+const [symbolType, symbolText] = py.catch(() => { throw Symbol('a symbol \\ud800'); }).toJS();
+out.thrownSymbol = [symbolType, symbolText === 'Error: Symbol(a symbol \\ud800)'];
 console.log(JSON.stringify(out));
 `);
   assert.equal(r.code, 0, explain(r));
@@ -110,6 +112,7 @@ console.log(JSON.stringify(out));
   assert.deepEqual(out.pythonToJs, ['ValueError', true, true]);
   assert.deepEqual(out.jsErrorToPython, ['JSError', true, true, true]);
   assert.deepEqual(out.thrownString, ['JSError', true]);
+  assert.deepEqual(out.thrownSymbol, ['JSError', true]);  // a Symbol has no ToString: it was ""
 });
 
 // Hardened JS (SES lockdown) freezes the intrinsics; an accessor may stand for the limit. Before,
