@@ -414,7 +414,7 @@ void StartIsolated(const FunctionCallbackInfo<JsValue>& info) {
                                "the main thread uses the shared interpreter");
   }
   if (engine.state() == EngineState::kStopping) return ThrowError(isolate, kShuttingDownMessage);
-  if (!engine.running()) return ThrowError(isolate, kShutDownMessage);
+  if (!engine.running()) return ThrowError(isolate, ShutDownMessage());
   std::string error;
   bool ok;
   {
@@ -454,6 +454,7 @@ void Stop(const FunctionCallbackInfo<JsValue>& info) {
   // Checked here first so that a refused shutdown leaves other threads' calls alone; StopPython
   // checks again for an isolated interpreter whose creation raced this one.
   if (isolatedInterpreters.load() > 0) return ThrowError(isolate, kIsolatedStillRun);
+  engine.stoppedAtExit.store(info[0]->IsTrue(), std::memory_order_relaxed);  // stop(atExit)
   ParkedIsolate park(t, /*force=*/true);
   if (!StopPython()) ThrowError(isolate, kIsolatedStillRun);
 }

@@ -162,6 +162,7 @@ bool Engine::Start(const EngineConfig& config, std::string* error) {
   config_ = config;
   config_.helperSource.clear();
   wasStopped_.store(false, std::memory_order_release);
+  stoppedAtExit.store(false, std::memory_order_relaxed);
   set_state(EngineState::kRunning);
   cv_.notify_all();
   return true;

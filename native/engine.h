@@ -19,6 +19,13 @@ inline constexpr const char kShutDownMessage[] =
     "Python was shut down (PythonEngine.shutdown()); call PythonEngine.initialize() to start it "
     "again (objects of the old interpreter cannot be used)";
 
+// The same, when pyembed's 'exit' listener finalized Python (src/engine.ts): an 'exit' listener
+// that uses Python ran after it.
+inline constexpr const char kShutDownAtExitMessage[] =
+    "Python was finalized at process exit by pyembed's 'exit' listener, before this use: add an "
+    "'exit' listener that uses Python with process.prependListener('exit', ...) (one added with "
+    "process.on('exit', ...) runs before pyembed's only once the code that added it has returned)";
+
 // What an attach, a new isolated interpreter or a queued call says once shutdown() has begun.
 inline constexpr const char kShuttingDownMessage[] = "Python is shutting down";
 
@@ -59,6 +66,8 @@ class Engine {
   int finalizeResult() const { return finalizeResult_; }
   // True after a shutdown, until the next Start: entry points then refuse instead of restarting.
   bool wasStopped() const { return wasStopped_.load(std::memory_order_acquire); }
+  // The last shutdown was pyembed's own at process exit (stop(true)), until the next Start.
+  std::atomic<bool> stoppedAtExit{false};
   const EngineConfig& config() const { return config_; }
 
   // JS and pool threads inside a pyembed operation. Changed only by attached threads, so in GIL
@@ -100,6 +109,11 @@ class Engine {
 };
 
 extern Engine& engine;
+
+// What a use of Python says once it was shut down (kShutDownMessage, or why at exit).
+inline const char* ShutDownMessage() {
+  return engine.stoppedAtExit.load(std::memory_order_relaxed) ? kShutDownAtExitMessage : kShutDownMessage;
+}
 
 // Set in the child of a fork() (os.fork() in Python code): only the forking thread exists there,
 // without the interpreter thread, the pool, the other JS threads or Node's own threads, so

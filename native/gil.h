@@ -231,7 +231,7 @@ inline bool PythonCall::EnterSlow() {
     return false;
   }
   if (!engine.running()) {
-    error_ = kShutDownMessage;
+    error_ = ShutDownMessage();
     return false;
   }
   if (!ctx_.attached) return AttachSlow();

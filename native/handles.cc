@@ -125,7 +125,7 @@ PyObject* LiveObject(PyHandle* h, const char** why) {
 }
 
 const char* WhyNotLive(PyHandle* h, uint64_t currentGeneration) {
-  if (!engine.running()) return kShutDownMessage;
+  if (!engine.running()) return ShutDownMessage();
   if (h->generation != currentGeneration) return "this Python object belongs to an interpreter that was shut down";
   return "this Python object was disposed";
 }

@@ -57,11 +57,38 @@ function startOptions(options: InitializeOptions): string {
 }
 
 let exitHookInstalled = false;
+let finalizedAtExit = false;
 
 /** What every use of Python says after shutdown() (native/engine.h says the same). */
 export const SHUT_DOWN_MESSAGE =
   'Python was shut down (PythonEngine.shutdown()); call PythonEngine.initialize() to start it again ' +
   '(objects of the old interpreter cannot be used)';
+/** The same when pyembed's 'exit' listener finalized Python (native/engine.h says the same). */
+const SHUT_DOWN_AT_EXIT_MESSAGE =
+  "Python was finalized at process exit by pyembed's 'exit' listener, before this use: add an " +
+  "'exit' listener that uses Python with process.prependListener('exit', ...) (one added with " +
+  "process.on('exit', ...) runs before pyembed's only once the code that added it has returned)";
+
+// Finalizes Python at process exit if the user never called shutdown(), so that atexit handlers
+// run and buffered output is flushed, as when Python itself exits. Kept the last 'exit' listener
+// (moved behind any added later, once the code that added it has run), so the application's own
+// 'exit' listeners can still use Python.
+function finalizeAtExit(): void {
+  if (!native.isRunning()) return;
+  finalizedAtExit = true;
+  try {
+    native.stop(true);
+  } catch {
+    // process.exit() called from inside a Python call: Python cannot finalize under itself.
+  }
+}
+
+function keepFinalizerLast(): void {
+  const listeners = process.listeners('exit');
+  if (listeners[listeners.length - 1] === finalizeAtExit) return;
+  process.removeListener('exit', finalizeAtExit);
+  process.on('exit', finalizeAtExit);
+}
 
 function helperSource(): string {
   return fs.readFileSync(path.join(packageRoot, 'python', '_pyembed.py'), 'utf8');
@@ -74,7 +101,7 @@ function helperSource(): string {
 export function ensureRunning(): void {
   if (native.isRunning()) return;
   if (native.wasShutDown()) {
-    throw new Error(SHUT_DOWN_MESSAGE);
+    throw new Error(finalizedAtExit ? SHUT_DOWN_AT_EXIT_MESSAGE : SHUT_DOWN_MESSAGE);
   }
   PythonEngine.initialize();
 }
@@ -252,17 +279,12 @@ function startShared(options: InitializeOptions): void {
   const chosen = locatePython(options.python);
   // Runs as the helper module loads, before any other Python code.
   native.start(chosen.library, chosen.executable, helperSource() + startSetup(configuration));
+  finalizedAtExit = false;
   if (isMainThread && !exitHookInstalled) {
     exitHookInstalled = true;
-    // If the user never calls shutdown(): finalize at exit so atexit handlers run and buffered
-    // output is flushed, as when Python itself exits.
-    process.on('exit', () => {
-      if (!native.isRunning()) return;
-      try {
-        native.stop();
-      } catch {
-        // process.exit() called from inside a Python call: Python cannot finalize under itself.
-      }
+    process.on('exit', finalizeAtExit);
+    process.on('newListener', (event: string | symbol, listener: unknown) => {
+      if (event === 'exit' && listener !== finalizeAtExit) queueMicrotask(keepFinalizerLast);
     });
   }
 }

@@ -45,7 +45,8 @@ export interface NativeBinding {
   /** The handle of the Python exception a PythonError made by the addon keeps. */
   errorException(error: object): Handle | undefined;
   start(library: string, executable: string, helperSource: string): string;
-  stop(): void;
+  /** atExit: pyembed's own finalization at process exit (later uses say so). */
+  stop(atExit?: boolean): void;
   /** Gives the calling worker its own interpreter and GIL (the shared one runs). */
   startIsolated(helperSource: string): void;
   isIsolated(): boolean;

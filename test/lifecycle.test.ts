@@ -20,6 +20,41 @@ sys.stdout.write("buffered without newline")
   assert.match(r.stdout, /atexit ran/);
 });
 
+// pyembed finalizes Python in an 'exit' listener added by initialize(). Before, the
+// application's own 'exit' listeners (added later, so run after it) found Python finalized and
+// got "Python was shut down (PythonEngine.shutdown())", a shutdown they never asked for.
+test("the application's own 'exit' listeners can use Python: pyembed's finalization runs after them", async () => {
+  const r = await runScript(`
+import { PyModule } from 'pyembed';
+const m = PyModule.fromString('exit_listener', 'import atexit\\natexit.register(lambda: print("python atexit", flush=True))\\nvalue = 42\\n');
+process.on('exit', (code) => console.log('listener sees', m.value, code));
+setTimeout(() => { process.exitCode = 5; }, 10);
+`);
+  assert.equal(r.code, 5, explain(r));
+  assert.equal(r.stdout, 'listener sees 42 5\npython atexit\n', explain(r));
+});
+
+test("an 'exit' listener that runs after pyembed's finalization is told why and what to do", async () => {
+  const r = await runScript(`
+import { PyModule, PythonEngine } from 'pyembed';
+const m = PyModule.fromString('exit_listener', 'value = 42');
+process.prependListener('exit', () => console.log('prepended sees', m.value));
+process.on('exit', () => {  // added in the same run as the exit: after pyembed's
+  for (const use of [() => m.value, () => PythonEngine.eval('1')]) {
+    try { use(); console.log('no error'); } catch (e) { console.log(e.message); }
+  }
+});
+process.exit(3);
+`);
+  assert.equal(r.code, 3, explain(r));
+  const lines = r.stdout.trim().split('\n');
+  assert.equal(lines[0], 'prepended sees 42', explain(r));
+  assert.equal(lines.length, 3, explain(r));
+  for (const line of lines.slice(1)) {
+    assert.match(line, /^Python was finalized at process exit by pyembed's 'exit' listener.*process\.prependListener\('exit'/, explain(r));
+  }
+});
+
 test('a process with running daemon Python threads exits cleanly', async () => {
   const r = await runScript(`
     import { PythonEngine } from 'pyembed';
