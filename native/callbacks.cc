@@ -24,6 +24,13 @@ struct JsValueRef : JsHeld {
 
 namespace {
 
+// "" as a kString snapshot, for text that JS may not provide.
+Snapshot EmptyText() {
+  Snapshot text;
+  text.kind = Snapshot::Kind::kString;
+  return text;
+}
+
 constexpr const char* kFunctionCapsule = "pyembed.js_function";
 constexpr const char* kValueCapsule = "pyembed.js_value";
 
@@ -559,13 +566,6 @@ PyObject* Trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, P
   return OutcomeToPython(outcome);
 }
 
-// "" as a kString snapshot, for text that JS may not provide.
-Snapshot EmptyText() {
-  Snapshot text;
-  text.kind = Snapshot::Kind::kString;
-  return text;
-}
-
 // JSError.js_stack, read when Python first asks for it: the `stack` of the JS value a JSError
 // keeps. Formatting a stack (Node's prepareStackTrace) costs more than the rest of a JS error's
 // way into Python together, so an error that Python only catches no longer pays for it. Runs
@@ -758,7 +758,7 @@ JsValueRef* CaptureJsException(JsThread* thread, v8::Local<v8::Value> exception)
   thread->Ref();
   ref->value.Reset(isolate, exception);
   StringSnapshot(isolate, InternalizedKey(isolate, "Error"), &ref->name);
-  StringSnapshot(isolate, v8::String::Empty(isolate), &ref->message);
+  ref->message = EmptyText();
   v8::TryCatch inner(isolate);  // reading properties may throw; ignore that
   if (exception->IsObject()) {
     v8::Local<v8::Object> obj = exception.As<v8::Object>();
@@ -789,8 +789,12 @@ void RaiseJsError(JsValueRef* captured) {
   PyObject* jsErrorClass = JsErrorClassHere();
   PyRefOwned message(ValueToPython(captured->thread, captured->message));
   PyRefOwned name(message ? ValueToPython(captured->thread, captured->name) : nullptr);
-  if (!jsErrorClass || !name) {
-    if (message && !jsErrorClass) py.PyErr_SetObject(py.PyExc_RuntimeError, message.get());
+  if (!name) {  // a conversion failed: its Python error stands
+    ReleaseValueRef(captured);
+    return;
+  }
+  if (!jsErrorClass) {
+    py.PyErr_SetObject(py.PyExc_RuntimeError, message.get());
     ReleaseValueRef(captured);
     return;
   }

@@ -364,15 +364,9 @@ bool TextOfStr(PyObject* o, Snapshot* out) {
     ViewInside(o, utf8, static_cast<size_t>(size), out);
     return true;
   }
-  // Lone surrogates have no UTF-8 form; UTF-16 keeps them exactly, as JS strings do.
   py.PyErr_Clear();
-  PyRefOwned bytes(py.PyUnicode_AsEncodedString(o, "utf-16-le", "surrogatepass"));
-  if (!bytes) return false;
-  char* data = nullptr;
-  Py_ssize_t n = 0;
-  if (py.PyBytes_AsStringAndSize(bytes.get(), &data, &n) < 0) return false;
+  if (!Utf16OfStr(o, &out->text)) return false;
   out->encoding = Snapshot::Encoding::kUtf16;
-  out->text.assign(data, static_cast<size_t>(n));
   return true;
 }
 
@@ -839,6 +833,16 @@ v8::MaybeLocal<v8::Value> ToJs(JsThread* t, Snapshot& v, bool nested, JsRefs& re
 }  // namespace
 
 void StringSnapshot(v8::Isolate* isolate, v8::Local<v8::String> s, Snapshot* out) { CopyString(isolate, s, out); }
+
+bool Utf16OfStr(PyObject* str, std::string* out) {
+  // Lone surrogates have no UTF-8 form; UTF-16 keeps them exactly, as JS strings do.
+  PyRefOwned bytes(py.PyUnicode_AsEncodedString(str, "utf-16-le", "surrogatepass"));
+  char* data = nullptr;
+  Py_ssize_t n = 0;
+  if (!bytes || py.PyBytes_AsStringAndSize(bytes.get(), &data, &n) < 0) return false;
+  out->assign(data, static_cast<size_t>(n));
+  return true;
+}
 
 ConvertError ArrayTooLongError(uint32_t length) {
   ConvertError error;
@@ -1628,8 +1632,19 @@ v8::MaybeLocal<v8::String> NewJsString(v8::Isolate* isolate, const char* utf8, s
 }
 
 v8::Local<v8::String> JsText(v8::Isolate* isolate, const std::string& text) {
-  size_t length = std::min(text.size(), static_cast<size_t>(1) << 20);
+  size_t length = std::min(text.size(), kJsTextMax);
   v8::Local<v8::String> s;
   if (!NewJsString(isolate, text.data(), length).ToLocal(&s)) return v8::String::Empty(isolate);
+  return s;
+}
+
+v8::Local<v8::String> JsTextFromUtf16(v8::Isolate* isolate, const std::string& utf16) {
+  size_t units = std::min(utf16.size() / 2, kJsTextMax);
+  v8::Local<v8::String> s;
+  if (!v8::String::NewFromTwoByte(isolate, reinterpret_cast<const uint16_t*>(utf16.data()),
+                                  v8::NewStringType::kNormal, static_cast<int>(units))
+           .ToLocal(&s)) {
+    return v8::String::Empty(isolate);
+  }
   return s;
 }

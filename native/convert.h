@@ -230,5 +230,11 @@ v8::MaybeLocal<v8::Value> PythonToJs(JsThread* thread, PyObject* o, const ToJsOp
 // names are best made kInternalized (V8 would internalize a copy of them anyway).
 v8::MaybeLocal<v8::String> NewJsString(v8::Isolate* isolate, const char* utf8, size_t length,
                                        v8::NewStringType type = v8::NewStringType::kNormal);
-// For messages: never fails (a message too long for V8 is cut).
+// For messages: never fails (a message longer than kJsTextMax code units is cut).
+inline constexpr size_t kJsTextMax = size_t{1} << 20;
 v8::Local<v8::String> JsText(v8::Isolate* isolate, const std::string& text);
+// The same from UTF-16LE bytes (what Utf16OfStr makes).
+v8::Local<v8::String> JsTextFromUtf16(v8::Isolate* isolate, const std::string& utf16);
+// Caller attached: a Python str as UTF-16LE bytes, lone surrogates kept (they have no UTF-8
+// form). False with a Python error set.
+bool Utf16OfStr(PyObject* str, std::string* out);

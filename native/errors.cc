@@ -77,14 +77,11 @@ void SetMessage(PyObject* str, PythonErrorInfo* info) {
     return;
   }
   py.PyErr_Clear();
-  PyRefOwned utf16(py.PyUnicode_AsEncodedString(str, "utf-16-le", "surrogatepass"));
-  char* data = nullptr;
-  if (!utf16 || py.PyBytes_AsStringAndSize(utf16.get(), &data, &n) < 0) {
+  if (!Utf16OfStr(str, &info->message)) {
     py.PyErr_Clear();
     info->message = "<str() failed: cannot encode it>";
     return;
   }
-  info->message.assign(data, static_cast<size_t>(n));
   info->messageUtf16 = true;
 }
 
@@ -208,17 +205,7 @@ void CapturePythonError(JsThread* thread, PythonErrorInfo* info) {
 }
 
 v8::Local<v8::String> MessageText(v8::Isolate* isolate, const PythonErrorInfo& info) {
-  if (!info.messageUtf16) return JsText(isolate, info.message);
-  size_t units = std::min(info.message.size() / 2, static_cast<size_t>(1) << 20);  // as JsText
-  std::u16string copy(units, u'\0');  // aligned for uint16_t, which the message's bytes need not be
-  std::memcpy(copy.data(), info.message.data(), units * 2);
-  v8::Local<v8::String> s;
-  if (!v8::String::NewFromTwoByte(isolate, reinterpret_cast<const uint16_t*>(copy.data()),
-                                  v8::NewStringType::kNormal, static_cast<int>(units))
-           .ToLocal(&s)) {
-    return v8::String::Empty(isolate);
-  }
-  return s;
+  return info.messageUtf16 ? JsTextFromUtf16(isolate, info.message) : JsText(isolate, info.message);
 }
 
 v8::Local<v8::Value> MakeJsError(JsThread* thread, PythonErrorInfo& info) {
