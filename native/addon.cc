@@ -533,11 +533,13 @@ void IsRunning(const FunctionCallbackInfo<JsValue>& info) {
   info.GetReturnValue().Set(engine.running());
 }
 
-// wasShutDown(): shut down (or shutting down) by PythonEngine.shutdown(), not yet started again
-void WasShutDown(const FunctionCallbackInfo<JsValue>& info) {
+// shutDownMessage(): what a use of Python says when it was shut down (or is shutting down) and
+// not started again, else undefined
+void ShutDownMessageOf(const FunctionCallbackInfo<JsValue>& info) {
   EngineState s = engine.state();
-  info.GetReturnValue().Set(s == EngineState::kStopping ||
-                            (s == EngineState::kStopped && engine.wasStopped()));
+  if (s == EngineState::kStopping || (s == EngineState::kStopped && engine.wasStopped())) {
+    info.GetReturnValue().Set(JsText(info.GetIsolate(), ShutDownMessage()));
+  }
 }
 
 void SetAsyncThreads(const FunctionCallbackInfo<JsValue>& info) {
@@ -1514,7 +1516,7 @@ NODE_MODULE_INIT(/* exports, module, context */) {
       {"start", Guarded<Start>},          {"stop", Guarded<Stop>},
       {"startIsolated", Guarded<StartIsolated>}, {"isIsolated", Guarded<IsIsolated>},
       {"isRunning", Guarded<IsRunning>},  {"setAsyncThreads", Guarded<SetAsyncThreads>},
-      {"info", Guarded<Info>},            {"wasShutDown", Guarded<WasShutDown>},
+      {"info", Guarded<Info>},            {"shutDownMessage", Guarded<ShutDownMessageOf>},
       {"gilEnter", Guarded<GilEnter>},    {"gilExit", Guarded<GilExit>},
       {"gilSuspend", Guarded<GilSuspend>}, {"gilResume", Guarded<GilResume>},
       {"threadState", Guarded<ThreadState>}, {"importModule", Guarded<Import>},

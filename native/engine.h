@@ -14,13 +14,13 @@
 
 #include "capi.h"
 
-// What every use of Python says after PythonEngine.shutdown() (src/engine.ts says the same).
+// What every use of Python says after PythonEngine.shutdown() (src/engine.ts asks for it).
 inline constexpr const char kShutDownMessage[] =
     "Python was shut down (PythonEngine.shutdown()); call PythonEngine.initialize() to start it "
     "again (objects of the old interpreter cannot be used)";
 
-// The same, when pyembed's 'exit' listener finalized Python (src/engine.ts): an 'exit' listener
-// that uses Python ran after it.
+// The same, when pyembed's 'exit' listener finalized Python (src/engine.ts, stop(true)): an
+// 'exit' listener that uses Python ran after it.
 inline constexpr const char kShutDownAtExitMessage[] =
     "Python was finalized at process exit by pyembed's 'exit' listener, before this use: add an "
     "'exit' listener that uses Python with process.prependListener('exit', ...) (one added with "

@@ -57,17 +57,6 @@ function startOptions(options: InitializeOptions): string {
 }
 
 let exitHookInstalled = false;
-let finalizedAtExit = false;
-
-/** What every use of Python says after shutdown() (native/engine.h says the same). */
-export const SHUT_DOWN_MESSAGE =
-  'Python was shut down (PythonEngine.shutdown()); call PythonEngine.initialize() to start it again ' +
-  '(objects of the old interpreter cannot be used)';
-/** The same when pyembed's 'exit' listener finalized Python (native/engine.h says the same). */
-const SHUT_DOWN_AT_EXIT_MESSAGE =
-  "Python was finalized at process exit by pyembed's 'exit' listener, before this use: add an " +
-  "'exit' listener that uses Python with process.prependListener('exit', ...) (one added with " +
-  "process.on('exit', ...) runs before pyembed's only once the code that added it has returned)";
 
 // Finalizes Python at process exit if the user never called shutdown(), so that atexit handlers
 // run and buffered output is flushed, as when Python itself exits. Kept the last 'exit' listener
@@ -75,7 +64,6 @@ const SHUT_DOWN_AT_EXIT_MESSAGE =
 // 'exit' listeners can still use Python.
 function finalizeAtExit(): void {
   if (!native.isRunning()) return;
-  finalizedAtExit = true;
   try {
     native.stop(true);
   } catch {
@@ -100,9 +88,9 @@ function helperSource(): string {
  */
 export function ensureRunning(): void {
   if (native.isRunning()) return;
-  if (native.wasShutDown()) {
-    throw new Error(finalizedAtExit ? SHUT_DOWN_AT_EXIT_MESSAGE : SHUT_DOWN_MESSAGE);
-  }
+  // The addon's words (native/engine.h), which say whether pyembed's 'exit' listener did it.
+  const shutDown = native.shutDownMessage();
+  if (shutDown !== undefined) throw new Error(shutDown);
   PythonEngine.initialize();
 }
 
@@ -279,7 +267,6 @@ function startShared(options: InitializeOptions): void {
   const chosen = locatePython(options.python);
   // Runs as the helper module loads, before any other Python code.
   native.start(chosen.library, chosen.executable, helperSource() + startSetup(configuration));
-  finalizedAtExit = false;
   if (isMainThread && !exitHookInstalled) {
     exitHookInstalled = true;
     process.on('exit', finalizeAtExit);

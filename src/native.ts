@@ -51,7 +51,8 @@ export interface NativeBinding {
   startIsolated(helperSource: string): void;
   isIsolated(): boolean;
   isRunning(): boolean;
-  wasShutDown(): boolean;
+  /** What a use of Python says once shutdown() (or pyembed's at exit) ended it; undefined otherwise. */
+  shutDownMessage(): string | undefined;
   info(): [version: string, executable: string, library: string] | undefined;
   setAsyncThreads(n: number): void;
 
