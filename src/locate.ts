@@ -23,7 +23,8 @@ export interface PythonInstallation {
 // module sysconfig itself reads), the probe costs little more than the interpreter's start.
 // Nothing asked depends on site: sys.executable and base_prefix are set before it runs.
 // Fields go out NUL-separated (no path holds a NUL), as bytes, so odd file names pass unchanged.
-const PROBE_MARKER = 'PYEMBED-PROBE\0';
+const PROBE_TAG = 'PYEMBED-PROBE';
+const PROBE_MARKER = `${PROBE_TAG}\0`;
 const PROBE = String.raw`
 import os, sys
 try:
@@ -54,7 +55,7 @@ for d in libdirs:
 fields = [sys.executable, sys.version.split()[0], '%d.%d.%d' % sys.version_info[:3],
           '1' if v('Py_ENABLE_SHARED') or v('PYTHONFRAMEWORK') else '0', found,
           '1' if v('Py_GIL_DISABLED') else '0']
-sys.stdout.buffer.write(b'PYEMBED-PROBE\0' + b'\0'.join(os.fsencode(f) for f in fields))
+sys.stdout.buffer.write(b'${PROBE_TAG}\0' + b'\0'.join(os.fsencode(f) for f in fields))
 `;
 
 const cache = new Map<string, PythonInstallation>();
