@@ -170,13 +170,19 @@ test('a virtualenv chosen with initialize({ python }), which wins over PYEMBED_P
   checkVenvResult(r.stdout);
 });
 
+/** A virtualenv without pip, from the system Python, in a scratch directory (`where` below it). */
+function scratchVenv(prefix: string, options: string[] = [], where = ''): string {
+  const root = tmpDir(prefix);
+  scratchDirs.push(root);
+  const dir = path.join(root, where, 'venv');
+  execFileSync(SYSTEM_PYTHON, ['-m', 'venv', ...options, '--without-pip', dir]);
+  return dir;
+}
+
 test('a virtualenv with --system-site-packages sees the system packages too', async (t) => {
   if (setupSkip) return t.skip(setupSkip);
   if (!canImport(SYSTEM_PYTHON, 'numpy')) return t.skip(`numpy is not installed for ${SYSTEM_PYTHON}`);
-  const sharedRoot = tmpDir('pyembed-venv-shared-');
-  scratchDirs.push(sharedRoot);
-  const shared = path.join(sharedRoot, 'venv');
-  execFileSync(SYSTEM_PYTHON, ['-m', 'venv', '--system-site-packages', '--without-pip', shared]);
+  const shared = scratchVenv('pyembed-venv-shared-', ['--system-site-packages']);
   const r = await runScript(`
     import { Py } from 'pyembed';
     const sys = Py.import('sys');
@@ -193,13 +199,10 @@ test("asking the venv's python where libpython is runs none of its site-packages
   // A .pth line starting with `import` runs at every start that imports `site` (twice in a venv:
   // CPython's site adds the venv's site-packages twice): this one writes the pid of the process
   // it runs in. pyembed's own start of Python imports site; its probe, another process, must not.
-  const root = tmpDir('pyembed-venv-pth-');
-  scratchDirs.push(root);
-  const counted = path.join(root, 'venv');
-  execFileSync(SYSTEM_PYTHON, ['-m', 'venv', '--without-pip', counted]);
+  const counted = scratchVenv('pyembed-venv-pth-');
   const python = path.join(counted, 'bin', 'python');
   const sitePackages = execFileSync(python, ['-c', 'import site; print(site.getsitepackages()[0])'], { encoding: 'utf8' }).trim();
-  const starts = path.join(root, 'starts.txt');
+  const starts = path.join(path.dirname(counted), 'starts.txt');
   fs.writeFileSync(path.join(sitePackages, 'count_starts.pth'),
     `import os; open(${JSON.stringify(starts)}, 'a').write('%d\\n' % os.getpid())\n`);
   const r = await runScript(`
@@ -216,10 +219,7 @@ test("asking the venv's python where libpython is runs none of its site-packages
 
 test('a virtualenv whose path has spaces, quotes and non-ASCII letters', async (t) => {
   if (setupSkip) return t.skip(setupSkip);
-  const root = tmpDir('pyembed-venv-odd-');
-  scratchDirs.push(root);
-  const odd = path.join(root, `dir with 'quotes' "and" ü € spaces`, 'venv');
-  execFileSync(SYSTEM_PYTHON, ['-m', 'venv', '--without-pip', odd]);
+  const odd = scratchVenv('pyembed-venv-odd-', [], `dir with 'quotes' "and" ü € spaces`);
   const python = path.join(odd, 'bin', 'python');
   const r = await runScript(`
     import { PythonEngine } from 'pyembed';
